@@ -1,0 +1,426 @@
+"""What the four platform connectors share: errors, AES-CBC, tokens, policy types.
+
+Every connector has a pure ``protocol.py`` (signing and crypto) and a ``policy.py``
+(its sync policy as data). The pieces they have in common live here once, so a
+fix to padding checks or token arithmetic reaches all four platforms together:
+
+* the protocol errors (:class:`SignatureError`, :class:`DecryptError`, ...);
+* strict AES-CBC with PKCS#7 padding to a chosen block size;
+* constant-time comparison of received signatures;
+* the token bookkeeping (:class:`TokenState`, :func:`needs_refresh`, ...);
+* the :class:`SyncPolicy` struct each ``policy.py`` instantiates, with the pure
+  helpers that read it (:func:`is_rate_limited`, :func:`backoff_delay_s`).
+
+Nothing here performs I/O or reads the clock: time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+from typing import Literal
+
+import msgspec
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProtocolError(Exception):
+    """A platform message or request failed a protocol check."""
+
+
+class SignatureError(ProtocolError):
+    """A signature did not match what the shared secret produces."""
+
+
+class DecryptError(ProtocolError):
+    """An encrypted platform message could not be decrypted and trusted."""
+
+
+class UnsupportedSignMethodError(ProtocolError, ValueError):
+    """A request named a signing method the platform does not define."""
+
+
+# --------------------------------------------------------------------------- AES
+
+_AES_BLOCK_BYTES = 16
+_AES_KEY_SIZES = (16, 24, 32)
+
+
+def aes_cbc_encrypt(
+    key: bytes, iv: bytes, plaintext: bytes, *, pad_block_bytes: int = 16
+) -> bytes:
+    """Encrypt with AES-CBC after PKCS#7 padding to ``pad_block_bytes``.
+
+    Args:
+        key: The AES key (16, 24 or 32 bytes).
+        iv: The 16-byte initialisation vector.
+        plaintext: The bytes to encrypt.
+        pad_block_bytes: The padding block: 16 for PKCS#5/7 as most platforms use
+            it, 32 for WeChat's message encryption.
+
+    Returns:
+        The ciphertext.
+
+    Raises:
+        ValueError: If the key or IV has the wrong length.
+    """
+    _check_key_and_iv(key, iv)
+    padder = padding.PKCS7(pad_block_bytes * 8).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(padded) + encryptor.finalize()
+
+
+def aes_cbc_decrypt(
+    key: bytes, iv: bytes, ciphertext: bytes, *, pad_block_bytes: int = 16
+) -> bytes:
+    """Decrypt AES-CBC and strictly remove PKCS#7 padding to ``pad_block_bytes``.
+
+    The padding is checked in full (every pad byte, and a pad length between 1
+    and ``pad_block_bytes``): a wrong key or a tampered ciphertext almost always
+    fails here instead of yielding garbage.
+
+    Args:
+        key: The AES key (16, 24 or 32 bytes).
+        iv: The 16-byte initialisation vector.
+        ciphertext: The bytes to decrypt.
+        pad_block_bytes: The padding block the sender used (16 or 32).
+
+    Returns:
+        The plaintext without padding.
+
+    Raises:
+        DecryptError: If the ciphertext is empty, not whole AES blocks, or its
+            padding is wrong.
+        ValueError: If the key or IV has the wrong length.
+    """
+    _check_key_and_iv(key, iv)
+    if not ciphertext or len(ciphertext) % _AES_BLOCK_BYTES:
+        raise DecryptError(
+            f"ciphertext of {len(ciphertext)} bytes is not a whole number of "
+            f"{_AES_BLOCK_BYTES}-byte AES blocks"
+        )
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(pad_block_bytes * 8).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise DecryptError(
+            f"bad PKCS#7 padding (block {pad_block_bytes} bytes, last byte "
+            f"{padded[-1]}): wrong key or tampered ciphertext"
+        ) from None
+
+
+def _check_key_and_iv(key: bytes, iv: bytes) -> None:
+    if len(key) not in _AES_KEY_SIZES:
+        raise ValueError(f"AES key is {len(key)} bytes; AES needs 16, 24 or 32")
+    if len(iv) != _AES_BLOCK_BYTES:
+        raise ValueError(f"AES-CBC IV is {len(iv)} bytes; it must be 16")
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def digests_match(expected: str, received: str, *, ignore_case: bool = False) -> bool:
+    """Compare a computed signature with a received one in constant time.
+
+    Args:
+        expected: The signature computed with the shared secret.
+        received: The signature the peer sent (header or parameter).
+        ignore_case: Compare hex digests case-insensitively (some platforms
+            send upper-case hex).
+
+    Returns:
+        True when they are equal.
+    """
+    if ignore_case:
+        expected, received = expected.lower(), received.lower()
+    return hmac.compare_digest(
+        expected.encode("utf-8"), received.encode("utf-8", "surrogatepass")
+    )
+
+
+def require_signature(
+    expected: str, received: str, *, what: str, ignore_case: bool = False
+) -> None:
+    """Raise :class:`SignatureError` unless ``received`` equals ``expected``.
+
+    Args:
+        expected: The signature computed with the shared secret.
+        received: The signature the peer sent.
+        what: What was signed, for the message (``"event-sign header"``).
+        ignore_case: Compare hex digests case-insensitively.
+
+    Raises:
+        SignatureError: If they differ. The message shows the received value and
+            never the expected one, which would help a forger.
+    """
+    if not digests_match(expected, received, ignore_case=ignore_case):
+        raise SignatureError(f"{what} mismatch: got {received!r}")
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+class TokenState(msgspec.Struct, frozen=True, kw_only=True):
+    """An access token the hub holds for one shop, and when it stops working.
+
+    ``refresh_token`` is None for platforms whose access token is fetched again
+    with the app secret (WeChat) instead of refreshed.
+    """
+
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str | None = None
+    refresh_expires_at: datetime | None = None
+
+
+def token_state_from_grant(
+    *,
+    access_token: str,
+    expires_in_s: int,
+    now: datetime,
+    refresh_token: str | None = None,
+    refresh_expires_in_s: int | None = None,
+    previous: TokenState | None = None,
+) -> TokenState:
+    """Build the token state from a token response received at ``now``.
+
+    A refresh that returns no new refresh token keeps the previous one; a refresh
+    that returns no refresh lifetime keeps the previous expiry (Kuaishou: a
+    rotated refresh token inherits its predecessor's expiry).
+
+    Args:
+        access_token: The new access token.
+        expires_in_s: Its lifetime in seconds, as the platform returned it.
+        now: When the response was received.
+        refresh_token: The refresh token returned with it, if any.
+        refresh_expires_in_s: The refresh token's lifetime, if returned.
+        previous: The state being replaced, if this is a refresh.
+
+    Returns:
+        The new token state.
+    """
+    if refresh_token is None and previous is not None:
+        refresh_token = previous.refresh_token
+    if refresh_expires_in_s is not None:
+        refresh_expires_at: datetime | None = now + timedelta(
+            seconds=refresh_expires_in_s
+        )
+    else:
+        refresh_expires_at = previous.refresh_expires_at if previous else None
+    return TokenState(
+        access_token=access_token,
+        access_expires_at=now + timedelta(seconds=expires_in_s),
+        refresh_token=refresh_token,
+        refresh_expires_at=refresh_expires_at,
+    )
+
+
+def access_token_due(state: TokenState, now: datetime, margin: timedelta) -> bool:
+    """Whether the access token expires within ``margin`` of ``now`` (or has).
+
+    Args:
+        state: The token state.
+        now: The current time.
+        margin: How long before expiry a refresh is due.
+
+    Returns:
+        True when the token should be refreshed now.
+    """
+    return now >= state.access_expires_at - margin
+
+
+def refresh_token_expired(state: TokenState, now: datetime) -> bool:
+    """Whether the shop must authorise again because refreshing is impossible.
+
+    Args:
+        state: The token state.
+        now: The current time.
+
+    Returns:
+        True when there is no refresh token or it has expired.
+    """
+    if state.refresh_token is None:
+        return True
+    return state.refresh_expires_at is not None and now >= state.refresh_expires_at
+
+
+# --------------------------------------------------------------------------- policy
+
+OrderMode = Literal["push", "poll", "manual"]
+StockDirection = Literal["two_way", "shop_to_channel", "channel_to_shop"]
+StockMode = Literal["realtime", "scheduled_calibration"]
+ProfileMode = Literal[
+    "deidentified_merge", "stored_separately", "encrypted_transfer", "custom_mapping"
+]
+ProfileDestination = Literal["hub", "separate_store", "crm"]
+ProductMode = Literal["realtime", "poll", "none"]
+AuthMode = Literal["app_secret", "oauth2", "api_key"]
+
+
+class OrderSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How orders reach the hub from the platform.
+
+    ``poll_interval_s`` is the regular poll (or the fallback under pushes);
+    ``poll_delay_s`` makes a poll read only orders at least that old.
+    """
+
+    mode: OrderMode
+    push_enabled: bool
+    poll_interval_s: int | None = None
+    poll_delay_s: int = 0
+
+
+class StockSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How stock moves between the shop and the channel.
+
+    ``platform_is_source_of_truth`` says whether a number read from the platform
+    may overwrite the hub's; ``calibration_times`` are local ``HH:MM`` times
+    (``timezone``) for scheduled calibration.
+    """
+
+    direction: StockDirection
+    mode: StockMode
+    platform_is_source_of_truth: bool
+    calibration_times: tuple[str, ...] = ()
+    timezone: str = "Asia/Shanghai"
+    alert_within_s: int | None = None
+
+
+class ProfileSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """What happens to user profiles the platform shares."""
+
+    mode: ProfileMode
+    destination: ProfileDestination
+    deidentify: bool
+    encrypt_in_transit: bool
+
+
+class ProductSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How the product library follows the shop."""
+
+    mode: ProductMode
+    poll_interval_s: int | None = None
+
+
+class RateLimitPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """A token bucket per shop and the platform's ways of saying "slow down".
+
+    ``rate_per_s``/``burst`` are the hub's own defaults, set below the platform's
+    published caps; the error codes, messages and HTTP statuses are the
+    platform's signals that a limit was hit.
+    """
+
+    rate_per_s: float
+    burst: int
+    error_codes: tuple[str, ...] = ()
+    error_messages: tuple[str, ...] = ()
+    http_statuses: tuple[int, ...] = (429,)
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Exponential backoff with full jitter for retryable failures."""
+
+    max_attempts: int
+    base_delay_s: float
+    max_delay_s: float
+    multiplier: float = 2.0
+    rate_limited_min_delay_s: float = 1.0
+
+
+class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Token lifetimes and when the hub refreshes."""
+
+    access_ttl_s: int
+    refresh_margin_s: int
+    refresh_ttl_s: int | None = None
+    rotates_refresh_token: bool = False
+    expired_codes: tuple[str, ...] = ()
+
+
+class SyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """One platform's sync policy: the data a connector obeys (SPEC.md §4).
+
+    Every rule is data, so a changed threshold or a new platform is a data
+    change, not a code change.
+    """
+
+    platform: str
+    auth: AuthMode
+    orders: OrderSyncPolicy
+    stock: StockSyncPolicy
+    profiles: ProfileSyncPolicy
+    products: ProductSyncPolicy
+    rate_limit: RateLimitPolicy
+    retry: RetryPolicy
+    token: TokenPolicy
+
+
+def is_rate_limited(
+    policy: RateLimitPolicy,
+    *,
+    http_status: int | None = None,
+    code: str | int | None = None,
+    message: str | None = None,
+) -> bool:
+    """Whether a platform response says a rate limit was hit.
+
+    Args:
+        policy: The platform's rate-limit facts.
+        http_status: The HTTP status of the response, if known.
+        code: The platform's error code (compared as a string).
+        message: The platform's error message (searched for the known phrases).
+
+    Returns:
+        True when any signal matches.
+    """
+    if http_status is not None and http_status in policy.http_statuses:
+        return True
+    if code is not None and str(code) in policy.error_codes:
+        return True
+    return message is not None and any(
+        phrase in message for phrase in policy.error_messages
+    )
+
+
+def backoff_delay_s(
+    policy: RetryPolicy,
+    attempt: int,
+    random_fraction: float,
+    *,
+    rate_limited: bool = False,
+) -> float:
+    """The wait before retry number ``attempt`` (1-based), with full jitter.
+
+    The randomness comes in as ``random_fraction`` so the function stays pure
+    and tests are deterministic.
+
+    Args:
+        policy: The retry policy.
+        attempt: Which retry this is, starting at 1.
+        random_fraction: A number in [0, 1) from the caller's random source.
+        rate_limited: Whether the failure was a rate limit, which never retries
+            sooner than ``policy.rate_limited_min_delay_s``.
+
+    Returns:
+        Seconds to wait.
+
+    Raises:
+        ValueError: If ``attempt`` < 1 or ``random_fraction`` is outside [0, 1).
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt {attempt} < 1")
+    if not 0.0 <= random_fraction < 1.0:
+        raise ValueError(f"random_fraction {random_fraction} is outside [0, 1)")
+    ceiling = min(
+        policy.max_delay_s, policy.base_delay_s * policy.multiplier ** (attempt - 1)
+    )
+    delay = ceiling * random_fraction
+    if rate_limited:
+        delay = max(delay, policy.rate_limited_min_delay_s)
+    return delay

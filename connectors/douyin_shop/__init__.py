@@ -1,0 +1,1 @@
+"""Douyin Shop (抖店) connector: protocol, translation, client and policy."""

@@ -1,0 +1,1 @@
+"""Kuaishou Shop (快手小店) connector: protocol, translation, client and policy."""

@@ -1,0 +1,1 @@
+"""Youzan cloud (有赞云) connector: protocol, translation, client and policy."""

@@ -1,0 +1,144 @@
+"""The composition root: builds the hub from settings, and nothing else does.
+
+Keyword arguments carry production defaults; tests call :func:`bootstrap` with
+their own servers, clock and id factory. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from domain.events import DomainError
+from hub.commands import COMMANDS, CommandDecodeError, decode_command
+from hub.commit import GroupCommitter, Outcome, utc_now
+from hub.messages import CommandReply, ErrorInfo, event_type
+from hub.migrate import migrate
+from hub.relay import Relay
+from hub.settings import eventsourcing_env
+from hub.store import HubApplication
+from projections.base import Projection, ProjectionRunner
+from projections.stock import StockOnHandProjection
+
+
+def default_projections() -> list[Projection]:
+    """Every read model the hub keeps."""
+    return [StockOnHandProjection()]
+
+
+@dataclass
+class Hub:
+    """A running hub: store, committer, relay and projections.
+
+    Use :meth:`execute` (typed commands) or :meth:`handle` (name + JSON bytes,
+    as NATS and the CLI do).
+    """
+
+    database_url: str
+    nats_url: str | None
+    app: HubApplication
+    committer: GroupCommitter
+    relay: Relay | None
+    projections: list[ProjectionRunner] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Start committing, relaying and projecting."""
+        await self.committer.start()
+        if self.relay is not None:
+            await self.relay.start()
+        for runner in self.projections:
+            await runner.start()
+
+    async def stop(self) -> None:
+        """Stop everything started, finishing queued commands first."""
+        await self.committer.stop()
+        for runner in self.projections:
+            await runner.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        await asyncio.to_thread(self.app.close)
+
+    async def execute(self, name: str, command: msgspec.Struct) -> Outcome:
+        """Run a typed command; return once its events are durable."""
+        return await self.committer.execute(COMMANDS[name].rules, command)
+
+    async def handle(self, name: str, payload: bytes) -> CommandReply:
+        """Decode, run and answer one command; never raises for bad input."""
+        try:
+            command = decode_command(name, payload)
+            outcome = await self.execute(name, command)
+        except CommandDecodeError as exc:
+            return CommandReply(
+                ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
+            )
+        except DomainError as exc:
+            return CommandReply(
+                ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
+            )
+        return CommandReply(
+            ok=True,
+            aggregate_id=outcome.aggregate_id,
+            version=outcome.version,
+            positions=list(outcome.positions),
+            events=[event_type(e) for e in outcome.events],
+            state=_public_state(outcome.state),
+        )
+
+    def projection(self, name: str) -> ProjectionRunner:
+        """The runner of projection ``name``."""
+        for runner in self.projections:
+            if runner.projection.name == name:
+                return runner
+        raise LookupError(f"no projection named {name!r}")
+
+
+def _public_state(state: Any) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    data: dict[str, Any] = msgspec.to_builtins(state)
+    data.pop("recent_requests", None)
+    return data
+
+
+def bootstrap(
+    *,
+    database_url: str,
+    nats_url: str | None,
+    clock: Callable[[], datetime] = utc_now,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    run_relay: bool = True,
+    projections: Sequence[Projection] | None = None,
+    apply_migrations: bool = True,
+) -> Hub:
+    """Build a hub on the given servers (it starts nothing until ``start``).
+
+    Args:
+        database_url: PostgreSQL for the log and the read models.
+        nats_url: NATS for the relay; ``None`` runs without a relay.
+        clock: the time source of every event.
+        new_id: the id source of every event.
+        run_relay: whether this process publishes the log to ``HUB_EVENTS``.
+        projections: read models to keep current here (default: all).
+        apply_migrations: apply pending migrations first.
+    """
+    if apply_migrations:
+        migrate(database_url)
+    app = HubApplication(env=eventsourcing_env(database_url))
+    committer = GroupCommitter(app, clock=clock, new_id=new_id)
+    relay = Relay(database_url, nats_url) if (run_relay and nats_url) else None
+    chosen = default_projections() if projections is None else list(projections)
+    runners = [ProjectionRunner(p, database_url) for p in chosen]
+    return Hub(
+        database_url=database_url,
+        nats_url=nats_url,
+        app=app,
+        committer=committer,
+        relay=relay,
+        projections=runners,
+    )

@@ -1,0 +1,239 @@
+"""Group commit: many concurrent commands, one transaction.
+
+Every insert into the log takes an EXCLUSIVE table lock (so commit order equals
+log order), which serialises writers. Throughput therefore comes from putting
+the commands that arrive together into one transaction: the committer drains
+whatever is queued, decides each command against the latest state (including
+earlier commands of the same batch), stores all their events at once, and only
+then answers each caller. Each caller still hears back only after its events
+are durable.
+
+A batch that loses an optimistic-concurrency race (another hub process wrote to
+one of its aggregates) is decided again from freshly loaded state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.events import Context, DomainError, Event, project
+from hub.store import HubApplication
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000
+MAX_CONFLICT_RETRIES = 8
+CACHE_SIZE = 100_000
+
+
+class AggregateRules(Protocol):
+    """What the committer needs to know about one kind of aggregate."""
+
+    def aggregate_id(self, command: Any) -> uuid.UUID:
+        """The id of the aggregate the command addresses."""
+        ...
+
+    def decide(self, state: Any, command: Any, ctx: Context) -> list[Event]:
+        """New events for ``command`` given ``state`` (or a ``DomainError``)."""
+        ...
+
+    def mutate(self, event: Any, state: Any) -> Any:
+        """``state`` evolved by ``event``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: its events and their log positions (empty if a retry)."""
+
+    aggregate_id: uuid.UUID
+    version: int
+    events: tuple[Event, ...]
+    positions: tuple[int, ...]
+    state: Any = None
+
+
+@dataclass
+class _Pending:
+    command: Any
+    rules: AggregateRules
+    future: asyncio.Future[Outcome]
+    aggregate_id: uuid.UUID = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.aggregate_id = self.rules.aggregate_id(self.command)
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+class GroupCommitter:
+    """Runs commands against aggregates, committing them in groups.
+
+    Args:
+        app: the event store application.
+        clock: returns the current time (injected for deterministic tests).
+        new_id: returns fresh event ids.
+        max_batch: upper bound of commands in one transaction.
+    """
+
+    def __init__(
+        self,
+        app: HubApplication,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._app = app
+        self._clock = clock
+        self._new_id = new_id
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
+        self._worker: asyncio.Task[None] | None = None
+        #: Number of transactions committed and commands carried (for tests, bench).
+        self.transactions = 0
+        self.commands = 0
+
+    async def start(self) -> None:
+        """Start the committing task."""
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="group-committer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._worker is not None:
+            await self._queue.join()
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    async def execute(self, rules: AggregateRules, command: Any) -> Outcome:
+        """Run ``command``; return once its events are durable.
+
+        Raises:
+            DomainError: the command broke a rule; nothing was stored.
+        """
+        if self._worker is None:
+            raise RuntimeError("GroupCommitter.start() was not called")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(command, rules, future))
+        return await future
+
+    async def load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
+        """The current state of one aggregate (``None`` if it has no events)."""
+        return await asyncio.to_thread(self._load, rules, aggregate_id)
+
+    def _load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
+        try:
+            events = self._app.load_events(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return project(rules.mutate, None, events)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # the store failed: every caller hears it
+                log.exception("group commit of %d commands failed", len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            missing = {
+                p.aggregate_id: p.rules
+                for p in batch
+                if p.aggregate_id not in self._cache and not p.future.done()
+            }
+            if missing:
+                loaded = await asyncio.to_thread(self._load_many, missing)
+                for aggregate_id, state in loaded.items():
+                    self._remember(aggregate_id, state)
+            states: dict[uuid.UUID, Any] = {}
+            decided: list[tuple[_Pending, list[Event], Any]] = []
+            ctx = Context(now=self._clock(), new_id=self._new_id)
+            for pending in batch:
+                if pending.future.done():
+                    continue
+                aid = pending.aggregate_id
+                state = states[aid] if aid in states else self._cache.get(aid)
+                try:
+                    events = pending.rules.decide(state, pending.command, ctx)
+                except DomainError as exc:
+                    pending.future.set_exception(exc)
+                    continue
+                for event in events:
+                    state = pending.rules.mutate(event, state)
+                states[aid] = state
+                decided.append((pending, events, state))
+            all_events = [e for _, events, _ in decided for e in events]
+            try:
+                positions = (
+                    await asyncio.to_thread(self._app.append, all_events)
+                    if all_events
+                    else []
+                )
+            except IntegrityError:
+                log.info("batch lost a concurrency race (attempt %d)", attempt + 1)
+                for aid in states:
+                    self._cache.pop(aid, None)
+                continue
+            self.transactions += 1
+            self.commands += len(decided)
+            for aid, state in states.items():
+                self._remember(aid, state)
+            cursor = 0
+            for pending, events, state in decided:
+                mine = tuple(positions[cursor : cursor + len(events)])
+                cursor += len(events)
+                pending.future.set_result(
+                    Outcome(
+                        aggregate_id=pending.aggregate_id,
+                        version=getattr(state, "version", 0),
+                        events=tuple(events),
+                        positions=mine,
+                        state=state,
+                    )
+                )
+            return
+        raise IntegrityError(
+            f"batch still conflicted after {MAX_CONFLICT_RETRIES} attempts"
+        )
+
+    def _load_many(
+        self, wanted: dict[uuid.UUID, AggregateRules]
+    ) -> dict[uuid.UUID, Any]:
+        return {aid: self._load(rules, aid) for aid, rules in wanted.items()}
+
+    def _remember(self, aggregate_id: uuid.UUID, state: Any) -> None:
+        if state is None:
+            return
+        self._cache[aggregate_id] = state
+        self._cache.move_to_end(aggregate_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)

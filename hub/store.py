@@ -1,0 +1,134 @@
+"""The event store: one eventsourcing Application on PostgreSQL, msgspec-encoded.
+
+All aggregates share one application (``Hub``) and so one global log, the
+``hub_events`` table, whose ``notification_id`` is the log position that the
+relay, the projections and ``hub status`` speak of.
+
+Events are stored as msgspec JSON under a stable topic ``TOPIC:vN``; an event
+stored at an older version is upcast when read, never rewritten.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from eventsourcing.application import Application
+from eventsourcing.persistence import (
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+)
+
+from domain.events import Event, event_class
+
+#: Name of the application: its events table is ``hub_events``.
+APPLICATION_NAME = "Hub"
+EVENTS_TABLE = "hub_events"
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Event], msgspec.json.Decoder[Any]] = {}
+
+
+def stored_topic(cls: type[Event]) -> str:
+    """The topic an event class is stored under: ``TOPIC:vVERSION``."""
+    return f"{cls.TOPIC}:v{cls.VERSION}"
+
+
+def parse_topic(topic: str) -> tuple[str, int]:
+    """Split a stored topic into its stable name and schema version."""
+    name, _, version = topic.rpartition(":v")
+    if not name or not version.isdigit():
+        raise MapperDeserialisationError(f"stored topic {topic!r} is not NAME:vN")
+    return name, int(version)
+
+
+def encode_event(event: Event) -> bytes:
+    """The stored state of ``event`` (msgspec JSON)."""
+    return _encoder.encode(event)
+
+
+def decode_event(topic: str, state: bytes) -> Event:
+    """Decode a stored event into its typed struct, upcasting old versions.
+
+    Raises:
+        MapperDeserialisationError: unknown topic or undecodable state.
+    """
+    name, version = parse_topic(topic)
+    try:
+        cls = event_class(name)
+    except LookupError as exc:
+        raise MapperDeserialisationError(str(exc)) from None
+    try:
+        if version == cls.VERSION:
+            decoder = _decoders.get(cls)
+            if decoder is None:
+                decoder = _decoders[cls] = msgspec.json.Decoder(cls)
+            return decoder.decode(state)  # type: ignore[no-any-return]
+        raw: dict[str, Any] = msgspec.json.decode(state)
+        while version < cls.VERSION:
+            raw = getattr(cls, f"upcast_v{version}")(raw)
+            version += 1
+        return msgspec.convert(raw, cls)
+    except (msgspec.DecodeError, msgspec.ValidationError, AttributeError) as exc:
+        raise MapperDeserialisationError(
+            f"cannot decode stored event {topic!r}: {exc}"
+        ) from exc
+
+
+class _UnusedTranscoder(Transcoder):
+    """The msgspec mapper encodes whole structs; no dict transcoding is used."""
+
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+class MsgspecMapper(Mapper[uuid.UUID]):
+    """Maps msgspec event structs to stored events and back (no pickle, no dicts)."""
+
+    def __init__(self) -> None:
+        super().__init__(transcoder=_UnusedTranscoder())
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        """Encode a domain event for the ``hub_events`` table."""
+        event: Event = domain_event
+        return StoredEvent(
+            originator_id=event.originator_id,
+            originator_version=event.originator_version,
+            topic=stored_topic(type(event)),
+            state=encode_event(event),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        """Decode a stored event into its typed, current-version struct."""
+        return decode_event(stored_event.topic, stored_event.state)
+
+
+class HubApplication(Application[uuid.UUID]):
+    """The hub's event-sourced application: every aggregate, one log."""
+
+    name = APPLICATION_NAME
+
+    def construct_mapper(self) -> Mapper[uuid.UUID]:
+        """Use the msgspec mapper instead of the library's JSON transcoder."""
+        return MsgspecMapper()
+
+    def append(self, events: Iterable[Event]) -> list[int]:
+        """Store ``events`` in one transaction; return their log positions.
+
+        Raises:
+            eventsourcing.persistence.IntegrityError: another writer stored a
+                conflicting version of one of the aggregates first.
+        """
+        recordings = self.save(*events)
+        return [r.notification.id for r in recordings]
+
+    def load_events(self, aggregate_id: uuid.UUID) -> list[Event]:
+        """Every stored event of one aggregate, in version order."""
+        return list(self.events.get(aggregate_id))

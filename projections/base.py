@@ -1,0 +1,208 @@
+"""Projections: read models folded from the log, exactly once, rebuildable.
+
+A :class:`Projection` says which tables it owns and how one event changes them.
+The :class:`ProjectionRunner` feeds it the log in order: each batch of events
+and the projection's position in ``projection_tracking`` are written in one
+transaction, so a crash (even SIGKILL) never applies an event twice or skips
+one. It catches up from its position on start, then follows new events as
+PostgreSQL notifies them (no polling loop), and can rebuild from zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import psycopg
+from psycopg import sql
+
+from domain.events import Event
+from hub.store import EVENTS_TABLE, decode_event
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+#: Upper bound on waiting for a notification before looking anyway (a safety
+#: net for a lost NOTIFY, not the way new events are found).
+NOTIFY_SAFETY_S = 2.0
+
+
+class Projection(ABC):
+    """A read model: the tables it owns and how each event changes them."""
+
+    #: Unique name; its row in ``projection_tracking``.
+    name: ClassVar[str]
+    #: Tables this projection writes (and empties on rebuild).
+    tables: ClassVar[tuple[str, ...]]
+    #: Stable event topics it reads (without ``:vN``); empty means all.
+    topics: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    async def apply(
+        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
+    ) -> None:
+        """Write the effect of ``event`` (at log ``position``) to the tables."""
+
+
+async def read_log(
+    conn: psycopg.AsyncConnection[object], after: int, limit: int
+) -> list[tuple[int, str, bytes]]:
+    """Up to ``limit`` stored events after log position ``after``, in order."""
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT notification_id, topic, state FROM {} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(EVENTS_TABLE)),
+        (after, limit),
+    )
+    rows = await cur.fetchall()
+    return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[index]
+
+
+async def log_head(conn: psycopg.AsyncConnection[object]) -> int:
+    """Position of the newest event in the log (0 if empty)."""
+    cur = await conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(EVENTS_TABLE)
+        )
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0  # type: ignore[index]
+
+
+class ProjectionRunner:
+    """Keeps one projection current with the log.
+
+    Args:
+        projection: the read model to feed.
+        database_url: PostgreSQL holding both the log and the projection tables.
+    """
+
+    def __init__(self, projection: Projection, database_url: str) -> None:
+        self.projection = projection
+        self.database_url = database_url
+        self.position = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Condition()
+
+    async def start(self) -> None:
+        """Catch up in the background and keep following."""
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self.run(), name=self.projection.name)
+
+    async def stop(self) -> None:
+        """Stop following (the position stays where the last commit left it)."""
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        """Follow the log until stopped."""
+        async with (
+            await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True
+            ) as listener,
+            await psycopg.AsyncConnection.connect(self.database_url) as conn,
+        ):
+            await listener.execute(
+                sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
+            )
+            await self._ensure_tracking(conn)
+            while not self._stop.is_set():
+                while await self.step(conn):
+                    pass
+                async for _ in listener.notifies(timeout=NOTIFY_SAFETY_S, stop_after=1):
+                    pass
+
+    async def _ensure_tracking(self, conn: psycopg.AsyncConnection[object]) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO projection_tracking (name) VALUES (%s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (self.projection.name,),
+            )
+
+    async def step(self, conn: psycopg.AsyncConnection[object]) -> int:
+        """Apply the next batch in one transaction; return how many events."""
+        topics = self.projection.topics
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
+                (self.projection.name,),
+            )
+            row = await cur.fetchone()
+            position = int(row[0]) if row else 0  # type: ignore[index]
+            rows = await read_log(conn, position, BATCH_SIZE)
+            if not rows:
+                self.position = position
+                await self._notify_waiters()
+                return 0
+            async with conn.pipeline(), conn.cursor() as wcur:
+                for notification_id, topic, state in rows:
+                    if not topics or topic.rpartition(":v")[0] in topics:
+                        event = decode_event(topic, state)
+                        await self.projection.apply(wcur, event, notification_id)
+                last = rows[-1][0]
+                await wcur.execute(
+                    "UPDATE projection_tracking SET position = %s, updated_at = now() "
+                    "WHERE name = %s",
+                    (last, self.projection.name),
+                )
+        self.position = last
+        await self._notify_waiters()
+        return len(rows)
+
+    async def _notify_waiters(self) -> None:
+        async with self._caught_up:
+            self._caught_up.notify_all()
+
+    async def wait_for(self, position: int, timeout: float = 30.0) -> None:
+        """Return once the projection has applied the log up to ``position``."""
+        async with asyncio.timeout(timeout), self._caught_up:
+            await self._caught_up.wait_for(lambda: self.position >= position)
+
+
+async def rebuild(database_url: str, projection: Projection) -> int:
+    """Empty the projection's tables and replay the whole log into them.
+
+    Runs in transactions of :data:`BATCH_SIZE` events; returns the final position.
+    """
+    runner = ProjectionRunner(projection, database_url)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await runner._ensure_tracking(conn)
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
+                (projection.name,),
+            )
+            for table in projection.tables:
+                await conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
+            await conn.execute(
+                "UPDATE projection_tracking SET position = 0, updated_at = now() "
+                "WHERE name = %s",
+                (projection.name,),
+            )
+        while await runner.step(conn):
+            pass
+    return runner.position
+
+
+async def positions(database_url: str) -> dict[str, int]:
+    """Every projection's tracked position."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT name, position FROM projection_tracking")
+        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
+
+
+def by_name(projections: Sequence[Projection]) -> dict[str, Projection]:
+    """Index projections by name."""
+    return {p.name: p for p in projections}
