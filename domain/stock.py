@@ -23,6 +23,7 @@ RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 REMEMBERED_REQUESTS = 256
 
 
+@functools.lru_cache(maxsize=65536)
 def stock_item_id(sku: str) -> uuid.UUID:
     """The aggregate id of hub SKU ``sku``."""
     return derive_id("stock_item", sku)

@@ -16,20 +16,31 @@ from typing import Any
 import msgspec
 
 from domain.events import DomainError
-from hub.commands import COMMANDS, CommandDecodeError, decode_command
+from domain.policy import PolicyBook
+from hub.commands import CommandDecodeError, command_rules, decode_command
 from hub.commit import GroupCommitter, Outcome, utc_now
 from hub.messages import CommandReply, ErrorInfo, event_type
 from hub.migrate import migrate
+from hub.policies import load_policy_book
 from hub.relay import Relay
 from hub.settings import eventsourcing_env
 from hub.store import HubApplication
 from projections.base import Projection, ProjectionRunner
+from projections.bindings import BindingsProjection
 from projections.stock import StockOnHandProjection
 
 
-def default_projections() -> list[Projection]:
-    """Every read model the hub keeps."""
-    return [StockOnHandProjection()]
+def default_projections(policy_book: PolicyBook | None = None) -> list[Projection]:
+    """Every read model the hub keeps.
+
+    ``policy_book`` (default: the bundled one) gives the holiday calendar that
+    review due dates are counted in.
+    """
+    book = load_policy_book() if policy_book is None else policy_book
+    return [
+        StockOnHandProjection(),
+        BindingsProjection(calendar=book.holiday_calendar),
+    ]
 
 
 @dataclass
@@ -46,6 +57,17 @@ class Hub:
     committer: GroupCommitter
     relay: Relay | None
     projections: list[ProjectionRunner] = field(default_factory=list)
+    #: The platform policy book the binding rules read (default: bundled).
+    policy_book: PolicyBook | None = None
+    #: Each command's rules, those that read the policy book reading this one's.
+    rules: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Load the bundled policy book and bind the rules when not given."""
+        if self.policy_book is None:
+            self.policy_book = load_policy_book()
+        if not self.rules:
+            self.rules = command_rules(self.policy_book)
 
     async def start(self) -> None:
         """Start committing, relaying and projecting."""
@@ -66,7 +88,7 @@ class Hub:
 
     async def execute(self, name: str, command: msgspec.Struct) -> Outcome:
         """Run a typed command; return once its events are durable."""
-        return await self.committer.execute(COMMANDS[name].rules, command)
+        return await self.committer.execute(self.rules[name], command)
 
     async def handle(self, name: str, payload: bytes) -> CommandReply:
         """Decode, run and answer one command; never raises for bad input."""
@@ -115,6 +137,7 @@ def bootstrap(
     run_relay: bool = True,
     projections: Sequence[Projection] | None = None,
     apply_migrations: bool = True,
+    policy_book: PolicyBook | None = None,
 ) -> Hub:
     """Build a hub on the given servers (it starts nothing until ``start``).
 
@@ -126,13 +149,17 @@ def bootstrap(
         run_relay: whether this process publishes the log to ``HUB_EVENTS``.
         projections: read models to keep current here (default: all).
         apply_migrations: apply pending migrations first.
+        policy_book: the platform policy book the binding rules and the
+            bindings projection read; default: the bundled ``hub/policies.json``
+            (the CLI passes the book of ``HUB_POLICIES_FILE`` when it is set).
     """
     if apply_migrations:
         migrate(database_url)
     app = HubApplication(env=eventsourcing_env(database_url))
     committer = GroupCommitter(app, clock=clock, new_id=new_id)
     relay = Relay(database_url, nats_url) if (run_relay and nats_url) else None
-    chosen = default_projections() if projections is None else list(projections)
+    book = load_policy_book() if policy_book is None else policy_book
+    chosen = default_projections(book) if projections is None else list(projections)
     runners = [ProjectionRunner(p, database_url) for p in chosen]
     return Hub(
         database_url=database_url,
@@ -141,4 +168,6 @@ def bootstrap(
         committer=committer,
         relay=relay,
         projections=runners,
+        policy_book=book,
+        rules=command_rules(book),
     )

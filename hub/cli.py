@@ -2,7 +2,11 @@
 
 Verbs: ``serve`` (everything, on the embedded servers by default), ``migrate``,
 ``status``, ``docs``, ``send`` (one command over NATS), ``relay`` and
-``project`` (one worker alone, for scaling out), ``projections rebuild``.
+``project`` (one worker alone, for scaling out), ``projections rebuild``,
+``policies show`` (a platform's policy profile) and ``bindings
+request|suspend|unbind|show|list`` (see ``docs/bindings.md``).
+
+``HUB_POLICIES_FILE`` points every verb at another policy book.
 """
 
 from __future__ import annotations
@@ -15,14 +19,34 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from hub.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from domain.policy import PolicyBook
+
 
 def _print(*args: object) -> None:
     print(*args, flush=True)
+
+
+def _policy_book(settings: Settings) -> PolicyBook:
+    """The policy book of ``HUB_POLICIES_FILE``, or the bundled one."""
+    from domain.policy import PolicyBookError
+    from hub.policies import load_policy_book
+
+    try:
+        return load_policy_book(settings.policies_file)
+    except OSError as exc:
+        raise SettingsError(
+            f"HUB_POLICIES_FILE={settings.policies_file}: cannot read it "
+            f"({exc.strerror or exc})"
+        ) from None
+    except PolicyBookError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -54,11 +78,15 @@ def _servers(settings: Settings, *, start_embedded: bool) -> Iterator[tuple[str,
         servers.stop()
 
 
-async def _serve(database_url: str, nats_url: str) -> None:
+async def _serve(
+    database_url: str, nats_url: str, policy_book: PolicyBook | None = None
+) -> None:
     from hub.bootstrap import bootstrap
     from hub.nats_api import build_broker
 
-    hub = bootstrap(database_url=database_url, nats_url=nats_url)
+    hub = bootstrap(
+        database_url=database_url, nats_url=nats_url, policy_book=policy_book
+    )
     await hub.start()
     broker = build_broker(nats_url, hub)
     await broker.start()
@@ -76,6 +104,7 @@ async def _serve(database_url: str, nats_url: str) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    book = _policy_book(settings)
     with _servers(settings, start_embedded=True) as (db, nats_url):
         _print(f"HUB_DATABASE_URL={db}")
         _print(f"HUB_NATS_URL={nats_url}")
@@ -84,7 +113,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         applied = migrate(db)
         if applied:
             _print(f"migrations applied: {', '.join(applied)}")
-        asyncio.run(_serve(db, nats_url))
+        _print(
+            f"policy book: {settings.policies_file or 'bundled'} "
+            f"(revision {book.revision})"
+        )
+        asyncio.run(_serve(db, nats_url, book))
     _print("stopped")
     return 0
 
@@ -173,17 +206,17 @@ def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
 
     with _servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        projection = _projection(args.name)
+        projection = _projection(args.name, _policy_book(settings))
         runner = ProjectionRunner(projection, db)
         asyncio.run(_run_worker(runner.run))
     del default_projections
     return 0
 
 
-def _projection(name: str) -> object:
+def _projection(name: str, policy_book: PolicyBook | None = None) -> object:
     from hub.bootstrap import default_projections
 
-    found = {p.name: p for p in default_projections()}
+    found = {p.name: p for p in default_projections(policy_book)}
     if name not in found:
         raise SettingsError(
             f"projection {name!r} does not exist; known: {', '.join(sorted(found))}"
@@ -197,9 +230,290 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
     with _servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        position = asyncio.run(rebuild(db, _projection(args.name)))  # type: ignore[arg-type]
+        projection = _projection(args.name, _policy_book(settings))
+        position = asyncio.run(rebuild(db, projection))  # type: ignore[arg-type]
     _print(f"projection {args.name} rebuilt up to log position {position}")
     return 0
+
+
+def cmd_policies_show(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.policy import UnknownPlatformError
+    from hub.policies import format_profile
+
+    book = _policy_book(settings)
+    try:
+        profile = book.profile(args.platform)
+    except UnknownPlatformError as exc:
+        print(f"hub: error: {exc}", file=sys.stderr)
+        return 1
+    _print(format_profile(profile))
+    return 0
+
+
+# -- bindings -------------------------------------------------------------------
+
+BINDINGS_TRANSPORT_HELP = (
+    "Commands go over NATS (hub.cmd.binding.*) to a running hub (hub serve); "
+    "when no hub answers, they run in this process against the database (the "
+    "events reach HUB_EVENTS when a hub's relay next runs)."
+)
+
+
+async def _binding_command_local(
+    database_url: str, name: str, payload: bytes, book: PolicyBook
+) -> bytes:
+    """Run one command in this process, and bring the bindings table up to it."""
+    from hub.bootstrap import bootstrap
+
+    hub = bootstrap(
+        database_url=database_url, nats_url=None, run_relay=False, policy_book=book
+    )
+    await hub.start()
+    try:
+        reply = await hub.handle(name, payload)
+        if reply.positions:
+            await hub.projection("bindings").wait_for(max(reply.positions))
+    finally:
+        await hub.stop()
+    return msgspec.json.encode(reply)
+
+
+async def _binding_command(
+    database_url: str,
+    nats_url: str,
+    name: str,
+    payload: bytes,
+    *,
+    book: PolicyBook,
+    timeout: float,
+) -> tuple[bytes, str]:
+    """Send ``name`` to a running hub, or run it here when none answers."""
+    import nats
+    from nats.errors import NoRespondersError
+
+    nc = await nats.connect(nats_url)
+    try:
+        msg = await nc.request(f"hub.cmd.{name}", payload, timeout=timeout)
+        return bytes(msg.data), "over NATS"
+    except NoRespondersError:
+        pass
+    finally:
+        await nc.close()
+    return await _binding_command_local(database_url, name, payload, book), (
+        "in this process"
+    )
+
+
+def _describe_reply(name: str, reply: dict[str, Any], via: str) -> str:
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        return f"{name}: refused {via}: [{error.get('code')}] {error.get('message')}"
+    state = reply.get("state") or {}
+    events = ", ".join(reply.get("events") or []) or "none (nothing to change)"
+    lines = [
+        f"{name}: ok {via}",
+        f"  binding {reply.get('aggregate_id')} is {state.get('status')} "
+        f"(version {reply.get('version')})",
+        f"  events: {events}",
+    ]
+    failures = state.get("failures") or []
+    if failures:
+        lines.append(f"  qualification rejected, {len(failures)} failed:")
+        lines.extend(f"    - {failure['message']}" for failure in failures)
+    return "\n".join(lines)
+
+
+def _run_binding_command(
+    settings: Settings, args: argparse.Namespace, name: str, fields: dict[str, Any]
+) -> int:
+    payload = msgspec.json.encode(
+        {
+            "channel_account": args.channel_account,
+            "platform": args.platform,
+            "shop_id": args.shop_id,
+            **fields,
+        }
+    )
+    book = _policy_book(settings)
+    with _servers(settings, start_embedded=False) as (db, nats_url):
+        raw, via = asyncio.run(
+            _binding_command(
+                db, nats_url, name, payload, book=book, timeout=args.timeout
+            )
+        )
+    reply = json.loads(raw)
+    _print(raw.decode() if args.json else _describe_reply(name, reply, via))
+    return 0 if reply.get("ok") else 1
+
+
+def cmd_bindings_request(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_binding_command(
+        settings, args, "binding.request", {"materials": args.material}
+    )
+
+
+def cmd_bindings_suspend(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_binding_command(
+        settings, args, "binding.suspend", {"reason": args.reason, "cause": args.cause}
+    )
+
+
+def cmd_bindings_unbind(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_binding_command(
+        settings, args, "binding.unbind", {"reason": args.reason}
+    )
+
+
+def cmd_bindings_show(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.bindings import (
+        BindingNotFoundError,
+        binding_history,
+        format_binding,
+        parse_binding_id,
+        today_in_china,
+    )
+    from hub.commit import utc_now
+
+    try:
+        binding_id = parse_binding_id(args.binding)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    book = _policy_book(settings)
+    with _servers(settings, start_embedded=False) as (db, _):
+        try:
+            history = asyncio.run(binding_history(db, binding_id))
+        except BindingNotFoundError as exc:
+            print(f"hub: error: {exc}", file=sys.stderr)
+            return 1
+    _print(format_binding(history, today_in_china(utc_now()), book.holiday_calendar))
+    return 0
+
+
+async def _caught_up_bindings(
+    database_url: str, book: PolicyBook, platform: str | None
+) -> list[Any]:
+    """The bindings table, first brought up to the log's head."""
+    import psycopg
+
+    from hub.bindings import read_bindings
+    from projections.base import ProjectionRunner, log_head
+    from projections.bindings import BindingsProjection
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        head = await log_head(conn)
+    runner = ProjectionRunner(BindingsProjection(book.holiday_calendar), database_url)
+    await runner.start()
+    try:
+        await runner.wait_for(head)
+    finally:
+        await runner.stop()
+    return await read_bindings(database_url, platform=platform)
+
+
+def cmd_bindings_list(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.bindings import format_bindings, overdue_only, today_in_china
+    from hub.commit import utc_now
+    from hub.migrate import migrate
+
+    book = _policy_book(settings)
+    with _servers(settings, start_embedded=False) as (db, _):
+        migrate(db)
+        rows = asyncio.run(_caught_up_bindings(db, book, args.platform))
+    today = today_in_china(utc_now())
+    if args.overdue:
+        rows = overdue_only(rows, today, book.holiday_calendar)
+    if args.json:
+        _print(
+            json.dumps(
+                [
+                    {
+                        **msgspec.to_builtins(row),
+                        "overdue": row.is_overdue(today, book.holiday_calendar),
+                    }
+                    for row in rows
+                ],
+                ensure_ascii=False,
+            )
+        )
+    else:
+        _print(format_bindings(rows, today, book.holiday_calendar))
+    return 0
+
+
+def _add_binding_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("channel_account", help="channel (视频号) account id")
+    parser.add_argument("platform", help="platform code, e.g. wechat_shop")
+    parser.add_argument("shop_id", help="the shop's id on the platform")
+    parser.add_argument("--json", action="store_true", help="print the raw reply")
+    parser.add_argument("--timeout", type=float, default=10.0)
+
+
+def _add_policies_and_bindings(verbs: Any) -> None:
+    policies = verbs.add_parser("policies", help="platform policy book")
+    polverbs = policies.add_subparsers(dest="polverb", required=True)
+    show = polverbs.add_parser(
+        "show", help="print one platform's profile (HUB_POLICIES_FILE or bundled)"
+    )
+    show.add_argument("platform", help="platform code, e.g. kuaishou_shop")
+    show.set_defaults(func=cmd_policies_show)
+
+    bindings = verbs.add_parser(
+        "bindings",
+        help="channel account ↔ shop bindings",
+        description=BINDINGS_TRANSPORT_HELP,
+    )
+    bverbs = bindings.add_subparsers(dest="bverb", required=True)
+    request = bverbs.add_parser(
+        "request",
+        help="request a binding (binding.request)",
+        description=BINDINGS_TRANSPORT_HELP,
+    )
+    _add_binding_keys(request)
+    request.add_argument(
+        "--material",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="a submitted material (repeat), e.g. business_licence",
+    )
+    request.set_defaults(func=cmd_bindings_request)
+    suspend = bverbs.add_parser(
+        "suspend",
+        help="suspend an active binding (binding.suspend)",
+        description=BINDINGS_TRANSPORT_HELP,
+    )
+    _add_binding_keys(suspend)
+    suspend.add_argument("--reason", required=True)
+    suspend.add_argument("--cause", default="other", help="a code for machines")
+    suspend.set_defaults(func=cmd_bindings_suspend)
+    unbind = bverbs.add_parser(
+        "unbind",
+        help="end a binding (binding.unbind)",
+        description=BINDINGS_TRANSPORT_HELP,
+    )
+    _add_binding_keys(unbind)
+    unbind.add_argument("--reason", default="")
+    unbind.set_defaults(func=cmd_bindings_unbind)
+    show_binding = bverbs.add_parser(
+        "show",
+        help="a binding's state and full history from the log",
+        description="BINDING is a binding id, or CHANNEL_ACCOUNT PLATFORM SHOP_ID.",
+    )
+    show_binding.add_argument("binding", nargs="+", metavar="BINDING")
+    show_binding.set_defaults(func=cmd_bindings_show)
+    listing = bverbs.add_parser(
+        "list",
+        help="bindings from the bindings table (brought up to the log first)",
+    )
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only those whose platform review ran past its working days "
+        "(China time, the policy book's holiday calendar)",
+    )
+    listing.add_argument("--platform", help="only this platform")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_bindings_list)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = pverbs.add_parser("rebuild", help="empty and replay one projection")
     rebuild.add_argument("name")
     rebuild.set_defaults(func=cmd_rebuild)
+    _add_policies_and_bindings(verbs)
     return parser
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import stock
+from domain import binding, stock
 from domain.events import Context, Event
+from domain.policy import PolicyBook
 
 
 class StockRules:
@@ -37,6 +38,70 @@ class StockRules:
 
 
 STOCK_RULES = StockRules()
+
+
+@runtime_checkable
+class NeedsPolicyBook(Protocol):
+    """Rules that read the platform policy book: the hub hands it over at start."""
+
+    def with_book(self, book: PolicyBook) -> Any:
+        """The same rules, reading ``book``."""
+        ...
+
+
+class PolicyBookMissingError(RuntimeError):
+    """Rules that need the policy book ran without one (a wiring bug)."""
+
+
+class BindingRules:
+    """How the committer runs binding commands: with their platform's profile.
+
+    The profile comes from the policy book loaded at start (see
+    :func:`command_rules`), so a changed threshold in the book changes the
+    outcome without a code change. The table :data:`COMMANDS` holds an instance
+    without a book; :meth:`with_book` gives the one the hub runs.
+    """
+
+    def __init__(self, book: PolicyBook | None = None) -> None:
+        """Rules reading ``book`` (``None``: a placeholder that cannot decide)."""
+        self.book = book
+
+    def with_book(self, book: PolicyBook) -> BindingRules:
+        """Binding rules reading ``book``."""
+        return BindingRules(book)
+
+    def aggregate_id(self, command: binding.BindingCommand) -> uuid.UUID:
+        """Bindings are keyed by channel account, platform and shop."""
+        return binding.binding_id(
+            command.channel_account, command.platform, command.shop_id
+        )
+
+    def decide(
+        self,
+        state: binding.Binding | None,
+        command: binding.BindingCommand,
+        ctx: Context,
+    ) -> list[Event]:
+        """Delegate to :func:`domain.binding.decide` with the platform's profile.
+
+        Raises:
+            domain.policy.UnknownPlatformError: the book has no such platform.
+            PolicyBookMissingError: these rules were never given a book.
+        """
+        if self.book is None:
+            raise PolicyBookMissingError(
+                "binding rules have no policy book: run commands through a hub "
+                "built by hub.bootstrap.bootstrap (or hub.commands.command_rules)"
+            )
+        profile = self.book.profile(command.platform)
+        return binding.decide(state, command, ctx, profile)
+
+    def mutate(self, event: Event, state: binding.Binding | None) -> Any:
+        """Delegate to :func:`domain.binding.mutate`."""
+        return binding.mutate(event, state)
+
+
+BINDING_RULES = BindingRules()
 
 
 @dataclass(frozen=True)
@@ -75,8 +140,85 @@ COMMANDS: dict[str, CommandSpec] = {
             STOCK_RULES,
             "Record a physical count: stock on hand becomes the counted quantity.",
         ),
+        CommandSpec(
+            "binding.request",
+            binding.RequestBinding,
+            BINDING_RULES,
+            "Ask to bind a channel account to a shop on a platform, with the "
+            "materials the platform asks for (a repeated request finds the same "
+            "binding and changes nothing).",
+        ),
+        CommandSpec(
+            "binding.verify_subject",
+            binding.VerifySubject,
+            BINDING_RULES,
+            "Compare the account's certified subject with the shop's licence: "
+            "SubjectVerified, or SubjectMismatched listing every differing field.",
+        ),
+        CommandSpec(
+            "binding.record_qualification",
+            binding.RecordQualification,
+            BINDING_RULES,
+            "Record the measured facts; the platform's rules decide: "
+            "QualificationPassed, or QualificationRejected listing every failure "
+            "(ok=true; state.status and state.failures say which).",
+        ),
+        CommandSpec(
+            "binding.meet_requirement",
+            binding.MeetSpecialRequirement,
+            BINDING_RULES,
+            "Record one pending special requirement as met.",
+        ),
+        CommandSpec(
+            "binding.authorise",
+            binding.Authorise,
+            BINDING_RULES,
+            "Record the platform's authorisation with its route and data scope.",
+        ),
+        CommandSpec(
+            "binding.activate",
+            binding.Activate,
+            BINDING_RULES,
+            "Start an authorised binding: data flows within its scope.",
+        ),
+        CommandSpec(
+            "binding.suspend",
+            binding.Suspend,
+            BINDING_RULES,
+            "Stop an active binding, with a reason.",
+        ),
+        CommandSpec(
+            "binding.reinstate",
+            binding.Reinstate,
+            BINDING_RULES,
+            "Make a suspended binding active again.",
+        ),
+        CommandSpec(
+            "binding.unbind",
+            binding.Unbind,
+            BINDING_RULES,
+            "End a binding, from any status (it may be requested again).",
+        ),
     )
 }
+
+
+def command_rules(book: PolicyBook) -> dict[str, Any]:
+    """The rules object of every command, those that need it reading ``book``.
+
+    Rules shared by several commands stay shared (one object per kind).
+    """
+    bound: dict[int, Any] = {}
+    rules: dict[str, Any] = {}
+    for name, spec in COMMANDS.items():
+        if isinstance(spec.rules, NeedsPolicyBook):
+            key = id(spec.rules)
+            if key not in bound:
+                bound[key] = spec.rules.with_book(book)
+            rules[name] = bound[key]
+        else:
+            rules[name] = spec.rules
+    return rules
 
 
 class CommandDecodeError(ValueError):

@@ -18,11 +18,24 @@ when the event concerns no platform. Filter with wildcards, e.g.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from domain.binding import (
+    BindingActivated,
+    BindingAuthorised,
+    BindingReinstated,
+    BindingRequested,
+    BindingSuspended,
+    BindingUnbound,
+    QualificationPassed,
+    QualificationRejected,
+    SpecialRequirementMet,
+    SubjectMismatched,
+    SubjectVerified,
+)
 from domain.events import Event
 from domain.stock import StockAdjusted, StockCounted, StockReceived
 
@@ -72,11 +85,147 @@ class StockCountedV1(msgspec.Struct, frozen=True, kw_only=True):
     on_hand: int
 
 
+# Binding payloads. The aggregate id of the envelope identifies the binding
+# (uuid5 of channel account, platform and shop id); BindingRequestedV1 carries
+# those keys. Personal data stays masked as the domain records it: subject codes
+# always, an individual's name beyond its first character.
+
+
+class RuleFailureV1(msgspec.Struct, frozen=True, kw_only=True):
+    """One qualification rule the merchant failed.
+
+    ``message`` is the whole failure in one line, e.g.
+    ``followers 8,120 < 10,000 (kuaishou_shop)``.
+    """
+
+    platform: str
+    rule: str
+    subject: str
+    measured: str
+    threshold: str
+    message: str
+
+
+class SubjectMismatchV1(msgspec.Struct, frozen=True, kw_only=True):
+    """One field (``kind``, ``name`` or ``code``) where account and licence differ.
+
+    Codes are masked, and so are individuals' names.
+    """
+
+    field: str
+    account_value: str
+    licence_value: str
+
+
+class BindingRequestedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A binding was requested; review time, route and scope from the profile."""
+
+    channel_account: str
+    platform: str
+    shop_id: str
+    requested_on: date
+    materials: tuple[str, ...] = ()
+    review_days_min: int | None = None
+    review_days_max: int | None = None
+    binding_route: str = ""
+    data_scope: str | None = None
+
+
+class SubjectVerifiedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's certified subject matches the licence (code masked)."""
+
+    platform: str
+    subject_kind: str
+    subject_name: str
+    subject_code: str
+
+
+class SubjectMismatchedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Account and licence subjects differ; every differing field is listed."""
+
+    platform: str
+    mismatches: tuple[SubjectMismatchV1, ...]
+
+
+class QualificationPassedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Every qualification rule passed as of ``as_of``."""
+
+    platform: str
+    as_of: date
+    pending_requirements: tuple[str, ...] = ()
+
+
+class QualificationRejectedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Qualification failed; ``failures`` lists every failed rule, in rule order."""
+
+    platform: str
+    as_of: date
+    failures: tuple[RuleFailureV1, ...]
+
+
+class SpecialRequirementMetV1(msgspec.Struct, frozen=True, kw_only=True):
+    """One special requirement was met; ``remaining`` are still pending."""
+
+    platform: str
+    requirement: str
+    evidence: str = ""
+    remaining: tuple[str, ...] = ()
+
+
+class BindingAuthorisedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The platform authorised the binding with this route and data scope."""
+
+    platform: str
+    binding_route: str
+    data_scope: str | None = None
+    mapped_data: tuple[str, ...] = ()
+
+
+class BindingActivatedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The binding is working: data flows within its scope."""
+
+    platform: str
+
+
+class BindingSuspendedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The binding stopped for ``reason``; ``cause`` is a code for machines."""
+
+    platform: str
+    reason: str
+    cause: str = "other"
+
+
+class BindingReinstatedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A suspended binding is active again."""
+
+    platform: str
+    reason: str = ""
+
+
+class BindingUnboundV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The binding ended; it was ``previous_status``."""
+
+    platform: str
+    previous_status: str
+    reason: str = ""
+
+
 #: Internal event class → public payload struct.
 PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockReceived: StockReceivedV1,
     StockAdjusted: StockAdjustedV1,
     StockCounted: StockCountedV1,
+    BindingRequested: BindingRequestedV1,
+    SubjectVerified: SubjectVerifiedV1,
+    SubjectMismatched: SubjectMismatchedV1,
+    QualificationPassed: QualificationPassedV1,
+    QualificationRejected: QualificationRejectedV1,
+    SpecialRequirementMet: SpecialRequirementMetV1,
+    BindingAuthorised: BindingAuthorisedV1,
+    BindingActivated: BindingActivatedV1,
+    BindingSuspended: BindingSuspendedV1,
+    BindingReinstated: BindingReinstatedV1,
+    BindingUnbound: BindingUnboundV1,
 }
 
 
@@ -120,14 +269,18 @@ def subject_for(event: Event) -> str:
 
 
 def payload_of(event: Event) -> msgspec.Struct:
-    """The public payload of ``event``: the fields its public struct declares."""
+    """The public payload of ``event``: the fields its public struct declares.
+
+    Nested internal structs (a binding's rule failures) become their public
+    counterparts, field by field.
+    """
     try:
         public = PAYLOADS[type(event)]
     except KeyError:
         raise LookupError(
             f"{type(event).__name__} has no public message in hub/messages.py"
         ) from None
-    return public(**{f: getattr(event, f) for f in public.__struct_fields__})
+    return msgspec.convert(event, public, from_attributes=True)
 
 
 def to_message(event: Event, position: int) -> EventMessage:

@@ -42,6 +42,8 @@ class Settings:
         pg_port: port of the embedded PostgreSQL (``HUB_PG_PORT``).
         nats_port: port of the embedded nats-server (``HUB_NATS_PORT``).
         http_port: port of the HTTP entry point (``HUB_HTTP_PORT``).
+        policies_file: platform policy book (``HUB_POLICIES_FILE``); ``None``
+            uses the book shipped with the hub (``hub/policies.json``).
     """
 
     home: Path = field(default_factory=lambda: Path(".hub"))
@@ -50,6 +52,7 @@ class Settings:
     pg_port: int = 15432
     nats_port: int = 14222
     http_port: int = 8780
+    policies_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,6 +65,9 @@ class Settings:
             pg_port=_port(env, "HUB_PG_PORT", 15432),
             nats_port=_port(env, "HUB_NATS_PORT", 14222),
             http_port=_port(env, "HUB_HTTP_PORT", 8780),
+            policies_file=Path(env["HUB_POLICIES_FILE"])
+            if env.get("HUB_POLICIES_FILE")
+            else None,
         )
 
 
@@ -87,4 +93,5 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": "hub.store:HubRecorder",
     }

@@ -23,6 +23,9 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import sql
+
 from domain.events import Event, event_class
 
 #: Name of the application: its events table is ``hub_events``.
@@ -108,6 +111,44 @@ class MsgspecMapper(Mapper[uuid.UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event into its typed, current-version struct."""
         return decode_event(stored_event.topic, stored_event.state)
+
+
+class HubRecorder(PostgresApplicationRecorder):
+    """The library's recorder, inserting a batch as four plain arrays.
+
+    The library adapts every event to a PostgreSQL composite value in Python,
+    which dominates the cost of a large group commit; ``unnest`` over one array
+    per column stores the same rows, in the same order, under the same table
+    lock and NOTIFY, for a fraction of the work.
+    """
+
+    def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self._insert_columns = sql.SQL(
+            "INSERT INTO {schema}.{table} "
+            "(originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=sql.Identifier(self.datastore.schema),
+            table=sql.Identifier(self.events_table_name),
+        )
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Any, **kwargs: Any
+    ) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
 
 
 class HubApplication(Application[uuid.UUID]):

@@ -47,6 +47,17 @@ class Projection(ABC):
     ) -> None:
         """Write the effect of ``event`` (at log ``position``) to the tables."""
 
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Write the effect of consecutive events; override to fold a batch.
+
+        The default applies each event in turn; a projection whose rows can be
+        folded in memory first writes far fewer statements.
+        """
+        for event, position in events:
+            await self.apply(cur, event, position)
+
 
 async def read_log(
     conn: psycopg.AsyncConnection[object], after: int, limit: int
@@ -146,11 +157,14 @@ class ProjectionRunner:
                 self.position = position
                 await self._notify_waiters()
                 return 0
+            events = [
+                (decode_event(topic, state), notification_id)
+                for notification_id, topic, state in rows
+                if not topics or topic.rpartition(":v")[0] in topics
+            ]
             async with conn.pipeline(), conn.cursor() as wcur:
-                for notification_id, topic, state in rows:
-                    if not topics or topic.rpartition(":v")[0] in topics:
-                        event = decode_event(topic, state)
-                        await self.projection.apply(wcur, event, notification_id)
+                if events:
+                    await self.projection.apply_batch(wcur, events)
                 last = rows[-1][0]
                 await wcur.execute(
                     "UPDATE projection_tracking SET position = %s, updated_at = now() "

@@ -10,9 +10,24 @@ from domain.events import Event
 from domain.stock import StockAdjusted, StockCounted, StockReceived
 from projections.base import Projection
 
+_UPSERT = (
+    "INSERT INTO stock_on_hand "
+    "(sku, item_id, on_hand, version, position, updated_at, events_applied) "
+    "SELECT * FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[], %s::timestamptz[], %s::bigint[]) "
+    "ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
+    "version = EXCLUDED.version, position = EXCLUDED.position, "
+    "updated_at = EXCLUDED.updated_at, "
+    "events_applied = stock_on_hand.events_applied + EXCLUDED.events_applied"
+)
+
 
 class StockOnHandProjection(Projection):
-    """Table ``stock_on_hand``: one row per SKU with its on-hand quantity."""
+    """Table ``stock_on_hand``: one row per SKU with its on-hand quantity.
+
+    ``events_applied`` counts the events folded into each row, so an event
+    applied twice (or skipped) would show against a rebuild.
+    """
 
     name: ClassVar[str] = "stock_on_hand"
     tables: ClassVar[tuple[str, ...]] = ("stock_on_hand",)
@@ -26,20 +41,25 @@ class StockOnHandProjection(Projection):
         self, cur: psycopg.AsyncCursor[object], event: Event, position: int
     ) -> None:
         """Upsert the SKU's row with the on-hand quantity the event records."""
-        assert isinstance(event, StockReceived | StockAdjusted | StockCounted)
-        await cur.execute(
-            "INSERT INTO stock_on_hand "
-            "(sku, item_id, on_hand, version, position, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
-            "version = EXCLUDED.version, position = EXCLUDED.position, "
-            "updated_at = EXCLUDED.updated_at",
-            (
+        await self.apply_batch(cur, [(event, position)])
+
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Fold the batch per SKU in memory, then upsert each SKU once."""
+        rows: dict[str, list[object]] = {}
+        for event, position in events:
+            assert isinstance(event, StockReceived | StockAdjusted | StockCounted)
+            row = rows.get(event.sku)
+            applied = 1 if row is None else int(row[6]) + 1  # type: ignore[call-overload]
+            rows[event.sku] = [
                 event.sku,
                 event.originator_id,
                 event.on_hand,
                 event.originator_version,
                 position,
                 event.occurred_at,
-            ),
-        )
+                applied,
+            ]
+        columns = list(zip(*rows.values(), strict=True))
+        await cur.execute(_UPSERT, [list(c) for c in columns])

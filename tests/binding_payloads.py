@@ -1,0 +1,84 @@
+"""JSON payloads of the ``hub.cmd.binding.*`` commands, shared by the tests.
+
+Built as plain dicts (what a NATS client sends), not domain structs, so the
+tests go through the boundary's decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+ACCOUNT = "sph_beauty_001"
+SHOP = "shop-42"
+#: Huawei Technologies Co., Ltd. (public register): a valid credit code.
+USCC = "914403001922038216"
+NAME = "华为技术有限公司"
+
+MATERIALS: dict[str, list[str]] = {
+    "wechat_shop": ["business_licence", "legal_person_id"],
+    "douyin_shop": ["business_licence", "shop_logo"],
+    "kuaishou_shop": ["id_card_front", "id_card_back", "handheld_id_photo"],
+    "youzan": [],
+}
+REQUIREMENT: dict[str, str] = {
+    "wechat_shop": "corporate_bank_account_verification",
+    "douyin_shop": "security_deposit",
+    "kuaishou_shop": "face_recognition",
+}
+
+
+def keys(platform: str, shop_id: str = SHOP) -> dict[str, Any]:
+    """The three keys of a binding."""
+    return {"channel_account": ACCOUNT, "platform": platform, "shop_id": shop_id}
+
+
+def encode(data: dict[str, Any]) -> bytes:
+    """JSON bytes of a payload."""
+    return msgspec.json.encode(data)
+
+
+def request(platform: str, **extra: Any) -> dict[str, Any]:
+    """``binding.request`` with every material the platform asks for."""
+    return keys(platform, **extra) | {"materials": MATERIALS[platform]}
+
+
+def verify(platform: str, name: str = NAME, **extra: Any) -> dict[str, Any]:
+    """``binding.verify_subject``: account and licence subjects (names may differ)."""
+    return keys(platform, **extra) | {
+        "account_subject": {"kind": "enterprise", "name": NAME, "code": USCC},
+        "licence_subject": {"kind": "enterprise", "name": name, "code": USCC},
+    }
+
+
+def qualify(platform: str, shop_id: str = SHOP, **facts: Any) -> dict[str, Any]:
+    """``binding.record_qualification`` with good facts, changed by ``facts``."""
+    base: dict[str, Any] = {
+        "as_of": "2025-09-26",
+        "compliance_score": 92,
+        "followers": 25_000,
+        "last_completed_sale_on": "2025-09-25",
+    }
+    return keys(platform, shop_id) | {"facts": base | facts}
+
+
+def meet(platform: str, **extra: Any) -> dict[str, Any]:
+    """``binding.meet_requirement`` of the platform's special requirement."""
+    return keys(platform, **extra) | {"requirement": REQUIREMENT[platform]}
+
+
+def to_active(platform: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every command taking a fresh binding on ``platform`` to active."""
+    steps = [
+        ("binding.request", request(platform)),
+        ("binding.verify_subject", verify(platform)),
+        ("binding.record_qualification", qualify(platform)),
+    ]
+    if platform in REQUIREMENT:
+        steps.append(("binding.meet_requirement", meet(platform)))
+    steps += [
+        ("binding.authorise", keys(platform)),
+        ("binding.activate", keys(platform)),
+    ]
+    return steps

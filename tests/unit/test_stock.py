@@ -1,0 +1,110 @@
+"""Stock item: given events, when command, then events or error."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from domain.events import Context, Event, project
+from domain.stock import (
+    AdjustStock,
+    CountStock,
+    InsufficientStockError,
+    InvalidQuantityError,
+    ReceiveStock,
+    StockAdjusted,
+    StockCounted,
+    StockReceived,
+    UnknownSkuError,
+    decide,
+    mutate,
+    stock_item_id,
+)
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def ctx() -> Context:
+    counter = iter(range(1, 1_000_000))
+    return Context(now=NOW, new_id=lambda: uuid.UUID(int=next(counter)))
+
+
+def given(*commands: object) -> object:
+    state = None
+    for command in commands:
+        state = project(mutate, state, decide(state, command, ctx()))  # type: ignore[arg-type]
+    return state
+
+
+def when(state: object, command: object) -> list[Event]:
+    return decide(state, command, ctx())  # type: ignore[arg-type]
+
+
+def test_receive_creates_the_item_with_a_derived_id() -> None:
+    events = when(None, ReceiveStock(sku="A-1", quantity=5))
+    assert events == [
+        StockReceived(
+            originator_id=stock_item_id("A-1"),
+            originator_version=1,
+            event_id=uuid.UUID(int=1),
+            occurred_at=NOW,
+            sku="A-1",
+            quantity=5,
+            on_hand=5,
+        )
+    ]
+    assert stock_item_id("A-1") == stock_item_id("A-1") != stock_item_id("A-2")
+
+
+def test_adjust_changes_on_hand_by_delta() -> None:
+    state = given(ReceiveStock(sku="A", quantity=5))
+    (event,) = when(state, AdjustStock(sku="A", delta=-3, reason="damaged"))
+    assert isinstance(event, StockAdjusted)
+    assert (event.originator_version, event.delta, event.on_hand) == (2, -3, 2)
+
+
+def test_adjust_below_zero_is_refused_naming_values_and_rule() -> None:
+    state = given(ReceiveStock(sku="A", quantity=2))
+    with pytest.raises(InsufficientStockError, match=r"on hand 2 \+ delta -3 < 0"):
+        when(state, AdjustStock(sku="A", delta=-3, reason="x"))
+
+
+def test_zero_delta_is_refused() -> None:
+    state = given(ReceiveStock(sku="A", quantity=2))
+    with pytest.raises(InvalidQuantityError, match="delta 0"):
+        when(state, AdjustStock(sku="A", delta=0, reason="x"))
+
+
+def test_adjusting_an_unknown_sku_is_refused() -> None:
+    with pytest.raises(UnknownSkuError, match="'Z'"):
+        when(None, AdjustStock(sku="Z", delta=1, reason="x"))
+
+
+def test_count_records_the_difference_found() -> None:
+    state = given(ReceiveStock(sku="A", quantity=7))
+    (event,) = when(state, CountStock(sku="A", counted=4))
+    assert isinstance(event, StockCounted)
+    assert (event.counted, event.delta, event.on_hand) == (4, -3, 4)
+
+
+def test_a_repeated_request_id_decides_nothing() -> None:
+    state = given(ReceiveStock(sku="A", quantity=7, request_id="r-1"))
+    assert when(state, ReceiveStock(sku="A", quantity=7, request_id="r-1")) == []
+    assert when(state, ReceiveStock(sku="A", quantity=7, request_id="r-2")) != []
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (b'{"sku":"A","quantity":0}', "$.quantity"),
+        (b'{"sku":"","quantity":1}', "$.sku"),
+        (b'{"sku":"A b","quantity":1}', "$.sku"),
+        (b'{"sku":"A","quantity":1,"request_id":""}', "$.request_id"),
+    ],
+)
+def test_bad_commands_name_the_field(payload: bytes, field: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=field.replace("$", r"\$")):
+        msgspec.json.decode(payload, type=ReceiveStock)

@@ -1,0 +1,107 @@
+"""The msgspec mapper and the group committer on the in-memory store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import msgspec
+import pytest
+from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
+
+from domain.events import Event, register
+from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
+from hub.commands import STOCK_RULES
+from hub.commit import GroupCommitter
+from hub.store import HubApplication, MsgspecMapper, decode_event, encode_event
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+@register
+class _Renamed(Event, frozen=True, kw_only=True):
+    """A test event at version 2: ``amount`` was called ``qty`` in version 1."""
+
+    TOPIC: ClassVar[str] = "test.Renamed"
+    VERSION: ClassVar[int] = 2
+    AGGREGATE: ClassVar[str] = "test"
+    amount: int
+    note: str = ""
+
+    @classmethod
+    def upcast_v1(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        raw["amount"] = raw.pop("qty")
+        return raw
+
+
+def _event(**fields: Any) -> _Renamed:
+    return _Renamed(
+        originator_id=uuid.UUID(int=7),
+        originator_version=1,
+        event_id=uuid.UUID(int=8),
+        occurred_at=NOW,
+        **fields,
+    )
+
+
+def test_mapper_round_trips_typed_values() -> None:
+    mapper = MsgspecMapper()
+    event = _event(amount=3, note="x")
+    stored = mapper.to_stored_event(event)
+    assert stored.topic == "test.Renamed:v2"
+    assert mapper.to_domain_event(stored) == event
+
+
+def test_old_version_is_upcast_on_read() -> None:
+    old = msgspec.json.encode(
+        {
+            "originator_id": str(uuid.UUID(int=7)),
+            "originator_version": 1,
+            "event_id": str(uuid.UUID(int=8)),
+            "occurred_at": NOW.isoformat(),
+            "qty": 3,
+        }
+    )
+    assert decode_event("test.Renamed:v1", old) == _event(amount=3)
+
+
+def test_unknown_topic_is_a_clear_error() -> None:
+    stored = StoredEvent(uuid.uuid4(), 1, "nope.Missing:v1", b"{}")
+    with pytest.raises(MapperDeserialisationError, match="nope.Missing"):
+        MsgspecMapper().to_domain_event(stored)
+
+
+def test_stored_state_is_json_not_pickle() -> None:
+    assert msgspec.json.decode(encode_event(_event(amount=1)))["amount"] == 1
+
+
+@pytest.fixture
+def app() -> HubApplication:
+    return HubApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+async def test_committer_answers_each_caller_after_one_batch(
+    app: HubApplication,
+) -> None:
+    committer = GroupCommitter(app, clock=lambda: NOW)
+    await committer.start()
+    try:
+        await committer.execute(STOCK_RULES, ReceiveStock(sku="A", quantity=1))
+        outcomes = await asyncio.gather(
+            *(
+                committer.execute(STOCK_RULES, ReceiveStock(sku="A", quantity=1))
+                for _ in range(50)
+            )
+        )
+        with pytest.raises(InsufficientStockError):
+            await committer.execute(
+                STOCK_RULES, AdjustStock(sku="A", delta=-52, reason="x")
+            )
+    finally:
+        await committer.stop()
+    assert committer.transactions <= 3
+    assert [o.version for o in outcomes] == list(range(2, 52))
+    assert outcomes[-1].state.on_hand == 51
+    assert len(app.load_events(outcomes[0].aggregate_id)) == 51
