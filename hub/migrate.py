@@ -66,7 +66,7 @@ def migrate(database_url: str, migrations: list[Migration] | None = None) -> lis
                 " name text PRIMARY KEY, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            applied = dict(
+            applied: dict[str, str] = dict(
                 conn.execute(f"SELECT name, checksum FROM {TABLE}").fetchall()
             )
             for migration in migrations:
@@ -81,7 +81,7 @@ def migrate(database_url: str, migrations: list[Migration] | None = None) -> lis
                         )
                     continue
                 with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(migration.sql.encode())
                     conn.execute(
                         f"INSERT INTO {TABLE} (name, checksum) VALUES (%s, %s)",
                         (migration.name, migration.checksum),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 import msgspec
@@ -157,54 +158,84 @@ class Relay:
                 await listener.execute(
                     sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
                 )
-                end = await stream_position(js, self.stream)
-                await self._advance(end.position)
-                sequence = end.sequence
-                while True:
-                    rows = await read_log(conn, self.position, self.max_in_flight)
-                    if not rows:
-                        async for _ in listener.notifies(
-                            timeout=NOTIFY_SAFETY_S, stop_after=1
-                        ):
-                            pass
-                        continue
-                    if await self._publish(js, rows, sequence):
-                        sequence += len(rows)
-                        self.published += len(rows)
-                        await self._advance(rows[-1][0])
-                    else:
-                        end = await stream_position(js, self.stream)
-                        sequence = end.sequence
-                        await self._advance(end.position, force=True)
+                await self._follow(js, conn, listener)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
 
-    async def _publish(
-        self, js: JetStreamContext, rows: list[tuple[int, str, bytes]], sequence: int
+    async def _follow(
+        self,
+        js: JetStreamContext,
+        conn: psycopg.AsyncConnection[object],
+        listener: psycopg.AsyncConnection[object],
+    ) -> None:
+        """Publish with a sliding window of acks; resync on any failed publish.
+
+        Reading the next rows and encoding them overlaps with the acks of the
+        previous ones: ``publish_async`` blocks only while ``max_in_flight``
+        publishes await their ack.
+        """
+        end = await stream_position(js, self.stream)
+        await self._advance(end.position, force=True)
+        sequence = end.sequence  # stream sequence of the last message sent
+        sent = end.position  # log position of the last message sent
+        window: deque[tuple[int, asyncio.Future[js_api.PubAck]]] = deque()
+        while True:
+            rows = await read_log(conn, sent, self.max_in_flight)
+            if not rows:
+                if window:
+                    ok = await self._harvest(window, wait_all=True)
+                else:
+                    async for _ in listener.notifies(
+                        timeout=NOTIFY_SAFETY_S, stop_after=1
+                    ):
+                        pass
+                    continue
+            else:
+                for position, topic, state in rows:
+                    event = decode_event(topic, state)
+                    headers = headers_for(event, position)
+                    headers[EXPECTED_LAST_SEQUENCE] = str(sequence)
+                    future = await js.publish_async(
+                        subject_for(event),
+                        _encode(_to_message(event, position)),
+                        headers=headers,
+                    )
+                    window.append((position, future))
+                    sequence += 1
+                sent = rows[-1][0]
+                ok = await self._harvest(window, wait_all=False)
+            if not ok:
+                for _, future in window:
+                    future.cancel()
+                window.clear()
+                end = await stream_position(js, self.stream)
+                await self._advance(end.position, force=True)
+                sequence, sent = end.sequence, end.position
+
+    async def _harvest(
+        self,
+        window: deque[tuple[int, asyncio.Future[js_api.PubAck]]],
+        *,
+        wait_all: bool,
     ) -> bool:
-        futures = []
-        for offset, (position, topic, state) in enumerate(rows):
-            event = decode_event(topic, state)
-            headers = headers_for(event, position)
-            headers[EXPECTED_LAST_SEQUENCE] = str(sequence + offset)
-            futures.append(
-                await js.publish_async(
-                    subject_for(event),
-                    _encode(_to_message(event, position)),
-                    headers=headers,
-                )
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            log.warning(
-                "%d of %d publishes failed (first: %s); re-reading the stream's end",
-                len(failures),
-                len(rows),
-                failures[0],
-            )
-            return False
+        """Advance over acknowledged publishes at the window's front.
+
+        Returns False when a publish failed: everything after it is suspect.
+        """
+        acknowledged = 0
+        while window and (wait_all or window[0][1].done()):
+            position, future = window[0]
+            try:
+                await future
+            except Exception as exc:
+                log.warning("publish of log position %d failed: %s", position, exc)
+                return False
+            window.popleft()
+            acknowledged = position
+            self.published += 1
+        if acknowledged:
+            await self._advance(acknowledged)
         return True
 
     async def _advance(self, position: int, *, force: bool = False) -> None:

@@ -59,12 +59,12 @@ async def read_status(database_url: str, nats_url: str | None) -> Status:
             )
         )
         row = await cur.fetchone()
-        head = int(row[0]) if row else 0  # type: ignore[index]
+        head = int(row[0]) if row else 0
         cur = await conn.execute(
             "SELECT name, position FROM projection_tracking ORDER BY name"
         )
         consumers += [
-            (f"projection {r[0]}", int(r[1]))  # type: ignore[index]
+            (f"projection {r[0]}", int(r[1]))
             for r in await cur.fetchall()
         ]
         if nats_url:

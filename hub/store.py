@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from eventsourcing.application import Application
@@ -172,4 +172,4 @@ class HubApplication(Application[uuid.UUID]):
 
     def load_events(self, aggregate_id: uuid.UUID) -> list[Event]:
         """Every stored event of one aggregate, in version order."""
-        return list(self.events.get(aggregate_id))
+        return [cast(Event, e) for e in self.events.get(aggregate_id)]
