@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 from cryptography.hazmat.primitives import padding
@@ -424,3 +424,272 @@ def backoff_delay_s(
     if rate_limited:
         delay = max(delay, policy.rate_limited_min_delay_s)
     return delay
+
+
+# --------------------------------------------------------------------------- calls
+#
+# What every connector client returns, and the one interface all four implement.
+# The orders domain is written from :class:`PlatformOrder`; the outbound
+# dispatcher records a :class:`PushResult` as an event.
+
+#: A platform-neutral order status. Each ``translate.py`` maps its platform's
+#: codes onto these five.
+OrderStatus = Literal["created", "paid", "shipped", "completed", "cancelled"]
+
+#: How an outbound call ended: ``sent`` (the platform accepted it),
+#: ``rejected`` (the platform refused it for a reason a retry cannot fix),
+#: ``rate_limited`` (still rate-limited when the retries ran out) and
+#: ``failed`` (5xx, timeouts or transport errors until the retries ran out).
+CallOutcome = Literal["sent", "rejected", "rate_limited", "failed"]
+
+#: What a push from a platform announces about an order.
+PushEventKind = Literal[
+    "order_created",
+    "order_paid",
+    "order_shipped",
+    "order_completed",
+    "order_cancelled",
+    "order_settled",
+    "heartbeat",
+    "other",
+]
+
+
+class PushResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one logical outbound write (stock push, shipment notice).
+
+    ``request_id`` is the caller's stable id, reused on every attempt, so the
+    platform (or the sandbox) applies the write at most once. ``code`` and
+    ``message`` are the platform's own, as it sent them (``"10020112"``,
+    ``"Exceed qps limit"``), or ``"timeout"``/``"http_503"`` for failures.
+    """
+
+    platform: str
+    shop_id: str
+    request_id: str
+    outcome: CallOutcome
+    attempts: int
+    code: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the platform accepted the write."""
+        return self.outcome == "sent"
+
+
+class PlatformCallError(Exception):
+    """A read call (orders, settlement, stock, token) that did not succeed.
+
+    Attributes:
+        platform: The platform code.
+        outcome: ``rejected``, ``rate_limited`` or ``failed`` (never ``sent``).
+        code: The platform's error code, if any.
+        message: The platform's error message, or what went wrong.
+        attempts: How many HTTP attempts were made.
+    """
+
+    def __init__(
+        self,
+        platform: str,
+        outcome: CallOutcome,
+        code: str | None,
+        message: str,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(
+            f"{platform}: {outcome} (code {code}): {message} "
+            f"after {attempts} attempt(s)"
+        )
+        self.platform = platform
+        self.outcome = outcome
+        self.code = code
+        self.message = message
+        self.attempts = attempts
+
+
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One SKU line of an order; money in integer fen.
+
+    ``unit_price_fen`` is the price of one unit before discounts;
+    ``discount_fen`` is the discount on the whole line, so the line's amount is
+    ``unit_price_fen * quantity - discount_fen``.
+    """
+
+    platform_sku_id: str
+    platform_product_id: str
+    quantity: int
+    unit_price_fen: int
+    discount_fen: int = 0
+    title: str = ""
+
+    @property
+    def amount_fen(self) -> int:
+        """What the buyer pays for this line, in fen."""
+        return self.unit_price_fen * self.quantity - self.discount_fen
+
+
+class BuyerPersonalData(msgspec.Struct, frozen=True, kw_only=True):
+    """The buyer's personal data, kept apart so the hub can encrypt it.
+
+    Nothing else in :class:`PlatformOrder` names a person. ``buyer_ref`` is the
+    platform's opaque buyer id (openid, open id), also personal data.
+    """
+
+    name: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    buyer_ref: str | None = None
+
+
+class PlatformOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as a platform reports it, in platform-neutral form.
+
+    Ids are strings everywhere: WeChat and Douyin order ids exceed 2^53.
+    Times are timezone-aware UTC.
+    """
+
+    platform: str
+    shop_id: str
+    order_id: str
+    status: OrderStatus
+    platform_status: str
+    lines: tuple[OrderLine, ...]
+    total_fen: int
+    created_at: datetime
+    updated_at: datetime
+    buyer: BuyerPersonalData = BuyerPersonalData()
+
+
+class OrderPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of orders; pass ``next_cursor`` back for the next page."""
+
+    orders: tuple[PlatformOrder, ...]
+    next_cursor: str | None = None
+
+    @property
+    def has_more(self) -> bool:
+        """Whether another page follows."""
+        return self.next_cursor is not None
+
+
+class SettlementEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One settled order in a statement; ``net_fen = gross_fen - fee_fen``."""
+
+    entry_id: str
+    order_id: str
+    gross_fen: int
+    fee_fen: int
+    net_fen: int
+    settled_at: datetime
+
+
+class SettlementStatement(msgspec.Struct, frozen=True, kw_only=True):
+    """What the platform settled to the shop between two instants."""
+
+    platform: str
+    shop_id: str
+    period_start: datetime
+    period_end: datetime
+    entries: tuple[SettlementEntry, ...]
+
+    @property
+    def gross_fen(self) -> int:
+        """Sum of the entries' gross amounts."""
+        return sum(entry.gross_fen for entry in self.entries)
+
+    @property
+    def fee_fen(self) -> int:
+        """Sum of the entries' fees."""
+        return sum(entry.fee_fen for entry in self.entries)
+
+    @property
+    def net_fen(self) -> int:
+        """Sum of the entries' net amounts."""
+        return sum(entry.net_fen for entry in self.entries)
+
+
+class PushEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What one platform push says: the event kind, the order, the message id.
+
+    ``msg_id`` identifies the push for deduplication (a duplicated push has
+    the same one); ``raw_type`` is the platform's own event name or tag.
+    """
+
+    platform: str
+    kind: PushEventKind
+    msg_id: str
+    raw_type: str
+    order_id: str | None = None
+    shop_id: str | None = None
+    occurred_at: datetime | None = None
+
+
+class ShopClient(Protocol):
+    """The calls the hub makes on every platform, one implementation each.
+
+    Writes return a :class:`PushResult` and never raise for platform errors;
+    reads return data or raise :class:`PlatformCallError`. Every client signs
+    with its ``protocol.py``, caches and refreshes tokens, retries with
+    exponential backoff and jitter, and keeps a token bucket per shop.
+    """
+
+    platform: str
+
+    async def push_stock(
+        self,
+        shop_id: str,
+        platform_sku_id: str,
+        *,
+        product_id: str,
+        delta: int | None = None,
+        absolute: int | None = None,
+        expected: int | None = None,
+        request_id: str,
+    ) -> PushResult:
+        """Change one SKU's stock by ``delta``, or set it to ``absolute``."""
+        ...
+
+    async def fetch_stock(
+        self, shop_id: str, platform_sku_id: str, *, product_id: str
+    ) -> int:
+        """The SKU's sellable stock as the platform holds it."""
+        ...
+
+    async def pull_orders(
+        self,
+        shop_id: str,
+        updated_from: datetime,
+        updated_to: datetime,
+        cursor: str | None = None,
+        *,
+        page_size: int = 50,
+    ) -> OrderPage:
+        """One page of the orders updated in ``[updated_from, updated_to]``."""
+        ...
+
+    async def fetch_order(self, shop_id: str, order_id: str) -> PlatformOrder:
+        """One order by its platform id."""
+        ...
+
+    async def notify_shipment(
+        self,
+        shop_id: str,
+        order_id: str,
+        *,
+        carrier_code: str,
+        tracking_no: str,
+        request_id: str,
+    ) -> PushResult:
+        """Tell the platform the order shipped with this carrier and waybill."""
+        ...
+
+    async def fetch_settlement(
+        self, shop_id: str, period_start: datetime, period_end: datetime
+    ) -> SettlementStatement:
+        """The settlement entries booked in ``[period_start, period_end)``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the client created it."""
+        ...

@@ -25,6 +25,7 @@ import msgspec
 import nats
 import psycopg
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 500
 DUPLICATE_WINDOW_S = 120.0
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+#: An in-flight publish not acknowledged within this ends the attempt.
+ACK_TIMEOUT_S = 10.0
 
 _encode = msgspec.json.Encoder().encode
 
@@ -85,6 +88,54 @@ async def stream_position(js: JetStreamContext, stream: str = STREAM) -> StreamP
             return StreamPosition(last_seq, int(header))
         seq -= 1
     return StreamPosition(last_seq, 0)
+
+
+class _Acks:
+    """Tracks JetStream's acks of one relay attempt (all on one reply subject)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.acked = 0
+        self.failure: str | None = None
+        self._changed = asyncio.Event()
+
+    def restart(self, sequence: int) -> None:
+        """Start a new attempt whose first publish follows ``sequence``."""
+        self.epoch += 1
+        self.acked = sequence
+        self.failure = None
+
+    async def on_ack(self, msg: Msg) -> None:
+        """Record one ack (or error) from JetStream."""
+        if msg.subject.rpartition(".")[2] != str(self.epoch):
+            return  # an ack of an abandoned attempt
+        ack = _decode_ack(msg.data)
+        if ack.error is not None:
+            self.failure = f"JetStream refused a publish: {ack.error}"
+        elif ack.duplicate:
+            self.failure = f"stream sequence {ack.seq} was a duplicate"
+        elif ack.seq is not None and ack.seq > self.acked:
+            self.acked = ack.seq
+        self._changed.set()
+
+    async def wait_beyond(self, acked: int, timeout: float) -> bool:
+        """Wait until acks pass ``acked``; False (and a failure) on timeout."""
+        while self.acked <= acked and self.failure is None:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                self.failure = f"no ack within {timeout:.0f} s"
+        return self.failure is None
+
+
+class _PubAck(msgspec.Struct):
+    seq: int | None = None
+    duplicate: bool = False
+    error: dict[str, object] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
 
 
 class Relay:
@@ -145,7 +196,7 @@ class Relay:
     async def _run_once(self) -> None:
         nc: NatsClient = await nats.connect(self.nats_url, max_reconnect_attempts=-1)
         try:
-            js = nc.jetstream(publish_async_max_pending=self.max_in_flight)
+            js = nc.jetstream()
             await ensure_stream(js, self.stream)
             async with (
                 await psycopg.AsyncConnection.connect(
@@ -158,85 +209,80 @@ class Relay:
                 await listener.execute(
                     sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
                 )
-                await self._follow(js, conn, listener)
+                acks = _Acks()
+                inbox = nc.new_inbox()
+                sub = await nc.subscribe(f"{inbox}.*", cb=acks.on_ack)
+                try:
+                    while True:
+                        await self._follow(nc, js, conn, listener, acks, inbox)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
 
-    async def _follow(
+    async def _follow(  # noqa: PLR0917
         self,
+        nc: NatsClient,
         js: JetStreamContext,
         conn: psycopg.AsyncConnection[object],
         listener: psycopg.AsyncConnection[object],
+        acks: _Acks,
+        inbox: str,
     ) -> None:
-        """Publish with a sliding window of acks; resync on any failed publish.
+        """Publish from the stream's end until a publish fails, then return.
 
-        Reading the next rows and encoding them overlaps with the acks of the
-        previous ones: ``publish_async`` blocks only while ``max_in_flight``
-        publishes await their ack.
+        Publishes go out back to back, each with the same reply subject of this
+        attempt (``epoch``); JetStream acknowledges them in order with their
+        stream sequence, so one subscription tracks every ack and at most
+        ``max_in_flight`` await theirs. Reading the next rows overlaps with the
+        acks of the previous ones. Any error ack, duplicate, or an ack that does
+        not come within :data:`ACK_TIMEOUT_S` ends the attempt: the caller
+        starts again from what the stream holds.
         """
         end = await stream_position(js, self.stream)
         await self._advance(end.position, force=True)
+        acks.restart(end.sequence)
+        reply = f"{inbox}.{acks.epoch}"
         sequence = end.sequence  # stream sequence of the last message sent
         sent = end.position  # log position of the last message sent
-        window: deque[tuple[int, asyncio.Future[js_api.PubAck]]] = deque()
-        while True:
+        window: deque[tuple[int, int]] = deque()  # (stream sequence, log position)
+        while acks.failure is None:
             rows = await read_log(conn, sent, self.max_in_flight)
             if not rows:
                 if window:
-                    ok = await self._harvest(window, wait_all=True)
+                    await acks.wait_beyond(window[0][0] - 1, ACK_TIMEOUT_S)
                 else:
                     async for _ in listener.notifies(
                         timeout=NOTIFY_SAFETY_S, stop_after=1
                     ):
                         pass
-                    continue
-            else:
-                for position, topic, state in rows:
-                    event = decode_event(topic, state)
-                    headers = headers_for(event, position)
-                    headers[EXPECTED_LAST_SEQUENCE] = str(sequence)
-                    future = await js.publish_async(
-                        subject_for(event),
-                        _encode(_to_message(event, position)),
-                        headers=headers,
-                    )
-                    window.append((position, future))
-                    sequence += 1
-                sent = rows[-1][0]
-                ok = await self._harvest(window, wait_all=False)
-            if not ok:
-                for _, future in window:
-                    future.cancel()
-                window.clear()
-                end = await stream_position(js, self.stream)
-                await self._advance(end.position, force=True)
-                sequence, sent = end.sequence, end.position
-
-    async def _harvest(
-        self,
-        window: deque[tuple[int, asyncio.Future[js_api.PubAck]]],
-        *,
-        wait_all: bool,
-    ) -> bool:
-        """Advance over acknowledged publishes at the window's front.
-
-        Returns False when a publish failed: everything after it is suspect.
-        """
-        acknowledged = 0
-        while window and (wait_all or window[0][1].done()):
-            position, future = window[0]
-            try:
-                await future
-            except Exception as exc:
-                log.warning("publish of log position %d failed: %s", position, exc)
-                return False
-            window.popleft()
-            acknowledged = position
-            self.published += 1
-        if acknowledged:
-            await self._advance(acknowledged)
-        return True
+            for position, topic, state in rows:
+                while sequence - acks.acked >= self.max_in_flight:
+                    if not await acks.wait_beyond(acks.acked, ACK_TIMEOUT_S):
+                        break
+                if acks.failure is not None:
+                    break
+                event = decode_event(topic, state)
+                headers = headers_for(event, position)
+                headers[EXPECTED_LAST_SEQUENCE] = str(sequence)
+                await nc.publish(
+                    subject_for(event),
+                    _encode(_to_message(event, position)),
+                    reply=reply,
+                    headers=headers,
+                )
+                sequence += 1
+                sent = position
+                window.append((sequence, position))
+            acknowledged = 0
+            while window and window[0][0] <= acks.acked:
+                acknowledged = window.popleft()[1]
+                self.published += 1
+            if acknowledged:
+                await self._advance(acknowledged)
+        log.warning("relay resyncs from the stream's end: %s", acks.failure)
 
     async def _advance(self, position: int, *, force: bool = False) -> None:
         async with self._progress:

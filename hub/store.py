@@ -127,7 +127,7 @@ class HubRecorder(PostgresApplicationRecorder):
         self._insert_columns = sql.SQL(
             "INSERT INTO {schema}.{table} "
             "(originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(
             schema=sql.Identifier(self.datastore.schema),

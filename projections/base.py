@@ -69,6 +69,7 @@ async def read_log(
             "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(sql.Identifier(EVENTS_TABLE)),
         (after, limit),
+        binary=True,  # the state arrives as raw bytes, not hex text
     )
     rows = await cur.fetchall()
     return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[index]

@@ -199,3 +199,36 @@ def is_rate_limited_code(code: int | str) -> bool:
         True for :data:`RATE_LIMIT_CODE`.
     """
     return str(code) == str(RATE_LIMIT_CODE)
+
+
+# --------------------------------------------------------------------------- codes
+# Answer codes of the open platform gateway (op.jinritemai.com "平台基础错误码"):
+# success is 10000; 40003 with a sub_code covers signature and token problems.
+
+#: ``code`` of a successful call.
+SUCCESS_CODE = 10000
+#: ``code`` of a refused parameter, signature or token.
+INVALID_PARAMETER_CODE = 40003
+#: ``sub_code`` of a bad signature.
+SIGNATURE_INVALID_SUB_CODE = "isv.signature-invalid"
+#: ``sub_code`` values meaning "refresh the access token and retry".
+TOKEN_EXPIRED_SUB_CODES: frozenset[str] = frozenset(
+    {"isv.access-token-expired", "isv.access-token-no-existed"}
+)
+#: ``code`` of a business failure (stock short, order not found ...).
+BUSINESS_FAILED_CODE = 50002
+
+
+def is_token_expired(code: int | str, sub_code: str | None) -> bool:
+    """Whether an answer means the access token must be refreshed.
+
+    Args:
+        code: The answer's ``code``.
+        sub_code: The answer's ``sub_code``.
+
+    Returns:
+        True for 40003 with an expired or unknown token.
+    """
+    return str(code) == str(INVALID_PARAMETER_CODE) and sub_code in (
+        TOKEN_EXPIRED_SUB_CODES
+    )

@@ -253,3 +253,25 @@ def _message_key(private_key: str) -> bytes:
             f"Kuaishou message key decodes to {len(key)} bytes; AES needs 16, 24 or 32"
         )
     return key
+
+
+# --------------------------------------------------------------------------- codes
+# ``result`` 1 is success. The other numbers below were not found in public
+# documentation; they are the sandbox's convention and what the client
+# reads, kept here once. The rate-limit signal that matters is the message
+# (:data:`RATE_LIMIT_MESSAGE`), which is documented.
+
+#: ``result`` of a successful call.
+RESULT_OK = 1
+#: ``result`` of a request whose ``sign`` does not match.
+RESULT_SIGN_INVALID = 22
+#: ``result`` of an unknown access token.
+RESULT_TOKEN_INVALID = 24
+#: ``result`` of an expired access token: refresh, then retry.
+RESULT_TOKEN_EXPIRED = 28
+#: ``result`` of a call over the QPS limit (its message says so too).
+RESULT_RATE_LIMITED = 802
+#: ``result`` values meaning "refresh the access token and retry".
+TOKEN_EXPIRED_RESULTS: frozenset[int] = frozenset(
+    {RESULT_TOKEN_INVALID, RESULT_TOKEN_EXPIRED}
+)

@@ -172,3 +172,17 @@ def gateway_error(payload: Mapping[str, Any]) -> tuple[int, str] | None:
             code = -1
     message = error.get("err_msg")
     return code, "" if message is None else str(message)
+
+
+# --------------------------------------------------------------------------- codes
+# Gateway ``err_code`` values for tokens. Not found in public documentation:
+# the sandbox's convention and what the client reads, kept here once.
+
+#: ``err_code`` of an unknown access token.
+GATEWAY_TOKEN_INVALID = 4201
+#: ``err_code`` of an expired access token.
+GATEWAY_TOKEN_EXPIRED = 4203
+#: ``err_code`` values meaning "refresh the access token and retry".
+GATEWAY_TOKEN_CODES: frozenset[int] = frozenset(
+    {GATEWAY_TOKEN_INVALID, GATEWAY_TOKEN_EXPIRED}
+)

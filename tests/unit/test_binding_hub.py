@@ -32,7 +32,7 @@ from hub.commands import (
 )
 from hub.commit import GroupCommitter
 from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
-from hub.policies import load_policy_book
+from hub.policies import BUNDLED_POLICIES, load_policy_book
 from hub.settings import Settings
 from hub.store import HubApplication
 from projections.bindings import failure_reasons
@@ -404,7 +404,7 @@ def test_policies_show_reads_the_policies_file(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    raw = msgspec.json.decode(Path("hub/policies.json").read_bytes())
+    raw = msgspec.json.decode(BUNDLED_POLICIES.read_bytes())
     raw["profiles"]["kuaishou_shop"]["rules"][0]["threshold"] = 5000
     book = tmp_path / "policies.json"
     book.write_bytes(msgspec.json.encode(raw))

@@ -1,0 +1,55 @@
+"""The sandbox ASGI application: four platforms and the control API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+
+from connectors.sandbox import control, douyin, kuaishou, wechat, youzan
+from connectors.sandbox.config import SandboxConfig
+from connectors.sandbox.pushes import PushSender
+from connectors.sandbox.state import SandboxState
+
+
+def create_app(config: SandboxConfig | None = None) -> Starlette:
+    """Build the sandbox application.
+
+    The platforms' paths do not collide, so one server answers all four (point
+    each client's ``base_url`` at it). ``app.state.sandbox`` is the
+    :class:`SandboxState`; pushes are sent with an HTTP client opened by the
+    app's lifespan.
+
+    Args:
+        config: The configuration; defaults when None.
+
+    Returns:
+        The Starlette app.
+    """
+    config = config or SandboxConfig()
+    state = SandboxState(config)
+    http = httpx.AsyncClient()
+    pushes = PushSender(state, http)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+
+    app = Starlette(
+        routes=[
+            *control.routes(state, pushes),
+            *wechat.routes(state, pushes),
+            *douyin.routes(state, pushes),
+            *kuaishou.routes(state, pushes),
+            *youzan.routes(state, pushes),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.sandbox = state
+    app.state.pushes = pushes
+    return app
