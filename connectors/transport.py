@@ -41,6 +41,10 @@ from connectors.common import (
 #: ``idempotent_id`` is filled as well).
 REQUEST_ID_HEADER = "X-Request-Id"
 
+#: Waits shorter than this count as none: a clock that advances by exactly
+#: the wait may land a rounding error short of it.
+_EPSILON_S = 1e-6
+
 #: The read timeout of outbound calls unless the caller gives its own client.
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -105,14 +109,14 @@ class TokenBucket:
             again.
         """
         now = self._clock.monotonic()
-        if now < self._paused_until:
+        if now + _EPSILON_S < self._paused_until:
             return self._paused_until - now
         self._tokens = min(
             self._burst, self._tokens + (now - self._updated) * self._rate
         )
         self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPSILON_S:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self._rate
 

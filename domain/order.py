@@ -69,6 +69,8 @@ Reference = Annotated[str, msgspec.Meta(max_length=128)]
 Reason = Annotated[str, msgspec.Meta(max_length=500)]
 
 OrderStatus = Literal["placed", "paid", "shipped", "completed", "cancelled", "refunded"]
+#: What an order asks of a stock item (see :func:`stock_effect`).
+StockAction = Literal["commit", "release", "consume"]
 
 
 def order_id(platform: str, platform_order_id: str) -> uuid.UUID:
@@ -287,8 +289,33 @@ class RefundOrder(msgspec.Struct, frozen=True, kw_only=True):
     reason: Reason = ""
 
 
+class RecordStockRefusal(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that a stock item refused one of the order's stock commands.
+
+    Sent by the order-stock process (``hub/processes.py``) when, say, committing
+    the order's units was refused because more were sold than available (the
+    platform oversold). It is a fact about the order, not a step: the status
+    stays. It is recorded once per ``action`` and hub SKU, so a replayed
+    refusal changes nothing.
+    """
+
+    platform: PlatformCode
+    platform_order_id: PlatformOrderId
+    hub_sku: SkuCode
+    action: StockAction
+    quantity: Annotated[int, msgspec.Meta(ge=0)] = 0
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    reason: Reason = ""
+
+
 OrderCommand = (
-    PlaceOrder | PayOrder | ShipOrder | CompleteOrder | CancelOrder | RefundOrder
+    PlaceOrder
+    | PayOrder
+    | ShipOrder
+    | CompleteOrder
+    | CancelOrder
+    | RefundOrder
+    | RecordStockRefusal
 )
 
 #: Steps each status accepts (a step already taken is a no-op, not listed).
@@ -406,6 +433,27 @@ class OrderRefunded(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
+@register
+class OrderStockRefused(Event, frozen=True, kw_only=True):
+    """A stock item refused the order's ``action`` on ``hub_sku``.
+
+    ``code`` and ``reason`` are the refusal's (``insufficient_stock``: more
+    units were sold than available, the order is oversold); ``quantity`` is
+    the units asked for (commits). The order's status is unchanged.
+    """
+
+    TOPIC: ClassVar[str] = "order.OrderStockRefused"
+    AGGREGATE: ClassVar[str] = "order"
+
+    platform: str
+    platform_order_id: str
+    hub_sku: str
+    action: str
+    quantity: int
+    code: str
+    reason: str = ""
+
+
 OrderEvent = (
     OrderPlaced
     | OrderPaid
@@ -413,6 +461,7 @@ OrderEvent = (
     | OrderCompleted
     | OrderCancelled
     | OrderRefunded
+    | OrderStockRefused
 )
 
 
@@ -423,7 +472,8 @@ class Order(State, frozen=True, kw_only=True):
     """Current state of one platform order.
 
     ``steps`` are the statuses the order has passed through, in order;
-    ``refunded_units`` are the units refunded per platform SKU.
+    ``refunded_units`` are the units refunded per platform SKU;
+    ``stock_refusals`` the stock commands refused, as ``action:hub_sku``.
     """
 
     platform: str
@@ -439,6 +489,7 @@ class Order(State, frozen=True, kw_only=True):
     refunded_units: dict[str, int] = msgspec.field(default_factory=dict)
     refund_ids: tuple[str, ...] = ()
     steps: tuple[OrderStatus, ...] = ()
+    stock_refusals: tuple[str, ...] = ()
 
     @property
     def shipped(self) -> bool:
@@ -499,6 +550,8 @@ def decide(state: Order | None, command: OrderCommand, ctx: Context) -> list[Eve
         RefundQuantityError: refunding units the order does not have left.
     """
     oid = order_id(command.platform, command.platform_order_id)
+    if isinstance(command, RecordStockRefusal):
+        return _record_refusal(state, command, ctx, oid)
     events: list[Event] = []
     if state is None:
         placement = (
@@ -523,6 +576,30 @@ def decide(state: Order | None, command: OrderCommand, ctx: Context) -> list[Eve
     step = _STEPS[type(command)]
     events.append(step(state, command, ctx.meta(oid, state.version + 1)))
     return events
+
+
+def _record_refusal(
+    state: Order | None, command: RecordStockRefusal, ctx: Context, oid: uuid.UUID
+) -> list[Event]:
+    where = _describe(command.platform, command.platform_order_id)
+    if state is None:
+        raise UnknownOrderError(
+            f"order {where} is unknown: a stock refusal is recorded on a placed order"
+        )
+    if f"{command.action}:{command.hub_sku}" in state.stock_refusals:
+        return []
+    return [
+        OrderStockRefused(
+            **ctx.meta(oid, state.version + 1),
+            platform=state.platform,
+            platform_order_id=state.platform_order_id,
+            hub_sku=command.hub_sku,
+            action=command.action,
+            quantity=command.quantity,
+            code=command.code,
+            reason=command.reason,
+        )
+    ]
 
 
 def _place(
@@ -750,6 +827,16 @@ def _(event: OrderRefunded, state: Order | None) -> Order:
     if event.full:
         return _to(current, event, "refunded", **changes)
     return msgspec.structs.replace(current, version=event.originator_version, **changes)
+
+
+@mutate.register
+def _(event: OrderStockRefused, state: Order | None) -> Order:
+    current = _existing(state, event)
+    return msgspec.structs.replace(
+        current,
+        version=event.originator_version,
+        stock_refusals=(*current.stock_refusals, f"{event.action}:{event.hub_sku}"),
+    )
 
 
 # -- stock effects --------------------------------------------------------------

@@ -551,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("name")
     rebuild.set_defaults(func=cmd_rebuild)
     _add_policies_and_bindings(verbs)
+    from hub.sandbox_cli import add_sandbox_parser
+
+    add_sandbox_parser(verbs)
     return parser
 
 

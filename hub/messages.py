@@ -37,7 +37,31 @@ from domain.binding import (
     SubjectVerified,
 )
 from domain.events import Event
-from domain.stock import StockAdjusted, StockCounted, StockReceived
+from domain.order import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    OrderShipped,
+    OrderStockRefused,
+)
+from domain.stock import (
+    LowStockThresholdSet,
+    SafetyStockSet,
+    StockAdjusted,
+    StockCommitted,
+    StockConsumed,
+    StockCounted,
+    StockDriftDetected,
+    StockLowAlertCleared,
+    StockLowAlertRaised,
+    StockOnHandSet,
+    StockReceived,
+    StockReleased,
+    StockReserved,
+    StockUnreserved,
+)
 
 #: Version of the envelope and message layout below.
 SCHEMA_VERSION = 1
@@ -58,6 +82,14 @@ H_SCHEMA_VERSION = "Hub-Schema-Version"
 # -- event payloads (the ``data`` of an envelope) ------------------------------
 
 
+# Stock payloads. Every stock message ends with the SKU's levels after the
+# event: ``on_hand``, ``committed`` (promised to open orders), ``reserved``
+# (held back by name), ``safety`` (safety stock filled) and ``available`` =
+# on_hand - committed - reserved - safety, what may still be sold. The first
+# three messages predate the other levels and carry them as fields added at the
+# end, with defaults.
+
+
 class StockReceivedV1(msgspec.Struct, frozen=True, kw_only=True):
     """Units of a SKU arrived; ``on_hand`` is the quantity after."""
 
@@ -65,6 +97,10 @@ class StockReceivedV1(msgspec.Struct, frozen=True, kw_only=True):
     quantity: int
     on_hand: int
     reference: str = ""
+    committed: int = 0
+    reserved: int = 0
+    safety: int = 0
+    available: int = 0
 
 
 class StockAdjustedV1(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +110,10 @@ class StockAdjustedV1(msgspec.Struct, frozen=True, kw_only=True):
     delta: int
     reason: str
     on_hand: int
+    committed: int = 0
+    reserved: int = 0
+    safety: int = 0
+    available: int = 0
 
 
 class StockCountedV1(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +123,289 @@ class StockCountedV1(msgspec.Struct, frozen=True, kw_only=True):
     counted: int
     delta: int
     on_hand: int
+    committed: int = 0
+    reserved: int = 0
+    safety: int = 0
+    available: int = 0
+
+
+class StockOnHandSetV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A compare-and-set moved on hand from ``expected_on_hand`` by ``delta``."""
+
+    sku: str
+    expected_on_hand: int
+    delta: int
+    source: str
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockCommittedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``quantity`` units were promised to order ``order_ref``.
+
+    ``order_ref`` is ``platform:platform_order_id``; ``platform`` is also the
+    subject's last token.
+    """
+
+    sku: str
+    order_ref: str
+    quantity: int
+    platform: str | None
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockReleasedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``quantity`` of an order's units went back to available.
+
+    ``remaining`` stay committed to the order; ``reason`` is ``cancelled``,
+    ``refunded`` or the caller's.
+    """
+
+    sku: str
+    order_ref: str
+    quantity: int
+    remaining: int
+    reason: str
+    platform: str | None
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockConsumedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``quantity`` of an order's units shipped: they left committed and on hand.
+
+    ``shortfall`` of them were no longer on hand (on hand stops at zero).
+    """
+
+    sku: str
+    order_ref: str
+    quantity: int
+    remaining: int
+    shortfall: int
+    platform: str | None
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockReservedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``quantity`` available units were held back under ``reference``."""
+
+    sku: str
+    reference: str
+    quantity: int
+    reason: str
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockUnreservedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``quantity`` units of reservation ``reference`` went back to available."""
+
+    sku: str
+    reference: str
+    quantity: int
+    remaining: int
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class SafetyStockSetV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The SKU keeps ``safety_stock`` units back; ``safety`` of them are filled."""
+
+    sku: str
+    safety_stock: int
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class LowStockThresholdSetV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Low-stock alerts fire at or below ``threshold`` (``null``: never)."""
+
+    sku: str
+    threshold: int | None
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockDriftDetectedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A platform shows ``reported`` where the hub expected ``expected``.
+
+    ``drift = reported - expected`` is beyond ``tolerance``: positive, the
+    platform shows too much (oversell risk); negative, too little.
+    """
+
+    sku: str
+    platform: str
+    shop_id: str
+    reported: int
+    expected: int
+    drift: int
+    tolerance: int
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockLowAlertRaisedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Available stock of a SKU fell to or below its low-stock ``threshold``."""
+
+    sku: str
+    threshold: int
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+class StockLowAlertClearedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Available rose above the threshold, or the threshold was removed."""
+
+    sku: str
+    threshold: int | None
+    on_hand: int
+    committed: int
+    reserved: int
+    safety: int
+    available: int
+
+
+# Order payloads. The envelope's aggregate id is the order's id (uuid5 of
+# platform and platform order id). No buyer data is published: not even the
+# opaque buyer reference, nor the parcel's tracking number.
+
+
+class OrderLineV1(msgspec.Struct, frozen=True, kw_only=True):
+    """One order line; ``total_fen = quantity * unit_price_fen - discount_fen``."""
+
+    platform_sku_id: str
+    hub_sku: str
+    quantity: int
+    unit_price_fen: int
+    discount_fen: int
+    total_fen: int
+
+
+class StockMoveV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of a hub SKU an order step moves; ``remaining`` stay committed."""
+
+    hub_sku: str
+    quantity: int
+    remaining: int
+
+
+class RefundLineV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Units of one platform SKU a refund covers."""
+
+    platform_sku_id: str
+    quantity: int
+
+
+class OrderPlacedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """An order was placed; ``total_fen`` is the sum of its line totals."""
+
+    platform: str
+    platform_order_id: str
+    shop_id: str
+    channel_account: str
+    lines: tuple[OrderLineV1, ...]
+    total_fen: int
+    placed_at: datetime | None = None
+
+
+class OrderPaidV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The buyer paid ``paid_fen``."""
+
+    platform: str
+    platform_order_id: str
+    paid_fen: int
+    payment_ref: str = ""
+    paid_at: datetime | None = None
+
+
+class OrderShippedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The order left the warehouse; ``stock`` is what it consumes per hub SKU."""
+
+    platform: str
+    platform_order_id: str
+    stock: tuple[StockMoveV1, ...]
+    carrier: str = ""
+    shipped_at: datetime | None = None
+
+
+class OrderCompletedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The buyer received the order."""
+
+    platform: str
+    platform_order_id: str
+
+
+class OrderCancelledV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The unpaid order was cancelled; ``stock`` is what it releases per hub SKU."""
+
+    platform: str
+    platform_order_id: str
+    stock: tuple[StockMoveV1, ...]
+    reason: str = ""
+
+
+class OrderRefundedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``amount_fen`` went back; ``refunded_fen`` in all; ``full``: all of it.
+
+    ``stock``: units the refund releases from the commitment (before shipment).
+    """
+
+    platform: str
+    platform_order_id: str
+    refund_id: str
+    amount_fen: int
+    refunded_fen: int
+    full: bool
+    lines: tuple[RefundLineV1, ...] = ()
+    stock: tuple[StockMoveV1, ...] = ()
+    reason: str = ""
+
+
+class OrderStockRefusedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The stock item refused the order's ``action`` (``commit``, ...) on a SKU.
+
+    ``code`` ``insufficient_stock`` on ``commit``: the order is oversold.
+    """
+
+    platform: str
+    platform_order_id: str
+    hub_sku: str
+    action: str
+    quantity: int
+    code: str
+    reason: str = ""
 
 
 # Binding payloads. The aggregate id of the envelope identifies the binding
@@ -215,6 +538,24 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockReceived: StockReceivedV1,
     StockAdjusted: StockAdjustedV1,
     StockCounted: StockCountedV1,
+    StockOnHandSet: StockOnHandSetV1,
+    StockCommitted: StockCommittedV1,
+    StockReleased: StockReleasedV1,
+    StockConsumed: StockConsumedV1,
+    StockReserved: StockReservedV1,
+    StockUnreserved: StockUnreservedV1,
+    SafetyStockSet: SafetyStockSetV1,
+    LowStockThresholdSet: LowStockThresholdSetV1,
+    StockDriftDetected: StockDriftDetectedV1,
+    StockLowAlertRaised: StockLowAlertRaisedV1,
+    StockLowAlertCleared: StockLowAlertClearedV1,
+    OrderPlaced: OrderPlacedV1,
+    OrderPaid: OrderPaidV1,
+    OrderShipped: OrderShippedV1,
+    OrderCompleted: OrderCompletedV1,
+    OrderCancelled: OrderCancelledV1,
+    OrderRefunded: OrderRefundedV1,
+    OrderStockRefused: OrderStockRefusedV1,
     BindingRequested: BindingRequestedV1,
     SubjectVerified: SubjectVerifiedV1,
     SubjectMismatched: SubjectMismatchedV1,
@@ -271,8 +612,8 @@ def subject_for(event: Event) -> str:
 def payload_of(event: Event) -> msgspec.Struct:
     """The public payload of ``event``: the fields its public struct declares.
 
-    Nested internal structs (a binding's rule failures) become their public
-    counterparts, field by field.
+    Nested internal structs (a binding's rule failures, an order's lines) become
+    their public counterparts, field by field.
     """
     try:
         public = PAYLOADS[type(event)]

@@ -63,10 +63,7 @@ async def read_status(database_url: str, nats_url: str | None) -> Status:
         cur = await conn.execute(
             "SELECT name, position FROM projection_tracking ORDER BY name"
         )
-        consumers += [
-            (f"projection {r[0]}", int(r[1]))
-            for r in await cur.fetchall()
-        ]
+        consumers += [(f"projection {r[0]}", int(r[1])) for r in await cur.fetchall()]
         if nats_url:
             nc = await nats.connect(nats_url, connect_timeout=5)
             try:

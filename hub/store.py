@@ -22,7 +22,6 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
-
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
@@ -172,4 +171,4 @@ class HubApplication(Application[uuid.UUID]):
 
     def load_events(self, aggregate_id: uuid.UUID) -> list[Event]:
         """Every stored event of one aggregate, in version order."""
-        return [cast(Event, e) for e in self.events.get(aggregate_id)]
+        return [cast("Event", e) for e in self.events.get(aggregate_id)]

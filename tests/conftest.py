@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 
 from hub.embedded import Servers, start_servers
 from hub.messages import STREAM
+from tests.sandbox_fixtures import sandbox, sandbox_control  # noqa: F401
 
 
 @pytest.fixture(scope="session")

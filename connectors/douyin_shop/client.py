@@ -24,6 +24,7 @@ from connectors.common import (
     OrderPage,
     PlatformOrder,
     PushResult,
+    SettlementEntry,
     SettlementStatement,
     TokenState,
     token_state_from_grant,
@@ -286,7 +287,7 @@ class DouyinShopClient(ClientBase):
         self, shop_id: str, period_start: datetime, period_end: datetime
     ) -> SettlementStatement:
         """Settled orders in the period (``/order/getSettleBillDetailV3``)."""
-        entries = []
+        entries: list[SettlementEntry] = []
         start_index = ""
         while True:
             data = await self._read(

@@ -24,6 +24,7 @@ from connectors.common import (
     PlatformCallError,
     PlatformOrder,
     PushResult,
+    SettlementEntry,
     SettlementStatement,
     TokenState,
     token_state_from_grant,
@@ -335,7 +336,7 @@ class KuaishouShopClient(ClientBase):
         self, shop_id: str, period_start: datetime, period_end: datetime
     ) -> SettlementStatement:
         """Settled bills in the period (``open.funds.settled.bill.list``)."""
-        entries = []
+        entries: list[SettlementEntry] = []
         cursor = ""
         while cursor != "nomore":
             data = await self._read(

@@ -19,8 +19,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
 from connectors.sandbox.state import SandboxError, SandboxState, Shop, Token
 
@@ -59,10 +65,10 @@ async def handle_call(
     state: SandboxState,
     platform: str,
     api: str,
+    *,
     dialect: Dialect,
     authenticate: Authenticate,
     apply: Apply,
-    *,
     request_id: str | None = None,
     idempotent_write: bool = False,
 ) -> Response:
@@ -113,6 +119,23 @@ async def handle_call(
     if fault == "timeout":
         await asyncio.sleep(state.faults[platform].timeout_delay_s)
     return answer.response()
+
+
+def redirect_with_code(target: str, code: str, state: str) -> RedirectResponse:
+    """The OAuth 2.0 redirect back to the app's callback with ``code``/``state``.
+
+    Args:
+        target: The ``redirect_uri`` the app sent.
+        code: The one-time authorisation code.
+        state: The app's ``state``, echoed.
+
+    Returns:
+        A 302 response.
+    """
+    joiner = "&" if "?" in target else "?"
+    return RedirectResponse(
+        f"{target}{joiner}{urlencode({'code': code, 'state': state})}", 302
+    )
 
 
 def window(items: list[Any], offset: int, size: int) -> tuple[list[Any], int | None]:

@@ -119,7 +119,7 @@ def render_order(order: Order) -> dict[str, Any]:
     }
 
 
-def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
+def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR0915
     """The Douyin Shop routes.
 
     Args:
@@ -130,7 +130,10 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
         The routes.
     """
 
-    def signed(request: Request, raw: bytes) -> tuple[dict[str, Any], Shop] | Answer:
+    # One return per distinct platform error, as the gateway words them.
+    def signed(  # noqa: PLR0911
+        request: Request, raw: bytes
+    ) -> tuple[dict[str, Any], Shop] | Answer:
         """Check the sign; the params and the app's shop (any shop of the app)."""
         query = request.query_params
         app_key = query.get("app_key", "")
@@ -192,7 +195,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
         else:
             return _answer(
                 40003, "非法的参数", "isv.parameter-invalid", "grant_type错误"
-            )
+            ).response()
         shop = state.platform(PLATFORM).shops.get(shop_id)
         if (
             shop is None
@@ -278,9 +281,9 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
                 state,
                 PLATFORM,
                 path,
-                DIALECT,
-                authenticate,
-                apply,
+                dialect=DIALECT,
+                authenticate=authenticate,
+                apply=apply,
                 request_id=request_id,
                 idempotent_write=write,
             )

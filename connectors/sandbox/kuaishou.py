@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.kuaishou_shop import protocol as kuaishou
@@ -37,6 +37,7 @@ from connectors.sandbox.calls import (
     Answer,
     Dialect,
     handle_call,
+    redirect_with_code,
     window,
 )
 from connectors.sandbox.pushes import KUAISHOU_STATUS, PushSender
@@ -135,11 +136,8 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
             )
         code = state.new_secret("code-")
         state.platform(PLATFORM).codes[code] = shop_id
-        target = query.get("redirect_uri", "")
-        joiner = "&" if "?" in target else "?"
-        return RedirectResponse(
-            f"{target}{joiner}{urlencode({'code': code, 'state': query.get('state', '')})}",
-            302,
+        return redirect_with_code(
+            query.get("redirect_uri", ""), code, query.get("state", "")
         )
 
     def grant(shop: Shop, refresh_expires_at: float) -> JSONResponse:
@@ -200,7 +198,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
             params.update(request.query_params)
             business: dict[str, Any] = {}
 
-            def authenticate() -> tuple[Shop, Token] | Answer:
+            def authenticate() -> tuple[Shop, Token] | Answer:  # noqa: PLR0911
                 shop = app_shop(params.get("appkey", ""))
                 if shop is None:
                     return _fail(100, "appkey无效")
@@ -232,9 +230,9 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
                 state,
                 PLATFORM,
                 method,
-                DIALECT,
-                authenticate,
-                apply,
+                dialect=DIALECT,
+                authenticate=authenticate,
+                apply=apply,
                 request_id=request.headers.get(REQUEST_ID_HEADER),
                 idempotent_write=write,
             )

@@ -16,6 +16,7 @@ token, 42001 for an expired one, 45011 when rate-limited.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -113,7 +114,7 @@ def render_order(order: Order) -> dict[str, Any]:
     }
 
 
-def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
+def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR0915
     """The WeChat Shop routes.
 
     Args:
@@ -142,7 +143,12 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
             {"access_token": issued.value, "expires_in": ACCESS_TOKEN_TTL_S}
         )
 
-    def api(path: str, work: Any, *, write: bool = False) -> Route:
+    def api(
+        path: str,
+        work: Callable[[Shop, dict[str, Any]], Awaitable[Answer]],
+        *,
+        write: bool = False,
+    ) -> Route:
         async def endpoint(request: Request) -> Response:
             raw = await request.body()
             try:
@@ -172,9 +178,9 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:
                 state,
                 PLATFORM,
                 path,
-                DIALECT,
-                authenticate,
-                apply,
+                dialect=DIALECT,
+                authenticate=authenticate,
+                apply=apply,
                 request_id=request.headers.get(REQUEST_ID_HEADER),
                 idempotent_write=write,
             )

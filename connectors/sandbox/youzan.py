@@ -24,10 +24,9 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.mapping import fen_to_yuan, from_beijing_text, id_value, to_beijing_text
@@ -36,6 +35,7 @@ from connectors.sandbox.calls import (
     Answer,
     Dialect,
     handle_call,
+    redirect_with_code,
     window,
 )
 from connectors.sandbox.pushes import YOUZAN_STATUS, PushSender
@@ -139,11 +139,8 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
             )
         code = state.new_secret("code-")
         state.platform(PLATFORM).codes[code] = shop_id
-        target = query.get("redirect_uri", "")
-        joiner = "&" if "?" in target else "?"
-        return RedirectResponse(
-            f"{target}{joiner}{urlencode({'code': code, 'state': query.get('state', '')})}",
-            302,
+        return redirect_with_code(
+            query.get("redirect_uri", ""), code, query.get("state", "")
         )
 
     async def token(request: Request) -> Response:
@@ -227,9 +224,9 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
                 state,
                 PLATFORM,
                 name,
-                DIALECT,
-                authenticate,
-                apply,
+                dialect=DIALECT,
+                authenticate=authenticate,
+                apply=apply,
                 request_id=request.headers.get(REQUEST_ID_HEADER),
                 idempotent_write=write,
             )

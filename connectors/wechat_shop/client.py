@@ -22,6 +22,7 @@ from connectors.common import (
     OrderPage,
     PlatformOrder,
     PushResult,
+    SettlementEntry,
     SettlementStatement,
     TokenState,
     token_state_from_grant,
@@ -125,7 +126,7 @@ class WechatShopClient(ClientBase):
 
     # ------------------------------------------------------------------ calls
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: httpx.Response) -> Verdict:  # noqa: PLR0911
         by_status = http_status_verdict(response, self.policy)
         if by_status is not None:
             return by_status
@@ -266,7 +267,7 @@ class WechatShopClient(ClientBase):
         self, shop_id: str, period_start: datetime, period_end: datetime
     ) -> SettlementStatement:
         """Income flows booked in the period (getfundsflowlist + detail)."""
-        entries = []
+        entries: list[SettlementEntry] = []
         next_key = ""
         while True:
             listing = await self._read(

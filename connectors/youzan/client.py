@@ -24,6 +24,7 @@ from connectors.common import (
     PlatformCallError,
     PlatformOrder,
     PushResult,
+    SettlementEntry,
     SettlementStatement,
     TokenState,
     token_state_from_grant,
@@ -299,7 +300,7 @@ class YouzanClient(ClientBase):
         self, shop_id: str, period_start: datetime, period_end: datetime
     ) -> SettlementStatement:
         """Settled trades in the period (``youzan.trade.settlement.list``)."""
-        entries = []
+        entries: list[SettlementEntry] = []
         page_no = 1
         while True:
             data = await self._read(

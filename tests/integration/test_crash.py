@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig
 import psycopg
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.stock import ReceiveStock
 from hub.bootstrap import Hub, bootstrap

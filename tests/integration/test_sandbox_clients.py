@@ -44,11 +44,9 @@ from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan import protocol as youzan_protocol
 from connectors.youzan import translate as youzan_translate
 from connectors.youzan.client import YouzanApp, YouzanClient
-from tests.sandbox_fixtures import sandbox, sandbox_control
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["sandbox", "sandbox_control"]
 
 PLATFORMS = ["wechat_shop", "douyin_shop", "kuaishou_shop", "youzan"]
 SHOPS = {
@@ -292,7 +290,9 @@ async def test_absolute_stock_is_compare_and_set_through_a_delta(
     )
     assert done.ok
     assert await sandbox_control.stock(platform, h.shop_id, h.sku_id) == 50
-    assert await h.client.fetch_stock(h.shop_id, h.sku_id, product_id=h.product_id) == 50
+    assert (
+        await h.client.fetch_stock(h.shop_id, h.sku_id, product_id=h.product_id) == 50
+    )
 
 
 RATE_LIMIT_CODES = {
@@ -401,7 +401,9 @@ async def test_bad_signatures_and_tokens_are_answered_the_platforms_way(
 
 async def _creds(url: str, platform: str) -> dict[str, str]:
     async with httpx.AsyncClient() as http:
-        shop = (await http.get(f"{url}/_sandbox/{platform}/shops/{SHOPS[platform]}")).json()
+        shop = (
+            await http.get(f"{url}/_sandbox/{platform}/shops/{SHOPS[platform]}")
+        ).json()
     creds: dict[str, str] = shop["credentials"]
     return creds
 
@@ -446,7 +448,11 @@ async def test_orders_page_by_update_time(
     assert pages == 4
     assert all(start <= order.updated_at <= end for order in seen)
     last = seen[-1]
-    assert (last.status, last.total_fen, last.lines[0].discount_fen) == ("paid", 1900, 90)
+    assert (last.status, last.total_fen, last.lines[0].discount_fen) == (
+        "paid",
+        1900,
+        90,
+    )
     assert last.buyer.name == "张三"
     if platform == "wechat_shop":
         assert int(last.order_id) > 2**53
@@ -465,7 +471,11 @@ async def test_shipment_once_and_settlement(
     await sandbox_control.order_action(platform, h.shop_id, order_id, "pay")
     for _ in range(2):
         result = await h.client.notify_shipment(
-            h.shop_id, order_id, carrier_code="SF", tracking_no="SF123", request_id="ship-1"
+            h.shop_id,
+            order_id,
+            carrier_code="SF",
+            tracking_no="SF123",
+            request_id="ship-1",
         )
         assert result.ok, result
     shipped = await h.client.fetch_order(h.shop_id, order_id)
@@ -509,9 +519,13 @@ class Receiver:
                 )
             return acks[platform]
 
-        self.server = ServerThread(Starlette(routes=[Route("/hook/{platform}", hook, methods=["POST"])]))
+        self.server = ServerThread(
+            Starlette(routes=[Route("/hook/{platform}", hook, methods=["POST"])])
+        )
 
-    def of(self, platform: str) -> list[tuple[str, dict[str, str], dict[str, str], bytes]]:
+    def of(
+        self, platform: str
+    ) -> list[tuple[str, dict[str, str], dict[str, str], bytes]]:
         with self._lock:
             return [item for item in self.received if item[0] == platform]
 
@@ -526,7 +540,11 @@ def receiver() -> Any:
 
 
 def _verified_events(
-    platform: str, creds: dict[str, str], query: dict[str, str], headers: dict[str, str], body: bytes
+    platform: str,
+    creds: dict[str, str],
+    query: dict[str, str],
+    headers: dict[str, str],
+    body: bytes,
 ) -> list[PushEvent]:
     if platform == "wechat_shop":
         encrypted = wechat_translate.push_ciphertext(body)
@@ -537,7 +555,9 @@ def _verified_events(
             encrypted,
             query["msg_signature"],
         )
-        plain = wechat_protocol.decrypt(creds["encoding_aes_key"], encrypted, creds["app_id"])
+        plain = wechat_protocol.decrypt(
+            creds["encoding_aes_key"], encrypted, creds["app_id"]
+        )
         return [wechat_translate.push_event(wechat_translate.push_message(plain))]
     if platform == "douyin_shop":
         douyin_protocol.verify_event_sign(
@@ -568,7 +588,9 @@ async def test_pushes_arrive_signed_and_verify_with_protocol(
 ) -> None:
     h = await make(platform)
     creds = await _creds(sandbox_control.base_url, platform)
-    await sandbox_control.set_webhooks({platform: f"{receiver.server.url}/hook/{platform}"})
+    await sandbox_control.set_webhooks(
+        {platform: f"{receiver.server.url}/hook/{platform}"}
+    )
     before = len(receiver.of(platform))
     order = await sandbox_control.create_order(
         platform, h.shop_id, [{"sku_id": h.sku_id, "quantity": 1}]
@@ -599,14 +621,20 @@ async def test_duplicate_and_out_of_order_pushes(
     platform = "douyin_shop"
     h = await make(platform)
     creds = await _creds(sandbox_control.base_url, platform)
-    await sandbox_control.set_webhooks({platform: f"{receiver.server.url}/hook/{platform}"})
+    await sandbox_control.set_webhooks(
+        {platform: f"{receiver.server.url}/hook/{platform}"}
+    )
     await sandbox_control.set_faults(platform, FaultConfig(duplicate_push_rate=1.0))
     before = len(receiver.of(platform))
     order = await sandbox_control.create_order(
         platform, h.shop_id, [{"sku_id": h.sku_id, "quantity": 1}]
     )
     received = receiver.of(platform)[before:]
-    events = [e for _, q, hd, b in received for e in _verified_events(platform, creds, q, hd, b)]
+    events = [
+        e
+        for _, q, hd, b in received
+        for e in _verified_events(platform, creds, q, hd, b)
+    ]
     assert [e.kind for e in events] == ["order_created", "order_created"]
     assert events[0].msg_id == events[1].msg_id
 
@@ -616,7 +644,11 @@ async def test_duplicate_and_out_of_order_pushes(
     await sandbox_control.set_faults(platform, FaultConfig())
     await sandbox_control.order_action(platform, h.shop_id, order["order_id"], "cancel")
     late = receiver.of(platform)[before + 2 :]
-    kinds = [e.kind for _, q, hd, b in late for e in _verified_events(platform, creds, q, hd, b)]
+    kinds = [
+        e.kind
+        for _, q, hd, b in late
+        for e in _verified_events(platform, creds, q, hd, b)
+    ]
     assert kinds == ["order_cancelled", "order_paid"]
 
 

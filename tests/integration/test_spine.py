@@ -8,9 +8,9 @@ import uuid
 
 import msgspec
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig
 import psycopg
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
 from hub.bootstrap import Hub, bootstrap
@@ -212,5 +212,5 @@ def test_edited_applied_migration_is_refused(database_url: str) -> None:
     assert migrate(database_url, original) == ["0001_t.sql"]
     assert migrate(database_url, original) == []
     edited = [Migration("0001_t.sql", f"CREATE TABLE {table} (a int, b int);")]
-    with pytest.raises(MigrationError, match="0001_t.sql was edited"):
+    with pytest.raises(MigrationError, match=r"0001_t\.sql was edited"):
         migrate(database_url, edited)

@@ -69,7 +69,7 @@ def test_old_version_is_upcast_on_read() -> None:
 
 def test_unknown_topic_is_a_clear_error() -> None:
     stored = StoredEvent(uuid.uuid4(), 1, "nope.Missing:v1", b"{}")
-    with pytest.raises(MapperDeserialisationError, match="nope.Missing"):
+    with pytest.raises(MapperDeserialisationError, match=r"nope\.Missing"):
         MsgspecMapper().to_domain_event(stored)
 
 

@@ -1,0 +1,133 @@
+"""The shared client machinery: token bucket and retry loop (no servers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from connectors.common import TokenState
+from connectors.transport import ClientBase, TokenBucket, Verdict
+from connectors.wechat_shop.policy import POLICY
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return self.offset
+
+
+async def test_bucket_allows_a_burst_then_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve() == pytest.approx(0.5)
+    clock.offset += 0.5
+    assert bucket.reserve() == 0.0
+
+
+async def test_paused_bucket_holds_every_caller_and_a_fake_clock_cannot_livelock() -> (
+    None
+):
+    clock = Clock()
+    clock.offset = 1234.567  # large offset: float sums land a hair short
+    bucket = TokenBucket(rate_per_s=5.0, burst=10, clock=clock)
+    bucket.pause(60.1)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.offset += seconds
+
+    await bucket.acquire(sleep)
+    assert sum(slept) >= 60.1 - 1e-6
+    assert len(slept) <= 2
+
+
+class Scripted(ClientBase):
+    platform = "wechat_shop"
+
+    def __init__(self, verdicts: list[Verdict], clock: Clock) -> None:
+        self.slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
+            clock.offset += seconds
+
+        super().__init__(
+            base_url="http://127.0.0.1:9",
+            policy=POLICY,
+            clock=clock,
+            sleep=sleep,
+            jitter=lambda: 0.5,
+            http=httpx.AsyncClient(),
+        )
+        self.verdicts = verdicts
+        self.refreshes = 0
+        self.tokens.put(
+            "wechat_shop",
+            "s",
+            TokenState(
+                access_token="t0", access_expires_at=clock.now() + timedelta(hours=2)
+            ),
+        )
+
+    async def _refresh_token(
+        self, shop_id: str, state: TokenState | None
+    ) -> TokenState:
+        self.refreshes += 1
+        return TokenState(
+            access_token=f"t{self.refreshes}",
+            access_expires_at=self.clock.now() + timedelta(hours=2),
+        )
+
+    def _classify(self, response: httpx.Response) -> Verdict:
+        return self.verdicts.pop(0)
+
+
+async def _run(client: Scripted) -> tuple[str, int, list[str | None]]:
+    tokens: list[str | None] = []
+
+    async def attempt(token: str | None) -> httpx.Response:
+        tokens.append(token)
+        return httpx.Response(200)
+
+    report = await client._call("s", "rid", attempt)
+    await client.http.aclose()
+    return report.outcome(), report.attempts, tokens
+
+
+async def test_token_expiry_refreshes_once_and_the_call_goes_on() -> None:
+    client = Scripted(
+        [Verdict(kind="token_expired", code="42001"), Verdict(kind="ok")], Clock()
+    )
+    outcome, attempts, tokens = await _run(client)
+    assert (outcome, attempts, tokens) == ("sent", 1, ["t0", "t1"])
+    assert client.slept == []
+
+
+async def test_failures_back_off_exponentially_then_give_up() -> None:
+    client = Scripted([Verdict(kind="retry", code="http_503")] * 5, Clock())
+    outcome, attempts, _ = await _run(client)
+    assert (outcome, attempts) == ("failed", 5)
+    # base 1 s, doubling, times the jitter 0.5
+    assert client.slept == [0.5, 1.0, 2.0, 4.0]
+
+
+async def test_rate_limits_wait_at_least_the_policy_floor() -> None:
+    client = Scripted(
+        [
+            Verdict(kind="rate_limited", code="45011"),
+            Verdict(kind="rejected", code="x"),
+        ],
+        Clock(),
+    )
+    outcome, attempts, _ = await _run(client)
+    assert (outcome, attempts) == ("rejected", 2)
+    assert sum(client.slept) >= POLICY.retry.rate_limited_min_delay_s - 1e-6
