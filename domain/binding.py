@@ -168,6 +168,9 @@ class Authorise(msgspec.Struct, frozen=True, kw_only=True):
     platform: PlatformCode
     shop_id: ShopId
     mapped_data: tuple[DataKind, ...] = ()
+    #: Non-secret reference to the grant the route produced (e.g. a token
+    #: fingerprint and expiry), so history shows what authorised the binding.
+    grant_ref: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class Activate(msgspec.Struct, frozen=True, kw_only=True):
@@ -328,6 +331,7 @@ class BindingAuthorised(Event, frozen=True, kw_only=True):
     binding_route: str
     data_scope: DataScope | None = None
     mapped_data: tuple[DataKind, ...] = ()
+    grant_ref: str = ""
 
 
 @register
@@ -549,6 +553,7 @@ def _authorise(
         binding_route=state.binding_route,
         data_scope=state.data_scope,
         mapped_data=tuple(dict.fromkeys(command.mapped_data)),
+        grant_ref=command.grant_ref,
     )
 
 

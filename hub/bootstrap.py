@@ -7,27 +7,38 @@ their own servers, clock and id factory. Nothing connects at import time.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from connectors.transport import TokenStore
 from domain.events import DomainError
 from domain.policy import PolicyBook
 from hub.commands import CommandDecodeError, command_rules, decode_command
 from hub.commit import GroupCommitter, Outcome, utc_now
+from hub.connectors import Connectors, ConnectorsConfig
+from hub.inbound import OrderIntake
 from hub.messages import CommandReply, ErrorInfo, event_type
 from hub.migrate import migrate
+from hub.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
+from hub.platforms import Platforms
 from hub.policies import load_policy_book
+from hub.processes import ProcessRunner, default_processes
 from hub.relay import Relay
 from hub.settings import eventsourcing_env
 from hub.store import HubApplication
+from hub.sync import SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
+from projections.inventory import InventoryProjection, StockDriftProjection
+from projections.orders import OrdersProjection
 from projections.stock import StockOnHandProjection
+from projections.stock_pushes import StockPushesProjection
 
 
 def default_projections(policy_book: PolicyBook | None = None) -> list[Projection]:
@@ -40,12 +51,16 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
     return [
         StockOnHandProjection(),
         BindingsProjection(calendar=book.holiday_calendar),
+        InventoryProjection(),
+        OrdersProjection(),
+        StockDriftProjection(),
+        StockPushesProjection(),
     ]
 
 
 @dataclass
 class Hub:
-    """A running hub: store, committer, relay and projections.
+    """A running hub: store, committer, relay, projections and process managers.
 
     Use :meth:`execute` (typed commands) or :meth:`handle` (name + JSON bytes,
     as NATS and the CLI do).
@@ -57,6 +72,9 @@ class Hub:
     committer: GroupCommitter
     relay: Relay | None
     projections: list[ProjectionRunner] = field(default_factory=list)
+    #: Process managers (:mod:`hub.processes`): they follow the log and run
+    #: commands through :attr:`committer`.
+    processes: list[ProjectionRunner] = field(default_factory=list)
     #: The platform policy book the binding rules read (default: bundled).
     policy_book: PolicyBook | None = None
     #: Each command's rules, those that read the policy book reading this one's.
@@ -70,15 +88,23 @@ class Hub:
             self.rules = command_rules(self.policy_book)
 
     async def start(self) -> None:
-        """Start committing, relaying and projecting."""
+        """Start committing, relaying, projecting and the process managers."""
         await self.committer.start()
         if self.relay is not None:
             await self.relay.start()
         for runner in self.projections:
             await runner.start()
+        for process in self.processes:
+            await process.start()
 
     async def stop(self) -> None:
-        """Stop everything started, finishing queued commands first."""
+        """Stop everything started, finishing queued commands first.
+
+        The process managers stop first: what they had queued is committed,
+        and what they had not yet tracked they handle again on the next start.
+        """
+        for process in self.processes:
+            await process.stop()
         await self.committer.stop()
         for runner in self.projections:
             await runner.stop()
@@ -119,12 +145,34 @@ class Hub:
                 return runner
         raise LookupError(f"no projection named {name!r}")
 
+    def process(self, name: str) -> ProjectionRunner:
+        """The runner of process manager ``name`` (e.g. ``order_stock``)."""
+        for runner in self.processes:
+            if runner.projection.name == name:
+                return runner
+        raise LookupError(f"no process manager named {name!r}")
+
+
+#: State fields never put in a reply: de-duplication memory and the per-order
+#: and per-reservation maps of a stock item, which grow with every open order
+#: (a hot SKU in a live session holds thousands). A reply stays a few hundred
+#: bytes; ``hub stock show`` prints the maps.
+PRIVATE_STATE_FIELDS = (
+    "recent_requests",
+    "commitments",
+    "reservations",
+    "closed_orders",
+)
+
 
 def _public_state(state: Any) -> dict[str, Any] | None:
     if state is None:
         return None
     data: dict[str, Any] = msgspec.to_builtins(state)
-    data.pop("recent_requests", None)
+    for name in PRIVATE_STATE_FIELDS:
+        data.pop(name, None)
+    if hasattr(state, "available"):
+        data["available"] = state.available
     return data
 
 
@@ -135,6 +183,7 @@ def bootstrap(
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     run_relay: bool = True,
+    run_processes: bool = True,
     projections: Sequence[Projection] | None = None,
     apply_migrations: bool = True,
     policy_book: PolicyBook | None = None,
@@ -147,6 +196,8 @@ def bootstrap(
         clock: the time source of every event.
         new_id: the id source of every event.
         run_relay: whether this process publishes the log to ``HUB_EVENTS``.
+        run_processes: whether this process runs the process managers
+            (:func:`hub.processes.default_processes`: orders move stock).
         projections: read models to keep current here (default: all).
         apply_migrations: apply pending migrations first.
         policy_book: the platform policy book the binding rules and the
@@ -161,6 +212,11 @@ def bootstrap(
     book = load_policy_book() if policy_book is None else policy_book
     chosen = default_projections(book) if projections is None else list(projections)
     runners = [ProjectionRunner(p, database_url) for p in chosen]
+    processes: list[ProjectionRunner] = (
+        [ProcessRunner(p, database_url) for p in default_processes(committer)]
+        if run_processes
+        else []
+    )
     return Hub(
         database_url=database_url,
         nats_url=nats_url,
@@ -168,6 +224,44 @@ def bootstrap(
         committer=committer,
         relay=relay,
         projections=runners,
+        processes=processes,
         policy_book=book,
         rules=command_rules(book),
+    )
+
+
+def connect_platforms(
+    hub: Hub,
+    config: ConnectorsConfig,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    client_options: Mapping[str, Any] | None = None,
+    token_store: TokenStore | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    jitter: Callable[[], float] = random.random,
+    max_push_rounds: int = DEFAULT_MAX_ROUNDS,
+) -> Platforms:
+    """Build the hub's side of the shop platforms (it starts nothing).
+
+    Args:
+        hub: The hub whose committer stores what the platforms say.
+        config: The connectors registry (``HUB_CONNECTORS_FILE``).
+        clock: The time the sync schedule reads.
+        client_options: Passed to every connector client (``clock``,
+            ``sleep``, ``jitter``, ``http``, ``timeout_s``).
+        token_store: Where the clients keep tokens (default: in memory).
+        sleep: The wait between rounds of a failing stock push.
+        jitter: Numbers in [0, 1) for that wait's jitter.
+        max_push_rounds: Rounds of a stock push before it is dead-lettered.
+    """
+    connectors = Connectors(
+        config, token_store=token_store, client_options=client_options
+    )
+    intake = OrderIntake(hub, connectors)
+    outbound = OutboundDispatcher(
+        hub, connectors, sleep=sleep, jitter=jitter, max_rounds=max_push_rounds
+    )
+    scheduler = SyncScheduler(intake, outbound, clock=clock)
+    return Platforms(
+        connectors=connectors, intake=intake, outbound=outbound, scheduler=scheduler
     )

@@ -27,6 +27,8 @@ from hub.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from domain.policy import PolicyBook
+    from hub.connectors import ConnectorsConfig
+    from projections.base import Projection
 
 
 def _print(*args: object) -> None:
@@ -79,9 +81,13 @@ def _servers(settings: Settings, *, start_embedded: bool) -> Iterator[tuple[str,
 
 
 async def _serve(
-    database_url: str, nats_url: str, policy_book: PolicyBook | None = None
+    database_url: str,
+    nats_url: str,
+    policy_book: PolicyBook | None = None,
+    platforms_config: ConnectorsConfig | None = None,
+    http_port: int | None = None,
 ) -> None:
-    from hub.bootstrap import bootstrap
+    from hub.bootstrap import bootstrap, connect_platforms
     from hub.nats_api import build_broker
 
     hub = bootstrap(
@@ -90,6 +96,14 @@ async def _serve(
     await hub.start()
     broker = build_broker(nats_url, hub)
     await broker.start()
+    platforms = None
+    if platforms_config is not None:
+        platforms = connect_platforms(hub, platforms_config)
+        await platforms.start(http_port=http_port)
+        _print(
+            f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
+            f"({len(platforms_config.shops)} shops)"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,12 +113,25 @@ async def _serve(
         await stop.wait()
     finally:
         _print("stopping ...")
+        if platforms is not None:
+            await platforms.stop()
         await broker.stop()
         await hub.stop()
 
 
+def _connectors_config(settings: Settings) -> ConnectorsConfig:
+    """The registry of ``HUB_CONNECTORS_FILE`` (empty when unset)."""
+    from hub.connectors import ConnectorsConfigError, load_connectors_config
+
+    try:
+        return load_connectors_config(settings.connectors_file)
+    except ConnectorsConfigError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     book = _policy_book(settings)
+    platforms_config = _connectors_config(settings)
     with _servers(settings, start_embedded=True) as (db, nats_url):
         _print(f"HUB_DATABASE_URL={db}")
         _print(f"HUB_NATS_URL={nats_url}")
@@ -117,7 +144,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"policy book: {settings.policies_file or 'bundled'} "
             f"(revision {book.revision})"
         )
-        asyncio.run(_serve(db, nats_url, book))
+        asyncio.run(_serve(db, nats_url, book, platforms_config, settings.http_port))
     _print("stopped")
     return 0
 
@@ -213,7 +240,7 @@ def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _projection(name: str, policy_book: PolicyBook | None = None) -> object:
+def _projection(name: str, policy_book: PolicyBook | None = None) -> Projection:
     from hub.bootstrap import default_projections
 
     found = {p.name: p for p in default_projections(policy_book)}
@@ -231,7 +258,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     with _servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         projection = _projection(args.name, _policy_book(settings))
-        position = asyncio.run(rebuild(db, projection))  # type: ignore[arg-type]
+        position = asyncio.run(rebuild(db, projection))
     _print(f"projection {args.name} rebuilt up to log position {position}")
     return 0
 
@@ -440,6 +467,77 @@ def cmd_bindings_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sync_orders(
+    database_url: str, config: ConnectorsConfig, binding: str, hours: float
+) -> tuple[str, bool]:
+    """Pull one binding's orders of the last ``hours`` in this process."""
+    from datetime import timedelta
+
+    from hub.bindings import parse_binding_id
+    from hub.bootstrap import bootstrap, connect_platforms
+    from hub.commands import BINDING_RULES
+    from hub.commit import utc_now
+
+    hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
+    await hub.start()
+    platforms = connect_platforms(hub, config)
+    try:
+        state = await hub.committer.load(
+            BINDING_RULES, parse_binding_id(binding.split())
+        )
+        if state is None:
+            return f"no binding {binding}", False
+        shop = platforms.connectors.shop(state.platform, state.shop_id)
+        report = await platforms.scheduler.sync_orders(
+            shop, since=utc_now() - timedelta(hours=hours)
+        )
+    finally:
+        await platforms.stop()
+        await hub.stop()
+    lines = [
+        f"{report.shop}: {report.orders} orders updated {report.since:%Y-%m-%d %H:%M}"
+        f" .. {report.until:%Y-%m-%d %H:%M} UTC, {report.events} events stored"
+    ]
+    if report.refused:
+        lines.append(f"  refused: {report.refused}")
+    if report.failed:
+        lines.append(f"  failed: {report.failed}")
+    lines += [f"  order {oid}: {why}" for oid, why in report.errors.items()]
+    return "\n".join(lines), report.ok
+
+
+def cmd_sync_orders(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.connectors import UnknownShopError
+    from hub.migrate import migrate
+
+    config = _connectors_config(settings)
+    with _servers(settings, start_embedded=False) as (db, _):
+        migrate(db)
+        try:
+            text, ok = asyncio.run(_sync_orders(db, config, args.binding, args.hours))
+        except (UnknownShopError, ValueError) as exc:
+            print(f"hub: error: {exc}", file=sys.stderr)
+            return 1
+    _print(text)
+    return 0 if ok else 1
+
+
+def _add_sync(verbs: Any) -> None:
+    sync = verbs.add_parser("sync", help="pull from the shop platforms by hand")
+    sverbs = sync.add_subparsers(dest="sverb", required=True)
+    orders = sverbs.add_parser(
+        "orders",
+        help="pull one binding's orders now (Kuaishou's manual trigger)",
+        description="BINDING is a binding id, or 'CHANNEL_ACCOUNT PLATFORM SHOP_ID' "
+        "in one argument. The shop must be in HUB_CONNECTORS_FILE.",
+    )
+    orders.add_argument("--binding", required=True, metavar="BINDING")
+    orders.add_argument(
+        "--hours", type=float, default=24.0, help="window: orders updated since"
+    )
+    orders.set_defaults(func=cmd_sync_orders)
+
+
 def _add_binding_keys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("channel_account", help="channel (视频号) account id")
     parser.add_argument("platform", help="platform code, e.g. wechat_shop")
@@ -551,9 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("name")
     rebuild.set_defaults(func=cmd_rebuild)
     _add_policies_and_bindings(verbs)
+    _add_sync(verbs)
     from hub.sandbox_cli import add_sandbox_parser
 
     add_sandbox_parser(verbs)
+    from hub.inventory_cli import add_inventory_verbs
+
+    add_inventory_verbs(verbs)
     return parser
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import binding, stock
+from domain import binding, order, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
 
@@ -38,6 +38,27 @@ class StockRules:
 
 
 STOCK_RULES = StockRules()
+
+
+class OrderRules:
+    """How the committer runs order commands."""
+
+    def aggregate_id(self, command: order.OrderCommand) -> uuid.UUID:
+        """Orders are keyed by platform and the platform's order id."""
+        return order.order_id(command.platform, command.platform_order_id)
+
+    def decide(
+        self, state: order.Order | None, command: order.OrderCommand, ctx: Context
+    ) -> list[Event]:
+        """Delegate to :func:`domain.order.decide`."""
+        return order.decide(state, command, ctx)
+
+    def mutate(self, event: Event, state: order.Order | None) -> Any:
+        """Delegate to :func:`domain.order.mutate`."""
+        return order.mutate(event, state)
+
+
+ORDER_RULES = OrderRules()
 
 
 @runtime_checkable
@@ -139,6 +160,105 @@ COMMANDS: dict[str, CommandSpec] = {
             stock.CountStock,
             STOCK_RULES,
             "Record a physical count: stock on hand becomes the counted quantity.",
+        ),
+        CommandSpec(
+            "stock.set_on_hand",
+            stock.SetOnHand,
+            STOCK_RULES,
+            "Compare-and-set: stock on hand becomes on_hand if it is "
+            "expected_on_hand (else stock_conflict: re-read and retry).",
+        ),
+        CommandSpec(
+            "stock.commit",
+            stock.CommitStock,
+            STOCK_RULES,
+            "Commit units to an open order reference (no more than available; "
+            "a second commit for the same order changes nothing).",
+        ),
+        CommandSpec(
+            "stock.release",
+            stock.ReleaseStock,
+            STOCK_RULES,
+            "Release an order's commitment down to keep units.",
+        ),
+        CommandSpec(
+            "stock.consume",
+            stock.ConsumeStock,
+            STOCK_RULES,
+            "Ship an order: its commitment down to keep units leaves on hand.",
+        ),
+        CommandSpec(
+            "stock.reserve",
+            stock.ReserveStock,
+            STOCK_RULES,
+            "Hold available units back under a reference (a live session, a deal).",
+        ),
+        CommandSpec(
+            "stock.unreserve",
+            stock.UnreserveStock,
+            STOCK_RULES,
+            "Bring a reservation down to keep units.",
+        ),
+        CommandSpec(
+            "stock.set_safety",
+            stock.SetSafetyStock,
+            STOCK_RULES,
+            "Keep a number of units back as safety stock.",
+        ),
+        CommandSpec(
+            "stock.set_low_threshold",
+            stock.SetLowStockThreshold,
+            STOCK_RULES,
+            "Alert (StockLowAlertRaised) when available is at or below the "
+            "threshold; null removes it.",
+        ),
+        CommandSpec(
+            "stock.report_platform",
+            stock.ReportPlatformStock,
+            STOCK_RULES,
+            "A platform reports the stock it shows: StockDriftDetected when it "
+            "is further than tolerance from what the hub expected.",
+        ),
+        CommandSpec(
+            "order.place",
+            order.PlaceOrder,
+            ORDER_RULES,
+            "Record an order placed on a platform, lines mapped to hub SKUs "
+            "(placing an order that exists changes nothing). Its units are "
+            "committed by the order-stock process.",
+        ),
+        CommandSpec(
+            "order.pay",
+            order.PayOrder,
+            ORDER_RULES,
+            "Record the payment (amount_fen defaults to the total); may carry "
+            "the placement when it arrives first.",
+        ),
+        CommandSpec(
+            "order.ship",
+            order.ShipOrder,
+            ORDER_RULES,
+            "Record the shipment of a paid order (its units are consumed).",
+        ),
+        CommandSpec(
+            "order.complete",
+            order.CompleteOrder,
+            ORDER_RULES,
+            "Record that a shipped order was received.",
+        ),
+        CommandSpec(
+            "order.cancel",
+            order.CancelOrder,
+            ORDER_RULES,
+            "Cancel an unpaid order (its units are released); may carry the "
+            "placement when it arrives first.",
+        ),
+        CommandSpec(
+            "order.refund",
+            order.RefundOrder,
+            ORDER_RULES,
+            "Refund money (and units, before shipment) under a refund_id; the "
+            "refund that returns everything paid makes the order refunded.",
         ),
         CommandSpec(
             "binding.request",

@@ -46,6 +46,13 @@ from domain.order import (
     OrderShipped,
     OrderStockRefused,
 )
+from domain.push import (
+    StockPushDeadLettered,
+    StockPushFailed,
+    StockPushRequested,
+    StockPushSent,
+    StockPushSuperseded,
+)
 from domain.stock import (
     LowStockThresholdSet,
     SafetyStockSet,
@@ -408,6 +415,86 @@ class OrderStockRefusedV1(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
+# Stock push payloads: one listing (platform, shop, hub SKU) and what the hub
+# asked it to show. ``request_id`` is the stable id every retry of the call
+# carries; the envelope's aggregate id is the listing's (uuid5 of platform,
+# shop and SKU). See docs/connectors.md.
+
+
+class StockPushRequestedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The hub asked the platform to list ``quantity`` units of ``sku``.
+
+    ``target_version`` is the stock item version the quantity was computed
+    from; ``reason`` is ``stock_changed`` or ``calibration``.
+    """
+
+    platform: str
+    shop_id: str
+    sku: str
+    platform_sku_id: str
+    quantity: int
+    target_version: int
+    request_id: str
+    reason: str = "stock_changed"
+
+
+class StockPushSupersededV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A pending push was replaced by ``superseded_by`` before it was sent."""
+
+    platform: str
+    shop_id: str
+    sku: str
+    request_id: str
+    quantity: int
+    superseded_by: str
+
+
+class StockPushSentV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The platform accepted the push and lists ``quantity`` units.
+
+    ``previous`` is what it listed before, when read; ``attempts`` counts the
+    HTTP calls of the last round.
+    """
+
+    platform: str
+    shop_id: str
+    sku: str
+    request_id: str
+    quantity: int
+    attempts: int
+    previous: int | None = None
+    message: str = ""
+
+
+class StockPushFailedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Round ``round`` of the push failed (``rejected``, ``rate_limited`` or
+    ``failed``); another round follows."""
+
+    platform: str
+    shop_id: str
+    sku: str
+    request_id: str
+    outcome: str
+    attempts: int
+    round: int
+    code: str | None = None
+    message: str = ""
+
+
+class StockPushDeadLetteredV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The push was given up after its last round: the listing may be wrong."""
+
+    platform: str
+    shop_id: str
+    sku: str
+    request_id: str
+    quantity: int
+    outcome: str
+    rounds: int
+    code: str | None = None
+    message: str = ""
+
+
 # Binding payloads. The aggregate id of the envelope identifies the binding
 # (uuid5 of channel account, platform and shop id); BindingRequestedV1 carries
 # those keys. Personal data stays masked as the domain records it: subject codes
@@ -502,6 +589,7 @@ class BindingAuthorisedV1(msgspec.Struct, frozen=True, kw_only=True):
     binding_route: str
     data_scope: str | None = None
     mapped_data: tuple[str, ...] = ()
+    grant_ref: str = ""
 
 
 class BindingActivatedV1(msgspec.Struct, frozen=True, kw_only=True):
@@ -567,6 +655,11 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     BindingSuspended: BindingSuspendedV1,
     BindingReinstated: BindingReinstatedV1,
     BindingUnbound: BindingUnboundV1,
+    StockPushRequested: StockPushRequestedV1,
+    StockPushSuperseded: StockPushSupersededV1,
+    StockPushSent: StockPushSentV1,
+    StockPushFailed: StockPushFailedV1,
+    StockPushDeadLettered: StockPushDeadLetteredV1,
 }
 
 

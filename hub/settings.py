@@ -44,6 +44,8 @@ class Settings:
         http_port: port of the HTTP entry point (``HUB_HTTP_PORT``).
         policies_file: platform policy book (``HUB_POLICIES_FILE``); ``None``
             uses the book shipped with the hub (``hub/policies.json``).
+        connectors_file: the connectors registry (``HUB_CONNECTORS_FILE``):
+            shops, credentials and listings; ``None`` talks to no platform.
     """
 
     home: Path = field(default_factory=lambda: Path(".hub"))
@@ -53,6 +55,7 @@ class Settings:
     nats_port: int = 14222
     http_port: int = 8780
     policies_file: Path | None = None
+    connectors_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -67,6 +70,9 @@ class Settings:
             http_port=_port(env, "HUB_HTTP_PORT", 8780),
             policies_file=Path(env["HUB_POLICIES_FILE"])
             if env.get("HUB_POLICIES_FILE")
+            else None,
+            connectors_file=Path(env["HUB_CONNECTORS_FILE"])
+            if env.get("HUB_CONNECTORS_FILE")
             else None,
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import nats
@@ -26,11 +26,66 @@ class Lag:
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    """A stock push given up after its last retry (``stock_pushes`` table)."""
+
+    platform: str
+    shop_id: str
+    sku: str
+    quantity: int
+    request_id: str
+    code: str | None
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Status:
-    """The log head and every consumer's lag."""
+    """The log head, every consumer's lag, and the stock push dead letters."""
 
     head: int
     consumers: list[Lag]
+    dead_letters: int = 0
+    recent_dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+#: How many of the newest dead letters ``hub status`` lists.
+RECENT_DEAD_LETTERS = 5
+
+
+async def _dead_letters(
+    conn: psycopg.AsyncConnection[object],
+) -> tuple[int, list[DeadLetter]]:
+    """The number of dead-lettered stock pushes and the newest few."""
+    cur = await conn.execute("SELECT to_regclass('stock_pushes') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:  # type: ignore[index]
+        return 0, []
+    cur = await conn.execute(
+        "SELECT count(*) FROM stock_pushes WHERE status = 'dead_lettered'"
+    )
+    row = await cur.fetchone()
+    count = int(row[0]) if row else 0  # type: ignore[index]
+    cur = await conn.execute(
+        "SELECT platform, shop_id, sku, quantity, request_id, code, message, "
+        "updated_at FROM stock_pushes WHERE status = 'dead_lettered' "
+        "ORDER BY updated_at DESC, position DESC LIMIT %s",
+        (RECENT_DEAD_LETTERS,),
+    )
+    recent = [
+        DeadLetter(
+            platform=str(r[0]),  # type: ignore[index]
+            shop_id=str(r[1]),  # type: ignore[index]
+            sku=str(r[2]),  # type: ignore[index]
+            quantity=int(r[3]),  # type: ignore[index]
+            request_id=str(r[4]),  # type: ignore[index]
+            code=None if r[5] is None else str(r[5]),  # type: ignore[index]
+            message=str(r[6]),  # type: ignore[index]
+            at=r[7],  # type: ignore[index]
+        )
+        for r in await cur.fetchall()
+    ]
+    return count, recent
 
 
 async def _age_of(conn: psycopg.AsyncConnection[object], position: int) -> float:
@@ -77,7 +132,10 @@ async def read_status(database_url: str, nats_url: str | None) -> Status:
             Lag(name, pos, max(0, head - pos), await _age_of(conn, pos))
             for name, pos in consumers
         ]
-    return Status(head=head, consumers=lags)
+        dead, recent = await _dead_letters(conn)
+    return Status(
+        head=head, consumers=lags, dead_letters=dead, recent_dead_letters=recent
+    )
 
 
 def format_status(status: Status) -> str:
@@ -89,5 +147,11 @@ def format_status(status: Status) -> str:
         lines.append(
             f"{c.name:<{width}}  {c.position:>10}  {c.events_behind:>8}  "
             f"{c.seconds_behind:.3f}"
+        )
+    lines += ["", f"stock push dead letters: {status.dead_letters}"]
+    for d in status.recent_dead_letters:
+        lines.append(
+            f"  {d.at:%Y-%m-%d %H:%M:%S} {d.platform}/{d.shop_id} sku {d.sku} -> "
+            f"{d.quantity} [{d.code or '-'}] {d.message} ({d.request_id})"
         )
     return "\n".join(lines)

@@ -7,8 +7,8 @@ from typing import ClassVar
 import psycopg
 
 from domain.events import Event
-from domain.stock import StockAdjusted, StockCounted, StockReceived
 from projections.base import Projection
+from projections.inventory import STOCK_TOPICS, stock_event
 
 _UPSERT = (
     "INSERT INTO stock_on_hand "
@@ -25,17 +25,15 @@ _UPSERT = (
 class StockOnHandProjection(Projection):
     """Table ``stock_on_hand``: one row per SKU with its on-hand quantity.
 
-    ``events_applied`` counts the events folded into each row, so an event
-    applied twice (or skipped) would show against a rebuild.
+    It folds every stock item event (each records on hand after it); the
+    ``inventory`` view has the other states. ``events_applied`` counts the
+    events folded into each row, so an event applied twice (or skipped) would
+    show against a rebuild.
     """
 
     name: ClassVar[str] = "stock_on_hand"
     tables: ClassVar[tuple[str, ...]] = ("stock_on_hand",)
-    topics: ClassVar[tuple[str, ...]] = (
-        StockReceived.TOPIC,
-        StockAdjusted.TOPIC,
-        StockCounted.TOPIC,
-    )
+    topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
 
     async def apply(
         self, cur: psycopg.AsyncCursor[object], event: Event, position: int
@@ -48,8 +46,8 @@ class StockOnHandProjection(Projection):
     ) -> None:
         """Fold the batch per SKU in memory, then upsert each SKU once."""
         rows: dict[str, list[object]] = {}
-        for event, position in events:
-            assert isinstance(event, StockReceived | StockAdjusted | StockCounted)
+        for any_event, position in events:
+            event = stock_event(any_event)
             row = rows.get(event.sku)
             applied = 1 if row is None else int(row[6]) + 1  # type: ignore[call-overload]
             rows[event.sku] = [

@@ -23,7 +23,6 @@ Pure functions only: no I/O, no clock. Facts from the open platform's
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -171,7 +170,7 @@ def decrypt_push(private_key: str, body: str | bytes) -> bytes:
     text = body.decode("ascii", "replace") if isinstance(body, bytes) else body
     try:
         ciphertext = base64.b64decode(text.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise DecryptError("Kuaishou push body is not valid Base64") from None
     return aes_cbc_decrypt(key, _ZERO_IV, ciphertext)
 
@@ -246,7 +245,7 @@ def needs_reauthorization(token_state: TokenState, now: datetime) -> bool:
 def _message_key(private_key: str) -> bytes:
     try:
         key = base64.b64decode(private_key, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise DecryptError("Kuaishou message key is not valid Base64") from None
     if len(key) not in (16, 24, 32):
         raise DecryptError(

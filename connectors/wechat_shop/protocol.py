@@ -19,7 +19,6 @@ call answers with one of :data:`TOKEN_EXPIRED_CODES`.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import secrets
 import struct
@@ -171,7 +170,7 @@ def aes_key(encoding_aes_key: str) -> bytes:
         )
     try:
         key = base64.b64decode(encoding_aes_key + "=", validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise InvalidAESKeyError("EncodingAESKey is not valid Base64") from None
     # 43 Base64 characters plus "=" always decode to exactly 32 bytes.
     return key
@@ -236,7 +235,7 @@ def decrypt(encoding_aes_key: str, encrypt: str, app_id: str) -> bytes:
     key = aes_key(encoding_aes_key)
     try:
         ciphertext = base64.b64decode(encrypt, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise DecryptError("Encrypt is not valid Base64") from None
     body = aes_cbc_decrypt(key, key[:16], ciphertext, pad_block_bytes=_PAD_BLOCK_BYTES)
     header = _RANDOM_BYTES + _LENGTH_BYTES

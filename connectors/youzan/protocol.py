@@ -16,7 +16,6 @@ Pure functions only: no I/O, no clock.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -127,7 +126,7 @@ def decrypt_message(client_secret: str, message: str) -> bytes:
     key = message_key(client_secret)
     try:
         ciphertext = base64.b64decode(unquote(message), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII
         raise DecryptError("Youzan message is not URL-encoded Base64") from None
     return aes_cbc_decrypt(key, MESSAGE_IV, ciphertext)
 

@@ -1,0 +1,315 @@
+"""The connectors registry: every shop the hub talks to, and its clients.
+
+The registry is data, read once at start from ``HUB_CONNECTORS_FILE`` (JSON,
+:class:`ConnectorsConfig`; see ``docs/connectors.md``): for each shop its
+platform, the channel account whose binding it belongs to, the credentials its
+pushes are verified with and its API calls signed with, and its listings (which
+platform SKU shows which hub SKU, with the allocation rule of that channel).
+
+From it the registry builds one connector client per shop, lazily, with the
+options the composition root passes (clock, sleep, jitter, HTTP client, token
+store), and answers the questions the webhooks, the order sync and the
+outbound dispatcher ask: which shop sent this push, which hub SKU is this
+platform SKU, where is this hub SKU listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from connectors.common import ShopClient, TokenState
+from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
+from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
+from connectors.transport import MemoryTokenStore, TokenStore
+from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
+from connectors.youzan.client import YouzanApp, YouzanClient
+from domain.allocation import LIST_ALL, AllocationRule
+
+#: The credential fields each platform needs, for API calls and for pushes.
+REQUIRED_CREDENTIALS: Mapping[str, tuple[str, ...]] = {
+    # app_id/app_secret: API token; push_token, encoding_aes_key: push
+    # signature and decryption; username: the ToUserName pushes are sent to.
+    "wechat_shop": (
+        "app_id",
+        "app_secret",
+        "push_token",
+        "encoding_aes_key",
+        "username",
+    ),
+    # app_key/app_secret: request signing and the push event-sign.
+    "douyin_shop": ("app_key", "app_secret"),
+    # sign_secret: request signing; message_key: push decryption.
+    "kuaishou_shop": ("app_id", "app_secret", "sign_secret", "message_key"),
+    # client_secret: the push sign and the token calls.
+    "youzan": ("client_id", "client_secret"),
+}
+
+#: Where each platform's API lives unless the file says otherwise.
+DEFAULT_BASE_URLS: Mapping[str, str] = {
+    "wechat_shop": "https://api.weixin.qq.com",
+    "douyin_shop": "https://openapi-fxg.jinritemai.com",
+    "kuaishou_shop": "https://openapi.kwaixiaodian.com",
+    "youzan": "https://open.youzanyun.com",
+}
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ConnectorsConfigError(ValueError):
+    """The connectors file is unusable; the message names the file and field."""
+
+
+class UnknownShopError(LookupError):
+    """No shop of the registry matches (platform, shop id)."""
+
+
+class Listing(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One hub SKU listed in one shop: its platform ids and allocation rule."""
+
+    hub_sku: Text
+    platform_sku_id: Text
+    product_id: Text
+    rule: AllocationRule = LIST_ALL
+
+
+class SeededToken(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """A token obtained outside the hub (an OAuth consent done by hand)."""
+
+    access_token: Text
+    access_expires_at: datetime
+    refresh_token: str | None = None
+    refresh_expires_at: datetime | None = None
+
+
+class ShopConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One shop: its keys, credentials and listings.
+
+    ``channel_account`` names the binding (with platform and shop id) whose
+    status and data scope gate every pull and push.
+    """
+
+    platform: Text
+    shop_id: Text
+    channel_account: Text
+    credentials: dict[str, str] = {}
+    listings: tuple[Listing, ...] = ()
+    token: SeededToken | None = None
+    base_url: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``platform/shop_id``: the channel key allocation rules are keyed by."""
+        return f"{self.platform}/{self.shop_id}"
+
+    def listing_map(self) -> dict[str, str]:
+        """Platform SKU id → hub SKU, for mapping order lines."""
+        return {ls.platform_sku_id: ls.hub_sku for ls in self.listings}
+
+
+class ConnectorsConfig(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """The whole registry file: API roots by platform, and the shops."""
+
+    base_urls: dict[str, str] = {}
+    shops: tuple[ShopConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse unknown platforms, missing credentials and duplicate shops."""
+        seen: set[tuple[str, str]] = set()
+        for index, shop in enumerate(self.shops):
+            where = f"shops[{index}] ({shop.platform}/{shop.shop_id})"
+            required = REQUIRED_CREDENTIALS.get(shop.platform)
+            if required is None:
+                raise ValueError(
+                    f"{where}: platform {shop.platform!r} has no connector; known: "
+                    f"{', '.join(REQUIRED_CREDENTIALS)}"
+                )
+            missing = [name for name in required if not shop.credentials.get(name)]
+            if missing:
+                raise ValueError(
+                    f"{where}: credentials lack {', '.join(missing)} "
+                    f"({shop.platform} needs {', '.join(required)})"
+                )
+            if (shop.platform, shop.shop_id) in seen:
+                raise ValueError(f"{where}: the shop is listed twice")
+            seen.add((shop.platform, shop.shop_id))
+            skus = [ls.platform_sku_id for ls in shop.listings]
+            if len(set(skus)) != len(skus):
+                raise ValueError(f"{where}: a platform_sku_id is listed twice")
+
+
+def load_connectors_config(path: Path | None) -> ConnectorsConfig:
+    """Read and check the connectors file (no file: an empty registry).
+
+    Raises:
+        ConnectorsConfigError: unreadable, not JSON, or a field breaks a rule;
+            the message names the file and the field.
+    """
+    if path is None:
+        return ConnectorsConfig()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConnectorsConfigError(
+            f"HUB_CONNECTORS_FILE={path}: cannot read it ({exc.strerror or exc})"
+        ) from None
+    try:
+        return msgspec.json.decode(raw, type=ConnectorsConfig)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConnectorsConfigError(f"HUB_CONNECTORS_FILE={path}: {exc}") from None
+
+
+class Connectors:
+    """The shops of a :class:`ConnectorsConfig` and one client per shop.
+
+    Args:
+        config: The registry data.
+        token_store: Where every client keeps tokens (in memory by default;
+            the hub may pass a persistent one).
+        client_options: Passed to every client (``clock``, ``sleep``,
+            ``jitter``, ``http``, ``timeout_s``); tests make time fake here.
+    """
+
+    def __init__(
+        self,
+        config: ConnectorsConfig,
+        *,
+        token_store: TokenStore | None = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.tokens: TokenStore = token_store or MemoryTokenStore()
+        self._options = dict(client_options or {})
+        self._shops = {(s.platform, s.shop_id): s for s in config.shops}
+        self._clients: dict[tuple[str, str], ShopClient] = {}
+        self._authorised: set[tuple[str, str]] = set()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        for shop in config.shops:
+            if shop.token is not None:
+                self.tokens.put(
+                    shop.platform, shop.shop_id, msgspec.convert(shop.token, TokenState)
+                )
+
+    # ------------------------------------------------------------------ shops
+
+    def shops(self, platform: str | None = None) -> list[ShopConfig]:
+        """Every shop, or those of one platform, in file order."""
+        return [s for s in self.config.shops if platform in (None, s.platform)]
+
+    def shop(self, platform: str, shop_id: str) -> ShopConfig:
+        """The shop of ``platform`` with ``shop_id``.
+
+        Raises:
+            UnknownShopError: no such shop in the registry.
+        """
+        try:
+            return self._shops[(platform, shop_id)]
+        except KeyError:
+            raise UnknownShopError(
+                f"no {platform} shop {shop_id!r} in the connectors registry"
+            ) from None
+
+    def listings_of(self, sku: str) -> list[tuple[ShopConfig, Listing]]:
+        """Every shop listing hub SKU ``sku``, with its listing."""
+        return [
+            (shop, listing)
+            for shop in self.config.shops
+            for listing in shop.listings
+            if listing.hub_sku == sku
+        ]
+
+    # ------------------------------------------------------------------ clients
+
+    def client(self, shop: ShopConfig) -> ShopClient:
+        """The shop's client (created on first use)."""
+        key = (shop.platform, shop.shop_id)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._build(shop)
+            self._clients[key] = client
+        return client
+
+    def _build(self, shop: ShopConfig) -> ShopClient:
+        creds = shop.credentials
+        base_url = (
+            shop.base_url
+            or self.config.base_urls.get(shop.platform)
+            or DEFAULT_BASE_URLS[shop.platform]
+        )
+        options: dict[str, Any] = {
+            "base_url": base_url,
+            "token_store": self.tokens,
+            **self._options,
+        }
+        if shop.platform == "wechat_shop":
+            return WechatShopClient(
+                credentials={
+                    shop.shop_id: WechatCredentials(
+                        app_id=creds["app_id"], app_secret=creds["app_secret"]
+                    )
+                },
+                **options,
+            )
+        if shop.platform == "douyin_shop":
+            app = DouyinApp(app_key=creds["app_key"], app_secret=creds["app_secret"])
+            return DouyinShopClient(app=app, **options)
+        if shop.platform == "kuaishou_shop":
+            ks = KuaishouApp(
+                app_id=creds["app_id"],
+                app_secret=creds["app_secret"],
+                sign_secret=creds["sign_secret"],
+            )
+            return KuaishouShopClient(app=ks, **options)
+        yz = YouzanApp(
+            client_id=creds["client_id"], client_secret=creds["client_secret"]
+        )
+        return YouzanClient(app=yz, **options)
+
+    async def ready_client(self, shop: ShopConfig) -> ShopClient:
+        """The shop's client, with a first token fetched when the platform can.
+
+        WeChat fetches tokens from the app secret and Douyin by its self-use
+        grant, so neither needs the merchant; Kuaishou and Youzan need an OAuth
+        consent first (:meth:`exchange_code`, or a ``token`` in the file).
+        """
+        key = (shop.platform, shop.shop_id)
+        client = self.client(shop)
+        if key in self._authorised:
+            return client
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key not in self._authorised:
+                has_token = self.tokens.get(shop.platform, shop.shop_id) is not None
+                if isinstance(client, DouyinShopClient) and not has_token:
+                    await client.authorise(shop.shop_id)
+                self._authorised.add(key)
+        return client
+
+    async def exchange_code(
+        self, shop: ShopConfig, code: str, redirect_uri: str = ""
+    ) -> TokenState:
+        """Turn an OAuth consent code into the shop's tokens (Kuaishou, Youzan).
+
+        Raises:
+            ValueError: the platform has no code flow.
+        """
+        client = self.client(shop)
+        if isinstance(client, KuaishouShopClient):
+            return await client.exchange_code(shop.shop_id, code)
+        if isinstance(client, YouzanClient):
+            return await client.exchange_code(shop.shop_id, code, redirect_uri)
+        raise ValueError(f"{shop.platform} authorises without a consent code")
+
+    async def aclose(self) -> None:
+        """Close every client's HTTP connections."""
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

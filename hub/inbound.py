@@ -1,0 +1,237 @@
+"""Orders in from the platforms: a platform's order → the hub's order commands.
+
+Pushes (``hub/http.py``) and polls (``hub/sync.py``) end here. A push says
+only that an order changed; the order itself is read from the platform
+(``fetch_order``), so a push that arrives late, twice or out of order still
+brings the hub's order to the platform's *current* status. The commands are
+idempotent (the order's id is derived from platform and platform order id, and
+a step already taken decides nothing), so a replay changes nothing.
+
+Every pull first checks the shop's binding: it must be active and its data
+scope must allow orders (:func:`domain.binding.check_data_scope`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from connectors.common import PlatformOrder
+from domain import order
+from domain.binding import (
+    Binding,
+    DataKind,
+    DataScopeError,
+    binding_id,
+    check_data_scope,
+)
+from hub.commands import BINDING_RULES, COMMANDS, ORDER_RULES
+from hub.connectors import Connectors, ShopConfig
+
+if TYPE_CHECKING:
+    from hub.bootstrap import Hub
+
+
+def order_rules(hub: Hub) -> Any:
+    """The rules the hub runs order commands with (shared with ``order.*``)."""
+    for name in ("order.place", "order.pay"):
+        if name in COMMANDS and name in hub.rules:
+            return hub.rules[name]
+    return ORDER_RULES
+
+
+class MalformedOrderError(ValueError):
+    """A platform's order breaks a rule of the hub's commands (names the field)."""
+
+    code = "malformed_order"
+
+
+def order_commands(
+    platform_order: PlatformOrder, listing_map: dict[str, str], channel_account: str
+) -> list[order.OrderCommand]:
+    """The commands that bring the hub's order to the platform's status.
+
+    ``created`` places it; ``paid`` pays it (placing it first if needed);
+    ``shipped`` and ``completed`` add the later steps; ``cancelled`` cancels
+    it (an order the hub already has as paid is refunded instead, see
+    :meth:`OrderIntake.apply`). Every line must map to a hub SKU.
+
+    Raises:
+        domain.order.UnmappedSkuError: lines name SKUs the listing map lacks
+            (the message names every one).
+        MalformedOrderError: the order breaks a command rule (decoded with the
+            commands' constraints, so the message names the field).
+    """
+    where = f"{platform_order.platform} order {platform_order.order_id}"
+    lines = order.map_lines(
+        [
+            _convert(
+                {
+                    "platform_sku_id": line.platform_sku_id,
+                    "quantity": line.quantity,
+                    "unit_price_fen": line.unit_price_fen,
+                    "discount_fen": line.discount_fen,
+                },
+                order.PlatformLine,
+                where,
+            )
+            for line in platform_order.lines
+        ],
+        listing_map,
+    )
+    keys = {
+        "platform": platform_order.platform,
+        "platform_order_id": platform_order.order_id,
+    }
+    placement = _convert(
+        {
+            **keys,
+            "shop_id": platform_order.shop_id,
+            "lines": [msgspec.to_builtins(line) for line in lines],
+            "channel_account": channel_account,
+            "placed_at": platform_order.created_at,
+        },
+        order.PlaceOrder,
+        where,
+    )
+    status = platform_order.status
+    if status == "created":
+        return [placement]
+    if status == "cancelled":
+        return [
+            order.CancelOrder(
+                platform=platform_order.platform,
+                platform_order_id=platform_order.order_id,
+                placement=placement,
+                reason="cancelled on the platform",
+            )
+        ]
+    pay = _convert(
+        {**keys, "amount_fen": platform_order.total_fen}, order.PayOrder, where
+    )
+    steps: list[order.OrderCommand] = [
+        msgspec.structs.replace(pay, placement=placement)
+    ]
+    if status in ("shipped", "completed"):
+        steps.append(
+            order.ShipOrder(
+                platform=platform_order.platform,
+                platform_order_id=platform_order.order_id,
+            )
+        )
+    if status == "completed":
+        steps.append(
+            order.CompleteOrder(
+                platform=platform_order.platform,
+                platform_order_id=platform_order.order_id,
+            )
+        )
+    return steps
+
+
+def _convert(data: dict[str, Any], kind: type[Any], where: str) -> Any:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise MalformedOrderError(f"{where}: {exc}") from None
+
+
+@dataclass
+class Ingested:
+    """What taking one platform order in stored."""
+
+    platform: str
+    platform_order_id: str
+    status: str
+    events: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+
+
+class OrderIntake:
+    """Takes platform orders into the hub, through the group committer.
+
+    Args:
+        hub: The running hub (its committer stores the commands).
+        connectors: The registry (clients, listing maps, channel accounts).
+    """
+
+    def __init__(self, hub: Hub, connectors: Connectors) -> None:
+        self.hub = hub
+        self.connectors = connectors
+        self.rules = order_rules(hub)
+
+    async def binding_of(self, shop: ShopConfig) -> Binding | None:
+        """The shop's binding as the log has it (None if never requested)."""
+        state: Binding | None = await self.hub.committer.load(
+            BINDING_RULES,
+            binding_id(shop.channel_account, shop.platform, shop.shop_id),
+        )
+        return state
+
+    async def check_scope(self, shop: ShopConfig, data_kind: DataKind) -> None:
+        """Refuse a pull the shop's binding does not allow.
+
+        Raises:
+            domain.binding.DataScopeError: no binding, not active, or its data
+                scope excludes ``data_kind``.
+        """
+        binding = await self.binding_of(shop)
+        if binding is None:
+            raise DataScopeError(
+                f"cannot pull {data_kind} for {shop.key} of {shop.channel_account}: "
+                "no binding was ever requested"
+            )
+        check_data_scope(binding, data_kind)
+
+    async def pull_order(self, shop: ShopConfig, platform_order_id: str) -> Ingested:
+        """Read one order from the platform and take it in.
+
+        Raises:
+            domain.binding.DataScopeError: the binding does not allow orders.
+            connectors.common.PlatformCallError: the platform did not answer.
+            domain.order.UnmappedSkuError, MalformedOrderError,
+            domain.events.DomainError: see :meth:`apply`.
+        """
+        await self.check_scope(shop, "orders")
+        client = await self.connectors.ready_client(shop)
+        platform_order = await client.fetch_order(shop.shop_id, platform_order_id)
+        return await self.apply(shop, platform_order)
+
+    async def apply(self, shop: ShopConfig, platform_order: PlatformOrder) -> Ingested:
+        """Run the order's commands; return once their events are durable.
+
+        Raises:
+            domain.order.UnmappedSkuError: lines the listing map lacks.
+            MalformedOrderError: the order breaks a command rule.
+            domain.events.DomainError: a step the hub's order cannot take.
+        """
+        commands = order_commands(
+            platform_order, shop.listing_map(), shop.channel_account
+        )
+        result = Ingested(
+            platform=platform_order.platform,
+            platform_order_id=platform_order.order_id,
+            status=platform_order.status,
+        )
+        for command in commands:
+            try:
+                outcome = await self.hub.committer.execute(self.rules, command)
+            except order.IllegalOrderTransitionError:
+                if not isinstance(command, order.CancelOrder):
+                    raise
+                # Cancelled on the platform after the hub saw it paid: the
+                # platform returned the money, so the hub records a refund.
+                outcome = await self.hub.committer.execute(
+                    self.rules,
+                    order.RefundOrder(
+                        platform=command.platform,
+                        platform_order_id=command.platform_order_id,
+                        refund_id=f"cancelled:{command.platform_order_id}",
+                        reason="cancelled on the platform after payment",
+                    ),
+                )
+            result.events += [type(e).__name__ for e in outcome.events]
+            result.positions += list(outcome.positions)
+        return result

@@ -1,0 +1,448 @@
+"""Stock out to the platforms: the outbound dispatcher.
+
+It follows the log like a projection (same runner, same tracking table, name
+``outbound_stock``). For every stock event it takes the SKU's levels after the
+event, shares ``available`` among the shops listing the SKU with
+:func:`domain.allocation.allocate` over each listing's rule, and asks each
+shop's listing for its quantity (``RequestStockPush`` on the listing's
+:mod:`domain.push` aggregate). The request is keyed by the stock item version
+it was computed from, so replaying the log after a crash requests nothing
+twice: the position is written after the requests are durable, and the effect
+is idempotent.
+
+Each requested push is then sent by a worker per listing: the platform's
+number is read and the difference sent as a delta (the connector clients never
+overwrite blindly), with the request id ``<request_id>:<delta>`` on every HTTP
+attempt, so a retried write is applied once and a write recomputed after the
+platform moved is a new one. A client retries with exponential backoff and
+jitter within its token bucket; when a whole round fails, ``StockPushFailed``
+is recorded and another round follows after a backoff; after the last round,
+``StockPushDeadLettered``. A newer target supersedes a pending older one (the
+aggregate records it), so a listing never works through stale numbers.
+
+Only listings of active bindings are pushed, and only on platforms whose
+stock policy is real time; platforms calibrated on a schedule (Kuaishou,
+twice a day) are pushed by :meth:`OutboundDispatcher.calibrate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import psycopg
+
+from connectors.common import PlatformCallError, PushResult, SyncPolicy, backoff_delay_s
+from domain import push as stock_push
+from domain.allocation import allocate
+from domain.binding import Binding, binding_id
+from domain.events import Context, DomainError, Event, registered_events
+from domain.stock import StockItem, StockLevels, stock_item_id
+from hub.commands import BINDING_RULES, STOCK_RULES
+from hub.connectors import Connectors, Listing, ShopConfig
+from hub.http import POLICIES
+from projections.base import Projection, ProjectionRunner
+
+if TYPE_CHECKING:
+    from hub.bootstrap import Hub
+
+log = logging.getLogger(__name__)
+
+#: Rounds of calls (each with the client's own retries) before a dead letter.
+DEFAULT_MAX_ROUNDS = 3
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class StockPushRules:
+    """How the committer runs stock push commands."""
+
+    def aggregate_id(self, command: stock_push.StockPushCommand) -> uuid.UUID:
+        """Listings are keyed by platform, shop and hub SKU."""
+        return stock_push.stock_push_id(command.platform, command.shop_id, command.sku)
+
+    def decide(
+        self,
+        state: stock_push.StockPush | None,
+        command: stock_push.StockPushCommand,
+        ctx: Context,
+    ) -> list[Event]:
+        """Delegate to :func:`domain.push.decide`."""
+        return stock_push.decide(state, command, ctx)
+
+    def mutate(self, event: Event, state: stock_push.StockPush | None) -> Any:
+        """Delegate to :func:`domain.push.mutate`."""
+        return stock_push.mutate(event, state)
+
+
+STOCK_PUSH_RULES = StockPushRules()
+
+
+@dataclass(frozen=True)
+class PushJob:
+    """One requested push a worker sends."""
+
+    shop: ShopConfig
+    listing: Listing
+    request_id: str
+    quantity: int
+    target_version: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The listing: platform, shop, hub SKU."""
+        return (self.shop.platform, self.shop.shop_id, self.listing.hub_sku)
+
+
+class OutboundDispatcher(Projection):
+    """Follows stock events and pushes each listing's quantity to its platform.
+
+    Args:
+        hub: The running hub (committer for the push records and bindings).
+        connectors: Shops, listings and clients.
+        policies: Each platform's sync policy (stock mode, retry backoff).
+        max_rounds: Rounds of calls before a push is dead-lettered.
+        sleep: Waits between rounds (injected; tests pass a fake).
+        jitter: Numbers in [0, 1) for the backoff between rounds.
+    """
+
+    name: ClassVar[str] = "outbound_stock"
+    tables: ClassVar[tuple[str, ...]] = ()
+    topics: ClassVar[tuple[str, ...]] = tuple(
+        topic for topic, cls in registered_events().items() if cls.AGGREGATE == "stock"
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        connectors: Connectors,
+        *,
+        policies: Mapping[str, SyncPolicy] = POLICIES,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.hub = hub
+        self.connectors = connectors
+        self.policies = policies
+        self.max_rounds = max_rounds
+        self._sleep = sleep
+        self._jitter = jitter
+        self._wanted: dict[tuple[str, str, str], PushJob] = {}
+        self._workers: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self.runner = ProjectionRunner(self, hub.database_url)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Resume pending pushes, then follow the log."""
+        await self._resume_pending()
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        """Stop following and cancel workers (their pushes resume next start)."""
+        await self.runner.stop()
+        for task in list(self._workers.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        """Wait until every requested push has an outcome (for tests)."""
+        async with asyncio.timeout(timeout):
+            while self._workers:
+                await asyncio.gather(
+                    *list(self._workers.values()), return_exceptions=True
+                )
+
+    # ------------------------------------------------------------------ following
+
+    async def apply(
+        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
+    ) -> None:
+        """Request the pushes one stock event implies."""
+        await self.apply_batch(cur, [(event, position)])
+
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Request pushes for the newest levels of each SKU in the batch."""
+        newest: dict[str, Any] = {}
+        for event, _ in events:
+            sku = getattr(event, "sku", None)
+            if isinstance(event, StockLevels) and isinstance(sku, str):
+                newest[sku] = event
+        bindings: dict[tuple[str, str], bool] = {}
+        wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]] = []
+        for sku, event in newest.items():
+            wanted += await self._requests(
+                sku, event.available, event.originator_version, bindings
+            )
+        await self._issue(wanted)
+
+    async def _requests(
+        self,
+        sku: str,
+        available: int,
+        version: int,
+        bindings: dict[tuple[str, str], bool],
+        *,
+        calibrate: ShopConfig | None = None,
+    ) -> list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]]:
+        """The push requests of one SKU's level: all real-time listings, or
+        (``calibrate``) that shop's listing whatever its mode."""
+        listed = [
+            (shop, listing)
+            for shop, listing in self.connectors.listings_of(sku)
+            if await self._active(shop, bindings)
+        ]
+        if not listed:
+            return []
+        quantities = allocate(available, {shop.key: ls.rule for shop, ls in listed})
+        wanted = []
+        for shop, listing in listed:
+            if calibrate is not None:
+                if shop.key != calibrate.key:
+                    continue
+            elif self.policies[shop.platform].stock.mode != "realtime":
+                continue
+            command = stock_push.RequestStockPush(
+                platform=shop.platform,
+                shop_id=shop.shop_id,
+                sku=sku,
+                platform_sku_id=listing.platform_sku_id,
+                quantity=quantities[shop.key],
+                target_version=version,
+                reason="stock_changed" if calibrate is None else "calibration",
+                force=calibrate is not None,
+            )
+            wanted.append((shop, listing, command))
+        return wanted
+
+    async def _issue(
+        self, wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]]
+    ) -> int:
+        """Store the requests together (one group commit) and queue their pushes."""
+        outcomes = await asyncio.gather(
+            *(
+                self.hub.committer.execute(STOCK_PUSH_RULES, command)
+                for _, _, command in wanted
+            )
+        )
+        queued = 0
+        for (shop, listing, _), outcome in zip(wanted, outcomes, strict=True):
+            for pushed in outcome.events:
+                if isinstance(pushed, stock_push.StockPushRequested):
+                    queued += 1
+                    self._enqueue(
+                        PushJob(
+                            shop=shop,
+                            listing=listing,
+                            request_id=pushed.request_id,
+                            quantity=pushed.quantity,
+                            target_version=pushed.target_version,
+                        )
+                    )
+        return queued
+
+    async def _active(
+        self, shop: ShopConfig, cache: dict[tuple[str, str], bool]
+    ) -> bool:
+        key = (shop.platform, shop.shop_id)
+        if key not in cache:
+            state: Binding | None = await self.hub.committer.load(
+                BINDING_RULES,
+                binding_id(shop.channel_account, shop.platform, shop.shop_id),
+            )
+            cache[key] = state is not None and state.status == "active"
+        return cache[key]
+
+    # ------------------------------------------------------------------ calibration
+
+    async def calibrate(self, platform: str | None = None) -> int:
+        """Re-send every listing's quantity (of one platform, or all).
+
+        The number the platform shows is read first and kept in the event
+        (``previous``), so drift is visible in the history.
+
+        Returns:
+            How many pushes were requested.
+        """
+        bindings: dict[tuple[str, str], bool] = {}
+        wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]] = []
+        for shop in self.connectors.shops(platform):
+            for listing in shop.listings:
+                item: StockItem | None = await self.hub.committer.load(
+                    STOCK_RULES, stock_item_id(listing.hub_sku)
+                )
+                if item is not None:
+                    wanted += await self._requests(
+                        listing.hub_sku,
+                        item.available,
+                        item.version,
+                        bindings,
+                        calibrate=shop,
+                    )
+        return await self._issue(wanted)
+
+    # ------------------------------------------------------------------ workers
+
+    def _enqueue(self, job: PushJob) -> None:
+        self._wanted[job.key] = job
+        if job.key not in self._workers:
+            task = asyncio.create_task(self._work(job.key), name=f"push {job.key}")
+            self._workers[job.key] = task
+
+    async def _work(self, key: tuple[str, str, str]) -> None:
+        try:
+            while key in self._wanted:
+                job = self._wanted.pop(key)
+                try:
+                    await self._deliver(job)
+                except Exception:  # a worker must not die silently
+                    log.exception("stock push %s failed unexpectedly", job.request_id)
+        finally:
+            self._workers.pop(key, None)
+
+    def _superseded(self, job: PushJob) -> bool:
+        newer = self._wanted.get(job.key)
+        return newer is not None and newer.target_version > job.target_version
+
+    async def _deliver(self, job: PushJob) -> None:
+        policy = self.policies[job.shop.platform]
+        keys = {
+            "platform": job.shop.platform,
+            "shop_id": job.shop.shop_id,
+            "sku": job.listing.hub_sku,
+            "request_id": job.request_id,
+        }
+        last: PushResult | None = None
+        for round_no in range(1, self.max_rounds + 1):
+            if round_no > 1 and self._superseded(job):
+                return
+            result, previous = await self._send(job)
+            if result.ok:
+                await self._record(
+                    stock_push.RecordStockPushSent(
+                        **keys,
+                        attempts=result.attempts,
+                        previous=previous,
+                        message=result.message[:500],
+                    )
+                )
+                return
+            last = result
+            if result.outcome == "rejected" or round_no == self.max_rounds:
+                break
+            await self._record(
+                stock_push.RecordStockPushFailed(
+                    **keys,
+                    outcome=result.outcome,  # type: ignore[arg-type]
+                    attempts=result.attempts,
+                    round=round_no,
+                    code=result.code,
+                    message=result.message[:500],
+                )
+            )
+            await self._sleep(
+                backoff_delay_s(
+                    policy.retry,
+                    round_no,
+                    self._jitter(),
+                    rate_limited=result.outcome == "rate_limited",
+                )
+            )
+        assert last is not None
+        await self._record(
+            stock_push.DeadLetterStockPush(
+                **keys,
+                outcome=last.outcome,  # type: ignore[arg-type]
+                rounds=round_no,
+                code=last.code,
+                message=last.message[:500],
+            )
+        )
+
+    async def _send(self, job: PushJob) -> tuple[PushResult, int | None]:
+        """One round: read the platform's number, send the difference."""
+        shop, listing = job.shop, job.listing
+        try:
+            client = await self.connectors.ready_client(shop)
+            current = await client.fetch_stock(
+                shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+            )
+        except PlatformCallError as exc:
+            return (
+                PushResult(
+                    platform=shop.platform,
+                    shop_id=shop.shop_id,
+                    request_id=job.request_id,
+                    outcome=exc.outcome,
+                    attempts=exc.attempts,
+                    code=exc.code,
+                    message=f"reading stock before the push: {exc.message}",
+                ),
+                None,
+            )
+        delta = job.quantity - current
+        if delta == 0:
+            return (
+                PushResult(
+                    platform=shop.platform,
+                    shop_id=shop.shop_id,
+                    request_id=job.request_id,
+                    outcome="sent",
+                    attempts=0,
+                    message="no change",
+                ),
+                current,
+            )
+        result = await client.push_stock(
+            shop.shop_id,
+            listing.platform_sku_id,
+            product_id=listing.product_id,
+            delta=delta,
+            request_id=f"{job.request_id}:{delta:+d}",
+        )
+        return result, current
+
+    async def _record(self, command: stock_push.StockPushCommand) -> None:
+        try:
+            await self.hub.committer.execute(STOCK_PUSH_RULES, command)
+        except DomainError:
+            log.exception("recording %s failed", type(command).__name__)
+
+    async def _resume_pending(self) -> None:
+        """Queue again the pushes requested but not settled before a restart."""
+        async with await psycopg.AsyncConnection.connect(self.hub.database_url) as conn:
+            cur = await conn.execute(
+                "SELECT platform, shop_id, sku FROM stock_pushes "
+                "WHERE status IN ('requested', 'failed') "
+                "GROUP BY platform, shop_id, sku"
+            )
+            rows = await cur.fetchall()
+        for platform, shop_id, sku in rows:
+            state: stock_push.StockPush | None = await self.hub.committer.load(
+                STOCK_PUSH_RULES,
+                stock_push.stock_push_id(str(platform), str(shop_id), str(sku)),
+            )
+            if state is None or state.pending is None:
+                continue
+            for shop, listing in self.connectors.listings_of(str(sku)):
+                if (shop.platform, shop.shop_id) == (platform, shop_id):
+                    self._enqueue(
+                        PushJob(
+                            shop=shop,
+                            listing=listing,
+                            request_id=state.pending.request_id,
+                            quantity=state.pending.quantity,
+                            target_version=state.pending.target_version,
+                        )
+                    )

@@ -1,0 +1,70 @@
+"""The hub's side of the shop platforms, running: webhooks, sync, outbound.
+
+:func:`hub.bootstrap.connect_platforms` builds it from the connectors registry
+(``HUB_CONNECTORS_FILE``); ``hub serve`` starts it beside the committer, relay
+and projections. Tests build it with fake time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from hub.connectors import Connectors
+from hub.http import HttpServer, WebhookStats, create_app
+from hub.inbound import OrderIntake
+from hub.outbound import OutboundDispatcher
+from hub.sync import SyncScheduler
+
+
+@dataclass
+class Platforms:
+    """Everything that talks to the platforms, for one running hub."""
+
+    connectors: Connectors
+    intake: OrderIntake
+    outbound: OutboundDispatcher
+    scheduler: SyncScheduler
+    stats: WebhookStats = field(default_factory=WebhookStats)
+    http: HttpServer | None = None
+    _schedule: asyncio.Task[None] | None = None
+
+    def app(self) -> object:
+        """The webhook ASGI app."""
+        return create_app(self.intake, stats=self.stats)
+
+    async def start(
+        self,
+        *,
+        http_host: str = "127.0.0.1",
+        http_port: int | None = None,
+        schedule: bool = True,
+    ) -> None:
+        """Start the outbound dispatcher, the webhooks and the schedule.
+
+        Args:
+            http_host: Address the webhooks listen on.
+            http_port: Their port (0: a free one); None serves no HTTP.
+            schedule: Whether to tick the sync schedule every second.
+        """
+        await self.outbound.start()
+        if http_port is not None:
+            self.http = await HttpServer(
+                create_app(self.intake, stats=self.stats), http_host, http_port
+            ).start()
+        if schedule:
+            self._schedule = asyncio.create_task(self.scheduler.run(), name="sync")
+
+    async def stop(self) -> None:
+        """Stop everything started here and close the clients."""
+        if self._schedule is not None:
+            self._schedule.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._schedule
+            self._schedule = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        await self.outbound.stop()
+        await self.connectors.aclose()

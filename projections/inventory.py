@@ -1,0 +1,175 @@
+"""Stock views: every state per hub SKU, and each platform's last drift.
+
+Every stock event records the SKU's resulting levels (on hand, committed,
+reserved, safety), so the views copy them and never recompute; the settings
+(safety stock, low-stock threshold) and the alert flag come from their own
+events and are carried over from the stored row.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import ClassVar, cast
+
+import psycopg
+
+from domain import stock
+from domain.events import Event
+from projections.base import Projection
+
+_STOCK_CLASSES: tuple[type[Event], ...] = typing.get_args(stock.StockEvent)
+#: Every stock item event, by stable topic.
+STOCK_TOPICS: tuple[str, ...] = tuple(cls.TOPIC for cls in _STOCK_CLASSES)
+
+
+def stock_event(event: Event) -> stock.StockEvent:
+    """``event`` as a stock item event (every one records the levels after it).
+
+    Raises:
+        TypeError: not a stock item event (a projection subscribed wrongly).
+    """
+    if not isinstance(event, _STOCK_CLASSES):
+        raise TypeError(f"{type(event).__name__} is not a stock item event")
+    return cast("stock.StockEvent", event)
+
+
+_INVENTORY_COLUMNS = (
+    "sku, item_id, on_hand, committed, reserved, safety, available, safety_stock, "
+    "low_stock_threshold, low_stock_alert, version, position, events_applied, "
+    "updated_at"
+)
+_UPSERT_INVENTORY = (
+    f"INSERT INTO inventory ({_INVENTORY_COLUMNS}) "
+    "SELECT * FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::boolean[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[]) "
+    "ON CONFLICT (sku) DO UPDATE SET "
+    + ", ".join(
+        f"{column} = EXCLUDED.{column}" for column in _INVENTORY_COLUMNS.split(", ")[1:]
+    )
+)
+
+
+class InventoryProjection(Projection):
+    """Table ``inventory``: one row per hub SKU with every stock state.
+
+    Columns: ``on_hand``, ``committed``, ``reserved``, ``safety``,
+    ``available``, the settings ``safety_stock`` and ``low_stock_threshold``,
+    ``low_stock_alert`` (raised and not cleared), the item's ``version``, the
+    log ``position`` of its last event, and ``events_applied`` (so an event
+    applied twice or skipped would show against a rebuild).
+    """
+
+    name: ClassVar[str] = "inventory"
+    tables: ClassVar[tuple[str, ...]] = ("inventory",)
+    topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
+
+    async def apply(
+        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
+    ) -> None:
+        """Fold one event into its SKU's row."""
+        await self.apply_batch(cur, [(event, position)])
+
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Read the batch's SKUs' rows, fold the events in memory, write once."""
+        folded = [(stock_event(event), position) for event, position in events]
+        skus = sorted({event.sku for event, _ in folded})
+        await cur.execute(
+            "SELECT sku, safety_stock, low_stock_threshold, low_stock_alert, "
+            "events_applied FROM inventory WHERE sku = ANY(%s)",
+            (skus,),
+        )
+        settings: dict[str, list[object]] = {
+            str(r[0]): list(r[1:])  # type: ignore[index]
+            for r in await cur.fetchall()
+        }
+        rows: dict[str, list[object]] = {}
+        for event, position in folded:
+            rows[event.sku] = self._row(event, position, settings)
+        columns = list(zip(*rows.values(), strict=True))
+        await cur.execute(_UPSERT_INVENTORY, [list(c) for c in columns])
+
+    @staticmethod
+    def _row(
+        event: stock.StockEvent, position: int, settings: dict[str, list[object]]
+    ) -> list[object]:
+        sku = event.sku
+        safety_stock, threshold, alert, applied = settings.get(sku, [0, None, False, 0])
+        if isinstance(event, stock.SafetyStockSet):
+            safety_stock = event.safety_stock
+        elif isinstance(event, stock.LowStockThresholdSet):
+            threshold = event.threshold
+        elif isinstance(event, stock.StockLowAlertRaised):
+            alert = True
+        elif isinstance(event, stock.StockLowAlertCleared):
+            alert = False
+        applied = int(applied) + 1  # type: ignore[call-overload]
+        settings[sku] = [safety_stock, threshold, alert, applied]
+        return [
+            sku,
+            event.originator_id,
+            event.on_hand,
+            event.committed,
+            event.reserved,
+            event.safety,
+            event.available,
+            safety_stock,
+            threshold,
+            alert,
+            event.originator_version,
+            position,
+            applied,
+            event.occurred_at,
+        ]
+
+
+_UPSERT_DRIFT = (
+    "INSERT INTO stock_drift (sku, platform, shop_id, reported, expected, drift, "
+    "tolerance, detected_at, position) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (sku, platform, shop_id) DO UPDATE SET "
+    "reported = EXCLUDED.reported, expected = EXCLUDED.expected, "
+    "drift = EXCLUDED.drift, tolerance = EXCLUDED.tolerance, "
+    "detected_at = EXCLUDED.detected_at, position = EXCLUDED.position"
+)
+
+
+class StockDriftProjection(Projection):
+    """Table ``stock_drift``: per hub SKU, platform and shop, the last drift found.
+
+    Only drifts beyond the report's tolerance are events
+    (:class:`domain.stock.StockDriftDetected`); a report within tolerance
+    decides nothing and so leaves the row as it was.
+    """
+
+    name: ClassVar[str] = "stock_drift"
+    tables: ClassVar[tuple[str, ...]] = ("stock_drift",)
+    topics: ClassVar[tuple[str, ...]] = (stock.StockDriftDetected.TOPIC,)
+
+    async def apply(
+        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
+    ) -> None:
+        """Upsert the (SKU, platform, shop) row with the drift the event found."""
+        await self.apply_batch(cur, [(event, position)])
+
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Write the last drift of each (SKU, platform, shop) in the batch."""
+        last: dict[tuple[str, str, str], tuple[object, ...]] = {}
+        for event, position in events:
+            assert isinstance(event, stock.StockDriftDetected)
+            last[(event.sku, event.platform, event.shop_id)] = (
+                event.sku,
+                event.platform,
+                event.shop_id,
+                event.reported,
+                event.expected,
+                event.drift,
+                event.tolerance,
+                event.occurred_at,
+                position,
+            )
+        await cur.executemany(_UPSERT_DRIFT, list(last.values()))
