@@ -156,6 +156,33 @@ async def rig(
     sandbox: SandboxServer,
     sandbox_control: SandboxControl,
 ) -> AsyncIterator[Rig]:
+    async for running in _rig(
+        database_url, nats_url, sandbox, sandbox_control, _book_with_douyin_orders()
+    ):
+        yield running
+
+
+@pytest.fixture
+async def bundled_rig(
+    database_url: str,
+    nats_url: str,
+    sandbox: SandboxServer,
+    sandbox_control: SandboxControl,
+) -> AsyncIterator[Rig]:
+    """A rig on the bundled policy book: Douyin bindings see products only."""
+    async for running in _rig(
+        database_url, nats_url, sandbox, sandbox_control, load_policy_book()
+    ):
+        yield running
+
+
+async def _rig(
+    database_url: str,
+    nats_url: str,
+    sandbox: SandboxServer,
+    sandbox_control: SandboxControl,
+    book: PolicyBook,
+) -> AsyncIterator[Rig]:
     control = sandbox_control
     shops = []
     for platform in PLATFORMS:
@@ -187,11 +214,7 @@ async def rig(
     config = ConnectorsConfig(
         base_urls=dict.fromkeys(PLATFORMS, sandbox.url), shops=tuple(shops)
     )
-    hub = bootstrap(
-        database_url=database_url,
-        nats_url=nats_url,
-        policy_book=_book_with_douyin_orders(),
-    )
+    hub = bootstrap(database_url=database_url, nats_url=nats_url, policy_book=book)
     await hub.start()
     clock = FakeClock()
     schedule_now = [datetime.now(UTC)]
@@ -492,6 +515,35 @@ async def test_douyin_is_polled_thirty_minutes_late_and_kuaishou_on_demand(
     )
     assert (report.ok, report.orders) == (True, 1)
     assert await rig.hub.committer.load(ORDER_RULES, ks_id) is not None
+
+
+async def test_a_products_only_binding_never_pulls_orders(bundled_rig: Rig) -> None:
+    rig = bundled_rig
+    douyin = rig.shop("douyin_shop")
+    _, sku_id = LISTED["SKU-A"]["douyin_shop"]
+    pushed = await rig.control.create_order(
+        "douyin_shop", douyin.shop_id, [{"sku_id": sku_id, "quantity": 1}]
+    )
+    deliveries = await rig.control.pushes(platform="douyin_shop")
+    # Douyin orders are polled, not taken from pushes: acknowledged, no pull.
+    assert [d["status"] for d in deliveries] == [200]
+    report = await rig.platforms.scheduler.sync_orders(
+        douyin,
+        since=datetime.now(UTC) - timedelta(hours=1),
+        until=datetime.now(UTC) + timedelta(minutes=1),
+    )
+    assert report.refused and "product_information_only" in report.refused
+    calls = await rig.control.requests(platform="douyin_shop", shop_id=douyin.shop_id)
+    assert [c for c in calls if "order" in c["api"].lower()] == [], calls
+    oid = order_domain.order_id("douyin_shop", str(pushed["order_id"]))
+    assert await rig.hub.committer.load(ORDER_RULES, oid) is None
+    # The binding still pushes stock: products are in its scope.
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))
+    await _settled(rig)
+    assert (
+        await _listed(rig, "douyin_shop", "SKU-A")
+        == (await _expected(rig, "SKU-A"))["douyin_shop"]
+    )
 
 
 # --------------------------------------------------------------------------- bad input
