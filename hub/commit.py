@@ -174,23 +174,7 @@ class GroupCommitter:
                 loaded = await asyncio.to_thread(self._load_many, missing)
                 for aggregate_id, state in loaded.items():
                     self._remember(aggregate_id, state)
-            states: dict[uuid.UUID, Any] = {}
-            decided: list[tuple[_Pending, list[Event], Any]] = []
-            ctx = Context(now=self._clock(), new_id=self._new_id)
-            for pending in batch:
-                if pending.future.done():
-                    continue
-                aid = pending.aggregate_id
-                state = states[aid] if aid in states else self._cache.get(aid)
-                try:
-                    events = pending.rules.decide(state, pending.command, ctx)
-                except DomainError as exc:
-                    pending.future.set_exception(exc)
-                    continue
-                for event in events:
-                    state = pending.rules.mutate(event, state)
-                states[aid] = state
-                decided.append((pending, events, state))
+            states, decided, refused = self._decide(batch)
             all_events = [e for _, events, _ in decided for e in events]
             try:
                 positions = (
@@ -207,23 +191,69 @@ class GroupCommitter:
             self.commands += len(decided)
             for aid, state in states.items():
                 self._remember(aid, state)
-            cursor = 0
-            for pending, events, state in decided:
-                mine = tuple(positions[cursor : cursor + len(events)])
-                cursor += len(events)
-                pending.future.set_result(
-                    Outcome(
-                        aggregate_id=pending.aggregate_id,
-                        version=getattr(state, "version", 0),
-                        events=tuple(events),
-                        positions=mine,
-                        state=state,
-                    )
-                )
+            self._answer(decided, refused, positions)
             return
         raise IntegrityError(
             f"batch still conflicted after {MAX_CONFLICT_RETRIES} attempts"
         )
+
+    def _decide(
+        self, batch: list[_Pending]
+    ) -> tuple[
+        dict[uuid.UUID, Any],
+        list[tuple[_Pending, list[Event], Any]],
+        list[tuple[_Pending, DomainError]],
+    ]:
+        """Decide every live command in order, each on the state left by the last.
+
+        Refusals are returned, not told: if the batch then loses a race, they
+        are decided again on fresh state.
+        """
+        states: dict[uuid.UUID, Any] = {}
+        decided: list[tuple[_Pending, list[Event], Any]] = []
+        refused: list[tuple[_Pending, DomainError]] = []
+        ctx = Context(now=self._clock(), new_id=self._new_id)
+        for pending in batch:
+            if pending.future.done():
+                continue
+            aid = pending.aggregate_id
+            state = states[aid] if aid in states else self._cache.get(aid)
+            try:
+                events = pending.rules.decide(state, pending.command, ctx)
+            except DomainError as exc:
+                refused.append((pending, exc))
+                continue
+            for event in events:
+                state = pending.rules.mutate(event, state)
+            states[aid] = state
+            decided.append((pending, events, state))
+        return states, decided, refused
+
+    @staticmethod
+    def _answer(
+        decided: list[tuple[_Pending, list[Event], Any]],
+        refused: list[tuple[_Pending, DomainError]],
+        positions: list[int],
+    ) -> None:
+        """Tell each caller of a stored batch its outcome."""
+        for pending, exc in refused:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+        cursor = 0
+        for pending, events, state in decided:
+            mine = tuple(positions[cursor : cursor + len(events)])
+            cursor += len(events)
+            if pending.future.done():  # the caller gave up; its events are stored
+                continue
+            pending.future.set_result(
+                Outcome(
+                    aggregate_id=pending.aggregate_id,
+                    version=getattr(state, "version", 0),
+                    events=tuple(events),
+                    positions=mine,
+                    state=state,
+                )
+            )
 
     def _load_many(
         self, wanted: dict[uuid.UUID, AggregateRules]

@@ -105,3 +105,39 @@ async def test_committer_answers_each_caller_after_one_batch(
     assert [o.version for o in outcomes] == list(range(2, 52))
     assert outcomes[-1].state.on_hand == 51
     assert len(app.load_events(outcomes[0].aggregate_id)) == 51
+
+
+async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
+    app: HubApplication,
+) -> None:
+    import threading
+
+    release = threading.Event()
+    append = app.append
+
+    def slow_append(events: Any) -> list[int]:
+        release.wait(10)
+        return append(events)
+
+    app.append = slow_append  # type: ignore[method-assign]
+    committer = GroupCommitter(app, clock=lambda: NOW)
+    await committer.start()
+    try:
+        tasks = [
+            asyncio.create_task(
+                committer.execute(STOCK_RULES, ReceiveStock(sku=f"C-{i}", quantity=1))
+            )
+            for i in range(3)
+        ]
+        await asyncio.sleep(0)  # let the three reach the committer's queue
+        while committer._queue.qsize():  # the batch is taken and being written
+            await asyncio.sleep(0.001)
+        tasks[1].cancel()
+        release.set()
+        first, third = await tasks[0], await tasks[2]
+    finally:
+        release.set()
+        await committer.stop()
+    assert first.positions == (1,) and third.positions == (3,)
+    assert tasks[1].cancelled()
+    assert len(app.load_events(first.aggregate_id)) == 1
