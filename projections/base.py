@@ -20,7 +20,7 @@ from typing import ClassVar
 import psycopg
 from psycopg import sql
 
-from domain.events import Event
+from domain.events import Event, event_class
 from hub.store import EVENTS_TABLE, decode_event
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,37 @@ class Projection(ABC):
 
 
 async def read_log(
-    conn: psycopg.AsyncConnection[object], after: int, limit: int
+    conn: psycopg.AsyncConnection[object],
+    after: int,
+    limit: int,
+    *,
+    topics: Sequence[str] = (),
+    upto: int | None = None,
 ) -> list[tuple[int, str, bytes]]:
-    """Up to ``limit`` stored events after log position ``after``, in order."""
+    """Up to ``limit`` stored events after log position ``after``, in order.
+
+    Args:
+        conn: connection to the log's database.
+        after: position to read after.
+        limit: most rows returned.
+        topics: stored topics (``NAME:vN``) to keep; empty keeps every event.
+        upto: last position to read (inclusive).
+    """
+    where = sql.SQL("notification_id > %s")
+    params: list[object] = [after]
+    if topics:
+        where += sql.SQL(" AND topic = ANY(%s)")
+        params.append(list(topics))
+    if upto is not None:
+        where += sql.SQL(" AND notification_id <= %s")
+        params.append(upto)
+    params.append(limit)
     cur = await conn.execute(
         sql.SQL(
-            "SELECT notification_id, topic, state FROM {} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        ).format(sql.Identifier(EVENTS_TABLE)),
-        (after, limit),
+            "SELECT notification_id, topic, state FROM {} WHERE {} "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(sql.Identifier(EVENTS_TABLE), where),
+        params,
         binary=True,  # the state arrives as raw bytes, not hex text
     )
     rows = await cur.fetchall()
@@ -86,6 +108,15 @@ async def log_head(conn: psycopg.AsyncConnection[object]) -> int:
     return int(row[0]) if row else 0  # type: ignore[index]
 
 
+def stored_topics(names: Sequence[str]) -> list[str]:
+    """Every stored topic (``NAME:vN``, all versions) of the given event names."""
+    return [
+        f"{name}:v{version}"
+        for name in names
+        for version in range(1, event_class(name).VERSION + 1)
+    ]
+
+
 class ProjectionRunner:
     """Keeps one projection current with the log.
 
@@ -97,6 +128,7 @@ class ProjectionRunner:
     def __init__(self, projection: Projection, database_url: str) -> None:
         self.projection = projection
         self.database_url = database_url
+        self._stored_topics = stored_topics(projection.topics)
         self.position = 0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -153,20 +185,28 @@ class ProjectionRunner:
             )
             row = await cur.fetchone()
             position = int(row[0]) if row else 0  # type: ignore[index]
-            rows = await read_log(conn, position, BATCH_SIZE)
-            if not rows:
+            if topics:
+                # Only the events this projection reads leave the database; the
+                # position still moves over the others, up to the head seen.
+                head = await log_head(conn)
+                rows = await read_log(
+                    conn, position, BATCH_SIZE, topics=self._stored_topics, upto=head
+                )
+                last = rows[-1][0] if len(rows) == BATCH_SIZE else head
+            else:
+                rows = await read_log(conn, position, BATCH_SIZE)
+                last = rows[-1][0] if rows else position
+            if last <= position:
                 self.position = position
                 await self._notify_waiters()
                 return 0
             events = [
                 (decode_event(topic, state), notification_id)
                 for notification_id, topic, state in rows
-                if not topics or topic.rpartition(":v")[0] in topics
             ]
             async with conn.pipeline(), conn.cursor() as wcur:
                 if events:
                     await self.projection.apply_batch(wcur, events)
-                last = rows[-1][0]
                 await wcur.execute(
                     "UPDATE projection_tracking SET position = %s, updated_at = now() "
                     "WHERE name = %s",
@@ -174,7 +214,7 @@ class ProjectionRunner:
                 )
         self.position = last
         await self._notify_waiters()
-        return len(rows)
+        return last - position
 
     async def _notify_waiters(self) -> None:
         async with self._caught_up:
