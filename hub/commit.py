@@ -53,7 +53,7 @@ class AggregateRules(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What a command did: its events and their log positions (empty if a retry)."""
 
@@ -64,7 +64,7 @@ class Outcome:
     state: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     command: Any
     rules: AggregateRules
