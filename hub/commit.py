@@ -75,6 +75,24 @@ class _Pending:
         self.aggregate_id = self.rules.aggregate_id(self.command)
 
 
+_Decision = tuple[
+    dict[uuid.UUID, Any],
+    list[tuple["_Pending", list[Event], Any]],
+    list[tuple["_Pending", DomainError]],
+]
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A decided batch whose events are being written."""
+
+    batch: list[_Pending]
+    states: dict[uuid.UUID, Any]
+    decided: list[tuple[_Pending, list[Event], Any]]
+    refused: list[tuple[_Pending, DomainError]]
+    write: asyncio.Future[list[int]]
+
+
 def utc_now() -> datetime:
     """The production clock."""
     return datetime.now(UTC)
@@ -147,21 +165,111 @@ class GroupCommitter:
         return project(rules.mutate, None, events)
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._commit(batch)
-            except Exception as exc:  # the store failed: every caller hears it
-                log.exception("group commit of %d commands failed", len(batch))
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        """Commit batches back to back, deciding the next while one is written.
+
+        While batch N is being written (in a thread), batch N+1 is decided on
+        the states N leaves (kept speculatively in the cache). N+1 is written
+        only once N is durable; if N lost a race or failed, its speculative
+        states are dropped, N is committed again from fresh state, and N+1 is
+        decided again.
+        """
+        flight: _Flight | None = None
+        getter: asyncio.Future[_Pending] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(self._queue.get())
+                if flight is not None and not getter.done():
+                    either: set[asyncio.Future[Any]] = {getter, flight.write}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        await self._land(flight)
+                        flight = None
+                        continue
+                batch = [await getter]
+                getter = None
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    decision = await self._prepare(batch)
+                    if flight is not None:
+                        landed = await self._land(flight)
+                        flight = None
+                        if not landed:
+                            decision = await self._prepare(batch)
+                except Exception as exc:  # the store failed: every caller hears it
+                    self._fail(batch, exc)
+                    continue
+                flight = self._launch(batch, decision)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    async def _prepare(self, batch: list[_Pending]) -> _Decision:
+        missing = {
+            p.aggregate_id: p.rules
+            for p in batch
+            if p.aggregate_id not in self._cache and not p.future.done()
+        }
+        if missing:
+            loaded = await asyncio.to_thread(self._load_many, missing)
+            for aggregate_id, state in loaded.items():
+                self._remember(aggregate_id, state)
+        return self._decide(batch)
+
+    def _launch(self, batch: list[_Pending], decision: _Decision) -> _Flight:
+        """Start writing a decided batch; keep its states speculatively."""
+        states, decided, refused = decision
+        events = [e for _, evs, _ in decided for e in evs]
+        write: asyncio.Future[list[int]]
+        if events:
+            write = asyncio.ensure_future(asyncio.to_thread(self._app.append, events))
+        else:
+            write = asyncio.get_running_loop().create_future()
+            write.set_result([])
+        for aid, state in states.items():
+            self._remember(aid, state)
+        return _Flight(batch, states, decided, refused, write)
+
+    async def _land(self, flight: _Flight) -> bool:
+        """Wait for a written batch and answer its callers.
+
+        Returns False when the write failed, after dropping the batch's
+        speculative states and settling the batch by the one-at-a-time path.
+        """
+        try:
+            positions = await flight.write
+        except Exception as exc:
+            for aid in flight.states:
+                self._cache.pop(aid, None)
+            if isinstance(exc, IntegrityError):
+                log.info("a batch lost a concurrency race; committing it again")
+                try:
+                    await self._commit(flight.batch)
+                except Exception as again:
+                    self._fail(flight.batch, again)
+                else:
+                    self._done(flight.batch)
+            else:
+                self._fail(flight.batch, exc)
+            return False
+        self.transactions += 1
+        self.commands += len(flight.decided)
+        self._answer(flight.decided, flight.refused, positions)
+        self._done(flight.batch)
+        return True
+
+    def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
+        log.error("group commit of %d commands failed: %s", len(batch), exc)
+        for pending in batch:
+            self._cache.pop(pending.aggregate_id, None)
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+        self._done(batch)
+
+    def _done(self, batch: list[_Pending]) -> None:
+        for _ in batch:
+            self._queue.task_done()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         for attempt in range(MAX_CONFLICT_RETRIES):

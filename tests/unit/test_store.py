@@ -141,3 +141,27 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
     assert first.positions == (1,) and third.positions == (3,)
     assert tasks[1].cancelled()
     assert len(app.load_events(first.aggregate_id)) == 1
+
+
+async def test_a_batch_that_loses_a_race_is_decided_again_on_fresh_state(
+    app: HubApplication,
+) -> None:
+    committer = GroupCommitter(app, clock=lambda: NOW)
+    await committer.start()
+    try:
+        first = await committer.execute(STOCK_RULES, ReceiveStock(sku="Q", quantity=5))
+        # Another hub process writes version 2 behind this committer's back.
+        other = GroupCommitter(app, clock=lambda: NOW)
+        await other.start()
+        await other.execute(STOCK_RULES, AdjustStock(sku="Q", delta=-5, reason="x"))
+        await other.stop()
+        # Decided on the stale cache (on hand 5), refused on fresh state (0).
+        with pytest.raises(InsufficientStockError):
+            await committer.execute(
+                STOCK_RULES, AdjustStock(sku="Q", delta=-3, reason="y")
+            )
+        after = await committer.execute(STOCK_RULES, ReceiveStock(sku="Q", quantity=2))
+    finally:
+        await committer.stop()
+    assert after.version == 3 and after.state.on_hand == 2
+    assert len(app.load_events(first.aggregate_id)) == 3
