@@ -43,7 +43,13 @@ from domain import push as stock_push
 from domain.allocation import allocate
 from domain.binding import Binding, binding_id
 from domain.events import Context, DomainError, Event, registered_events
-from domain.stock import StockItem, StockLevels, stock_item_id
+from domain.stock import (
+    StockCommitted,
+    StockItem,
+    StockLevels,
+    StockReleased,
+    stock_item_id,
+)
 from hub.commands import BINDING_RULES, STOCK_RULES
 from hub.connectors import Connectors, Listing, ShopConfig
 from hub.http import POLICIES
@@ -82,6 +88,10 @@ class StockPushRules:
 
 
 STOCK_PUSH_RULES = StockPushRules()
+
+#: Stock events of an order that the order's platform applied to its own
+#: number first (a sale takes units there, a cancellation returns them).
+ORDER_MOVES = (StockCommitted, StockReleased)
 
 
 @dataclass(frozen=True)
@@ -173,17 +183,31 @@ class OutboundDispatcher(Projection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Request pushes for the newest levels of each SKU in the batch."""
+        """Request pushes for the newest levels of each SKU in the batch.
+
+        An order placed or cancelled on a platform has already moved that
+        platform's own number (it took or returned the units itself), so its
+        listings are requested even when their quantity equals the one last
+        sent: the worker reads the platform and sends the difference.
+        """
         newest: dict[str, Any] = {}
+        moved: dict[str, set[str]] = {}
         for event, _ in events:
             sku = getattr(event, "sku", None)
             if isinstance(event, StockLevels) and isinstance(sku, str):
                 newest[sku] = event
+                platform = getattr(event, "platform", None)
+                if isinstance(event, ORDER_MOVES) and platform:
+                    moved.setdefault(sku, set()).add(platform)
         bindings: dict[tuple[str, str], bool] = {}
         wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]] = []
         for sku, event in newest.items():
             wanted += await self._requests(
-                sku, event.available, event.originator_version, bindings
+                sku,
+                event.available,
+                event.originator_version,
+                bindings,
+                moved=moved.get(sku, set()),
             )
         await self._issue(wanted)
 
@@ -195,9 +219,11 @@ class OutboundDispatcher(Projection):
         bindings: dict[tuple[str, str], bool],
         *,
         calibrate: ShopConfig | None = None,
+        moved: set[str] | frozenset[str] = frozenset(),
     ) -> list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]]:
         """The push requests of one SKU's level: all real-time listings, or
-        (``calibrate``) that shop's listing whatever its mode."""
+        (``calibrate``) that shop's listing whatever its mode. Listings on the
+        ``moved`` platforms are requested even with an unchanged quantity."""
         listed = [
             (shop, listing)
             for shop, listing in self.connectors.listings_of(sku)
@@ -221,7 +247,7 @@ class OutboundDispatcher(Projection):
                 quantity=quantities[shop.key],
                 target_version=version,
                 reason="stock_changed" if calibrate is None else "calibration",
-                force=calibrate is not None,
+                force=calibrate is not None or shop.platform in moved,
             )
             wanted.append((shop, listing, command))
         return wanted

@@ -1,0 +1,867 @@
+"""Flash-sale benchmark: one SKU sold out on all four platforms at once.
+
+A real hub (PostgreSQL log, group commit, relay to NATS, projections, the
+order-stock process, webhooks on a loopback uvicorn port, the outbound stock
+dispatcher) runs against the sandbox platforms (``connectors.sandbox``) with
+call faults at 10 % on every platform (3 % 5xx, 2 % rate limit, 3 % timeout,
+2 % token expiry; seeded). The hub receives ``units`` of one SKU; the four
+shops list it with no share limit of their own, so :func:`domain.allocation.allocate`
+shares ``available`` among them (their listings add up to at most what is
+available). Buyer tasks on every platform place orders of 1-3 units through the
+sandbox control API (``create_order``, then ``pay``) at a paced aggregate rate,
+a quarter on each platform. The sandbox refuses an order beyond what its shop
+lists (a refused buyer then takes what is listed). The sale ends when the
+hub's ``inventory`` says available 0 and every platform lists 0 (or at a
+deadline).
+
+Two runs, in one process, on the same servers:
+
+* **event-driven** (the hub): every stock event pushes the new allocation to
+  every listing at once (``OutboundDispatcher``);
+* **baseline**: the anchors' way, a 15-second polling sync: the dispatcher
+  pushes nothing on events, and a timer re-sends every listing
+  (``OutboundDispatcher.calibrate``) every 15 s of real time. Orders still
+  reach the hub by push, so the hub's own guard still refuses commits beyond
+  available.
+
+What is reported (definitions):
+
+* ``sold``: units the hub committed to orders (the stock item's ``committed``
+  after the sale; nothing ships or cancels during it).
+* ``oversold``: ``max(0, P - units)`` where ``P`` is the number of units in
+  the orders the platforms themselves accepted (the sandbox's order records,
+  cancelled ones excluded), not what the hub claims. A unit a buyer bought on
+  a platform beyond the stock that exists is oversold whether or not the hub
+  refused its commit (``refused_units`` counts those the hub refused). The
+  sandbox never lets a SKU's listed stock go below zero, so "sold beyond what
+  a platform listed" is impossible by construction; ``negative_listings``
+  checks it anyway. A hub that listed carelessly, or whose pushes were lost,
+  shows here: it is computed from the platforms' side only.
+* ``orders_missing_in_hub``: platform orders the hub never stored (a lost
+  push); ``dead_letters``: stock pushes given up.
+* propagation latency, per (order, other platform) pair: from the moment the
+  sandbox sent the order's *created* push to the hub, to the moment the first
+  stock write carrying a quantity computed from a stock item version at or
+  after the order's commit arrived at that other platform (the version is in
+  the push's request id ``sp-…-v<version>``; the sandbox logs each API call on
+  arrival). When the platform already showed that quantity the dispatcher
+  writes nothing and records ``StockPushSent`` "no change" after reading it;
+  that record's time counts instead. All times are ``time.time()`` of this one
+  process: the sandbox runs in a thread here and the hub's event timestamps
+  use the same clock. Pairs never brought up to date are counted
+  (``unmeasured_pairs``), not guessed.
+
+The run uses a *flash-sale policy profile*, printed at the start, derived
+from the shipped sync policies: every platform's order pushes are consumed and
+its stock pushed in real time (shipped: Douyin polls orders 30 min late and
+Kuaishou calibrates stock twice a day, with which no sale across four platforms
+can avoid overselling), and the connector clients' own per-shop token buckets
+are raised to 1,000 calls/s (the shipped 5-10 calls/s per shop cannot carry two
+order reads per order at this rate). Retry backoff is shortened to a 50 ms
+base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer);
+``--shipped-retry`` keeps the shipped backoff.
+
+Usage: ``python bench/flash_sale.py [--quick] [--units N] [--rate ORDERS_PER_S]``.
+Servers come from ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` when set, else
+embedded ones are started in a temporary folder. The last line printed is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors.common import SyncPolicy
+from connectors.sandbox import (
+    FaultConfig,
+    SandboxConfig,
+    SandboxControl,
+    SandboxServer,
+)
+from connectors.sandbox.control_client import SandboxControlError
+from domain import push as stock_push
+from domain.allocation import LIST_ALL, AllocationRule
+from domain.policy import PolicyBook
+from domain.stock import ReceiveStock, StockCommitted, stock_item_id
+from hub.bootstrap import Hub, bootstrap
+from hub.commands import STOCK_RULES
+from hub.commit import utc_now
+from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
+from hub.embedded import start_servers
+from hub.http import POLICIES, HttpServer, create_app
+from hub.inbound import OrderIntake
+from hub.outbound import OutboundDispatcher
+from hub.platforms import Platforms
+from hub.policies import load_policy_book
+from hub.sync import SyncScheduler
+from projections.base import log_head
+from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
+
+PLATFORMS = ("wechat_shop", "douyin_shop", "kuaishou_shop", "youzan")
+SHOPS = {
+    "wechat_shop": "wx-flash-1",
+    "douyin_shop": "77001",
+    "kuaishou_shop": "900001",
+    "youzan": "42001",
+}
+SKU = "FLASH-1"
+#: The SKU's (product id, platform SKU id) on each platform.
+LISTED = {
+    "wechat_shop": ("10000000000001", "9007199254740993"),
+    "douyin_shop": ("3500000000000000001", "1780000000000000001"),
+    "kuaishou_shop": ("20046611202546", "300001"),
+    "youzan": ("123", "456"),
+}
+#: No channel limits itself: allocate() shares available among the four.
+RULES: dict[str, AllocationRule] = dict.fromkeys(PLATFORMS, LIST_ALL)
+#: Share of the buyers' orders placed on each platform. Even, like the
+#: allocation: with uneven demand the sale's pace is set by the slowest
+#: platform selling its quarter, not by the hub.
+DEMAND = dict.fromkeys(PLATFORMS, 0.25)
+#: 10 % of API calls fail, on every platform.
+FAULTS = FaultConfig(
+    error_5xx_rate=0.03,
+    rate_limit_rate=0.02,
+    timeout_rate=0.03,
+    token_expiry_rate=0.02,
+    timeout_delay_s=0.3,
+)
+#: The clients' read timeout: an injected timeout (held 0.3 s) is retried.
+CLIENT_TIMEOUT_S = 0.2
+BASELINE_SYNC_S = 15.0
+#: The event each platform pushes when an order is created (sandbox names).
+CREATED_PUSH = {
+    "wechat_shop": "channels_ec_order_new",
+    "douyin_shop": "100",
+    "kuaishou_shop": "kwaishop_order_addOrder",
+    "youzan": "trade_TradeCreate",
+}
+REDIRECT = "http://127.0.0.1:9/callback"
+VERSION_IN_REQUEST_ID = re.compile(r"-v(\d+)")
+#: The sandbox's refusal of an order beyond the listed stock names what it holds.
+LISTED_UNITS = re.compile(r" holds (\d+) < ")
+
+log = logging.getLogger("flash_sale")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def sale_policies(
+    *, event_driven: bool, shipped_retry: bool = False
+) -> dict[str, SyncPolicy]:
+    """The flash-sale policy profile (see the module docstring)."""
+    profile = {}
+    for platform, policy in POLICIES.items():
+        orders = msgspec.structs.replace(
+            policy.orders, mode="push", push_enabled=True, poll_delay_s=0
+        )
+        stock = msgspec.structs.replace(
+            policy.stock,
+            mode="realtime" if event_driven else "scheduled_calibration",
+            calibration_times=(),
+        )
+        rate_limit = msgspec.structs.replace(
+            policy.rate_limit, rate_per_s=1000.0, burst=1000
+        )
+        retry = policy.retry
+        if not shipped_retry:
+            retry = msgspec.structs.replace(
+                retry,
+                base_delay_s=0.05,
+                max_delay_s=1.0,
+                rate_limited_min_delay_s=0.05,
+            )
+        profile[platform] = msgspec.structs.replace(
+            policy, orders=orders, stock=stock, rate_limit=rate_limit, retry=retry
+        )
+    return profile
+
+
+def describe_profile(profile: Mapping[str, SyncPolicy]) -> list[str]:
+    """One line per platform: how the run syncs it."""
+    return [
+        f"  {p}: orders {pol.orders.mode} (pushes consumed: "
+        f"{pol.orders.push_enabled}), stock {pol.stock.mode}, client bucket "
+        f"{pol.rate_limit.rate_per_s:.0f}/s, retry base {pol.retry.base_delay_s}s "
+        f"max {pol.retry.max_delay_s}s, after rate limit "
+        f"{pol.retry.rate_limited_min_delay_s}s"
+        for p, pol in profile.items()
+    ]
+
+
+def book_with_order_scopes() -> PolicyBook:
+    """The bundled book, but Douyin bindings may read orders (as in the e2e)."""
+    book = load_policy_book()
+    profiles = dict(book.profiles)
+    profiles["douyin_shop"] = msgspec.structs.replace(
+        profiles["douyin_shop"], data_scope="orders_and_users_full"
+    )
+    return msgspec.structs.replace(book, profiles=profiles)
+
+
+async def activate(hub: Hub, platform: str, shop_id: str) -> None:
+    """Take the shop's binding to active (the e2e rig's steps)."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("binding.request", request(platform, shop_id=shop_id)),
+        ("binding.verify_subject", verify(platform, shop_id=shop_id)),
+        ("binding.record_qualification", qualify(platform, shop_id)),
+    ]
+    if platform != "youzan":
+        steps.append(("binding.meet_requirement", meet(platform, shop_id=shop_id)))
+    mapped = {"mapped_data": ["orders", "stock"]} if platform == "youzan" else {}
+    steps += [
+        ("binding.authorise", keys(platform, shop_id) | mapped),
+        ("binding.activate", keys(platform, shop_id)),
+    ]
+    for name, payload in steps:
+        reply = await hub.handle(name, encode(payload))
+        if not reply.ok:
+            raise RuntimeError(f"{name} {platform}: {reply.error}")
+
+
+def fresh_database(server_url: str) -> str:
+    """Create an empty database on the server; return its URL."""
+    name = f"flash_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(server_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@dataclass
+class SaleConfig:
+    """One sale: its size, pace and sync mode."""
+
+    units: int
+    orders_per_s: float
+    event_driven: bool
+    seed: int = 7
+    buyers_per_platform: int = 32
+    sync_period_s: float = BASELINE_SYNC_S
+    sale_timeout_s: float = 120.0
+    shipped_retry: bool = False
+
+
+@dataclass
+class SaleResult:
+    """What one sale measured (see the module docstring for definitions)."""
+
+    event_driven: bool
+    units: int
+    sold: int
+    platform_units: int
+    oversold: int
+    refused_units: int
+    negative_listings: int
+    orders: int
+    orders_missing_in_hub: int
+    refused_by_platform: int
+    buyer_errors: int
+    dead_letters: int
+    unsold: int
+    sale_s: float
+    changes_per_s: float
+    orders_per_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    unmeasured_pairs: int = 0
+    by_platform: dict[str, int] = field(default_factory=dict)
+
+    def percentile(self, q: float) -> float | None:
+        """Nearest-rank percentile of the latencies, in ms."""
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+        return ordered[rank - 1]
+
+
+# --------------------------------------------------------------------------- the sale
+
+
+class Rig:
+    """A running hub with its platform side, and the sandbox."""
+
+    def __init__(self, config: SaleConfig, database_url: str, nats_url: str | None):
+        self.config = config
+        self.database_url = database_url
+        self.nats_url = nats_url
+        self.profile = sale_policies(
+            event_driven=config.event_driven, shipped_retry=config.shipped_retry
+        )
+        self.sandbox = SandboxServer(SandboxConfig(seed=config.seed))
+        self.control: SandboxControl | None = None
+        self.hub: Hub | None = None
+        self.platforms: Platforms | None = None
+        self.calibrations = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Sandbox, shops, hub, bindings, webhooks; the SKU received and listed."""
+        await asyncio.to_thread(self.sandbox.start)
+        self.control = control = SandboxControl(self.sandbox.url)
+        shops = []
+        for platform in PLATFORMS:
+            shop_id = SHOPS[platform]
+            creds = await control.create_shop(platform, shop_id)
+            product_id, sku_id = LISTED[platform]
+            await control.set_sku(
+                platform, shop_id, sku_id, product_id=product_id, stock=0, price_fen=990
+            )
+            shops.append(
+                ShopConfig(
+                    platform=platform,
+                    shop_id=shop_id,
+                    channel_account=ACCOUNT,
+                    credentials=creds,
+                    listings=(
+                        Listing(
+                            hub_sku=SKU,
+                            platform_sku_id=sku_id,
+                            product_id=product_id,
+                            rule=RULES[platform],
+                        ),
+                    ),
+                )
+            )
+        registry = ConnectorsConfig(
+            base_urls=dict.fromkeys(PLATFORMS, self.sandbox.url), shops=tuple(shops)
+        )
+        self.hub = hub = bootstrap(
+            database_url=self.database_url,
+            nats_url=self.nats_url,
+            policy_book=book_with_order_scopes(),
+        )
+        await hub.start()
+        rng = random.Random(self.config.seed)
+        connectors = Connectors(
+            registry,
+            client_options={"timeout_s": CLIENT_TIMEOUT_S, "jitter": rng.random},
+        )
+        for shop in connectors.shops():
+            # The clients read their platform's policy (rates, retries) from
+            # this attribute; the profile replaces it before the first call.
+            connectors.client(shop).policy = self.profile[shop.platform]
+        intake = OrderIntake(hub, connectors)
+        outbound = OutboundDispatcher(
+            hub, connectors, policies=self.profile, jitter=rng.random
+        )
+        scheduler = SyncScheduler(
+            intake, outbound, clock=utc_now, policies=self.profile
+        )
+        self.platforms = platforms = Platforms(
+            connectors=connectors,
+            intake=intake,
+            outbound=outbound,
+            scheduler=scheduler,
+        )
+        for platform in PLATFORMS:
+            await activate(hub, platform, SHOPS[platform])
+        for platform in ("kuaishou_shop", "youzan"):
+            shop = connectors.shop(platform, SHOPS[platform])
+            code = await control.authorization_code(platform, shop.shop_id)
+            await connectors.exchange_code(shop, code, REDIRECT)
+        await outbound.start()
+        platforms.http = await HttpServer(
+            create_app(intake, policies=self.profile, stats=platforms.stats)
+        ).start()
+        await control.set_webhooks(
+            {p: f"{platforms.http.url}/webhooks/{p}" for p in PLATFORMS}
+        )
+        # The fallback order polls, as `hub serve` ticks them (real clock).
+        self._tasks.append(asyncio.create_task(scheduler.run(), name="sync"))
+        await hub.execute(
+            "stock.receive", ReceiveStock(sku=SKU, quantity=self.config.units)
+        )
+        if not self.config.event_driven:
+            await outbound.calibrate()
+        await self.settle()
+
+    async def stop(self) -> None:
+        """Stop everything started here."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.platforms is not None:
+            await self.platforms.stop()
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.control is not None:
+            await self.control.aclose()
+        await asyncio.to_thread(self.sandbox.stop)
+
+    async def head(self) -> int:
+        """The log's head position."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            return await log_head(conn)
+
+    async def settle(self, timeout: float = 120.0) -> None:
+        """Every order event moved stock, every stock event requested its
+        pushes, and every push has an outcome."""
+        assert self.hub is not None and self.platforms is not None
+        outbound = self.platforms.outbound
+        async with asyncio.timeout(timeout):
+            for _ in range(3):
+                head = await self.head()
+                await self.hub.process("order_stock").wait_for(head, timeout)
+                await outbound.runner.wait_for(head, timeout)
+                await outbound.drain(timeout)
+
+    def start_polling_sync(self) -> None:
+        """The baseline's timer: re-send every listing every sync period."""
+        assert self.platforms is not None
+        outbound = self.platforms.outbound
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(self.config.sync_period_s)  # the period itself
+                await outbound.calibrate()
+                self.calibrations += 1
+
+        self._tasks.append(asyncio.create_task(tick(), name="polling sync"))
+
+    def listed(self) -> dict[str, int]:
+        """What each platform lists now (read from the sandbox's state)."""
+        state = self.sandbox.state
+        return {
+            p: state.platforms[p].shops[SHOPS[p]].skus[LISTED[p][1]].stock
+            for p in PLATFORMS
+        }
+
+
+@dataclass
+class Buyers:
+    """Buyer tasks on every platform, paced to an aggregate order rate."""
+
+    rig: Rig
+    config: SaleConfig
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+    placed: int = 0
+    refused: int = 0
+    errors: int = 0
+
+    async def run(self) -> None:
+        """Buy until :attr:`over` is set."""
+        started = time.monotonic()
+        tasks = []
+        for platform in PLATFORMS:
+            rate = self.config.orders_per_s * DEMAND[platform]
+            slots = iter(started + n / rate for n in range(10**9))
+            rng = random.Random(f"{self.config.seed}:{platform}")
+            for _ in range(self.config.buyers_per_platform):
+                tasks.append(asyncio.create_task(self._buyer(platform, slots, rng)))
+        await asyncio.gather(*tasks)
+
+    async def _buyer(self, platform: str, slots: Any, rng: random.Random) -> None:
+        control = self.rig.control
+        assert control is not None
+        shop_id = SHOPS[platform]
+        while not self.over.is_set():
+            wait = next(slots) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # pacing, not waiting for a condition
+            if self.over.is_set():
+                return
+            placed = await self._order(platform, rng.choice((1, 2, 3)))
+            if placed is None:
+                continue
+            try:
+                await control.order_action(
+                    platform, shop_id, str(placed["order_id"]), "pay"
+                )
+            except SandboxControlError:
+                self.errors += 1
+
+    async def _order(self, platform: str, quantity: int) -> dict[str, Any] | None:
+        """Place one order; a buyer refused for too few units takes what is
+        listed, if anything."""
+        control = self.rig.control
+        assert control is not None
+        shop_id, sku_id = SHOPS[platform], LISTED[platform][1]
+        for _ in range(2):
+            try:
+                placed: dict[str, Any] = await control.create_order(
+                    platform, shop_id, [{"sku_id": sku_id, "quantity": quantity}]
+                )
+            except SandboxControlError as exc:
+                held = LISTED_UNITS.search(str(exc))
+                if held is None:
+                    self.errors += 1
+                    return None
+                self.refused += 1  # the platform lists fewer units
+                quantity = int(held[1])
+                if quantity == 0:
+                    return None
+                continue
+            self.placed += 1
+            return placed
+        return None
+
+
+async def _available(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    cur = await conn.execute("SELECT available FROM inventory WHERE sku = %s", (SKU,))
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def watch_sell_out(rig: Rig, buyers: Buyers, deadline_s: float) -> float:
+    """Set ``buyers.over`` once the hub has nothing left and no platform lists
+    anything (or at the deadline); return when the sale ended (monotonic)."""
+    async with await psycopg.AsyncConnection.connect(
+        rig.database_url, autocommit=True
+    ) as conn:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline_s):
+                while True:
+                    if await _available(conn) == 0 and not any(rig.listed().values()):
+                        break
+                    await asyncio.sleep(0.02)  # polling under the deadline above
+    buyers.over.set()
+    return time.monotonic()
+
+
+async def run_sale(
+    config: SaleConfig, database_url: str, nats_url: str | None
+) -> SaleResult:
+    """Run one sale on a fresh hub and sandbox; measure it."""
+    rig = Rig(config, database_url, nats_url)
+    try:
+        await rig.start()
+        assert rig.hub is not None and rig.platforms is not None
+        assert rig.control is not None
+        for platform in PLATFORMS:
+            await rig.control.set_faults(platform, FAULTS)
+        state = rig.sandbox.state
+        pushes_before, requests_before = len(state.pushes), len(state.requests)
+        if not config.event_driven:
+            rig.start_polling_sync()
+        buyers = Buyers(rig, config)
+        sale_started = time.monotonic()
+        buying = asyncio.create_task(buyers.run())
+        ended = await watch_sell_out(rig, buyers, config.sale_timeout_s)
+        await buying
+        if not config.event_driven:
+            # Every order's quantity reaches the others at the next sync.
+            seen = rig.calibrations
+            async with asyncio.timeout(config.sync_period_s * 2 + 60):
+                while rig.calibrations <= seen:
+                    await asyncio.sleep(0.05)
+        await rig.settle()
+        return await measure(
+            rig,
+            buyers,
+            pushes=state.pushes[pushes_before:],
+            requests=state.requests[requests_before:],
+            sale_s=ended - sale_started,
+        )
+    finally:
+        await rig.stop()
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+async def platform_orders(rig: Rig) -> tuple[dict[tuple[str, str], int], int]:
+    """Units of every order the platforms accepted (cancelled ones excluded), by
+    (platform, order id), and how many listings went below zero."""
+    assert rig.control is not None
+    accepted: dict[tuple[str, str], int] = {}
+    negative = 0
+    for platform in PLATFORMS:
+        shop = await rig.control.shop(platform, SHOPS[platform])
+        for order_id, order in shop["orders"].items():
+            if order["status"] != "cancelled":
+                accepted[(platform, str(order_id))] = sum(
+                    line["quantity"]
+                    for line in order["lines"]
+                    if line["sku_id"] == LISTED[platform][1]
+                )
+        negative += sum(1 for s in shop["skus"].values() if s["stock"] < 0)
+    return accepted, negative
+
+
+async def sync_times(
+    rig: Rig, requests: list[dict[str, Any]]
+) -> dict[str, list[tuple[int, float]]]:
+    """Per platform: (stock version, time) of every moment the platform was
+    brought up to a version: an applied stock write (sandbox log, on arrival),
+    or a round that found it already there ("no change", the hub's record)."""
+    assert rig.hub is not None
+    syncs: dict[str, list[tuple[int, float]]] = {p: [] for p in PLATFORMS}
+    for record in requests:
+        request_id = record.get("request_id") or ""
+        version = VERSION_IN_REQUEST_ID.search(request_id)
+        if request_id.startswith("sp-") and record.get("result") == "ok" and version:
+            syncs[record["platform"]].append((int(version[1]), record["at"]))
+    for platform in PLATFORMS:
+        history = await asyncio.to_thread(
+            rig.hub.app.load_events,
+            stock_push.stock_push_id(platform, SHOPS[platform], SKU),
+        )
+        for event in history:
+            if not isinstance(event, stock_push.StockPushSent):
+                continue
+            version = VERSION_IN_REQUEST_ID.search(event.request_id)
+            if event.message == "no change" and version:
+                syncs[platform].append((int(version[1]), event.occurred_at.timestamp()))
+    return syncs
+
+
+def propagation(
+    pushes: list[dict[str, Any]],
+    commits: Mapping[str, StockCommitted],
+    syncs: Mapping[str, list[tuple[int, float]]],
+) -> tuple[list[float], int]:
+    """Latency (ms) of every (committed order, other platform) pair, and the
+    number of pairs never brought up to date."""
+    first_push: dict[str, float] = {}
+    for record in pushes:
+        if record.get("event") == CREATED_PUSH.get(record["platform"]):
+            first_push.setdefault(
+                f"{record['platform']}:{record['order_id']}", record["at"]
+            )
+    latencies: list[float] = []
+    unmeasured = 0
+    for order_ref, sent in first_push.items():
+        commit = commits.get(order_ref)
+        if commit is None:
+            continue  # refused by the hub: it changed no stock
+        platform = order_ref.split(":", 1)[0]
+        for other in PLATFORMS:
+            if other == platform:
+                continue
+            reached = [
+                at
+                for version, at in syncs[other]
+                if version >= commit.originator_version and at >= sent
+            ]
+            if reached:
+                latencies.append((min(reached) - sent) * 1000)
+            else:
+                unmeasured += 1
+    return latencies, unmeasured
+
+
+async def measure(
+    rig: Rig,
+    buyers: Buyers,
+    *,
+    pushes: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    sale_s: float,
+) -> SaleResult:
+    """Compare the platforms' order records with the hub; time propagation."""
+    assert rig.hub is not None
+    hub, config = rig.hub, rig.config
+    accepted, negative = await platform_orders(rig)
+    by_platform: dict[str, int] = {}
+    for (platform, _), units in accepted.items():
+        by_platform[platform] = by_platform.get(platform, 0) + units
+    platform_units = sum(accepted.values())
+
+    # The hub's side: the stock item's history and the orders it stored.
+    events = await asyncio.to_thread(hub.app.load_events, stock_item_id(SKU))
+    commits = {e.order_ref: e for e in events if isinstance(e, StockCommitted)}
+    item = await hub.committer.load(STOCK_RULES, stock_item_id(SKU))
+    head = await rig.head()
+    await hub.projection("orders").wait_for(head, 60)
+    await hub.projection("stock_pushes").wait_for(head, 60)
+    async with await psycopg.AsyncConnection.connect(rig.database_url) as conn:
+        cur = await conn.execute("SELECT platform, platform_order_id FROM orders")
+        in_hub = {(str(p), str(o)) for p, o in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT count(*) FROM stock_pushes WHERE status = 'dead_lettered'"
+        )
+        row = await cur.fetchone()
+    refused_units = sum(
+        units
+        for (platform, order_id), units in accepted.items()
+        if f"{platform}:{order_id}" not in commits and (platform, order_id) in in_hub
+    )
+    latencies, unmeasured = propagation(
+        pushes, commits, await sync_times(rig, requests)
+    )
+    commit_times = sorted(c.occurred_at.timestamp() for c in commits.values())
+    span = commit_times[-1] - commit_times[0] if len(commit_times) > 1 else 0.0
+    return SaleResult(
+        event_driven=config.event_driven,
+        units=config.units,
+        sold=item.committed,
+        platform_units=platform_units,
+        oversold=max(0, platform_units - config.units),
+        refused_units=refused_units,
+        negative_listings=negative,
+        orders=len(accepted),
+        orders_missing_in_hub=sum(1 for key in accepted if key not in in_hub),
+        refused_by_platform=buyers.refused,
+        buyer_errors=buyers.errors,
+        dead_letters=int(row[0]) if row else 0,
+        unsold=max(item.available, 0),
+        sale_s=sale_s,
+        changes_per_s=(len(commit_times) - 1) / span if span > 0 else 0.0,
+        orders_per_s=len(accepted) / sale_s if sale_s > 0 else 0.0,
+        latencies_ms=latencies,
+        unmeasured_pairs=unmeasured,
+        by_platform=by_platform,
+    )
+
+
+def report(result: SaleResult, label: str) -> None:
+    """Print one sale's figures."""
+    p50, p99 = result.percentile(50), result.percentile(99)
+    print(
+        f"[{label}] sold {result.sold} of {result.units} units; platforms sold "
+        f"{result.platform_units} in {result.orders} orders "
+        f"({', '.join(f'{p} {n}' for p, n in result.by_platform.items())}); "
+        f"oversold {result.oversold} (hub refused {result.refused_units} units; "
+        f"negative listings {result.negative_listings}); unsold {result.unsold}"
+    )
+    print(
+        f"[{label}] sale {result.sale_s:.1f} s, {result.changes_per_s:.0f} stock "
+        f"changes/s, {result.orders_per_s:.0f} orders/s; refused by platforms "
+        f"{result.refused_by_platform}; buyer errors {result.buyer_errors}; "
+        f"orders missing in hub {result.orders_missing_in_hub}; dead letters "
+        f"{result.dead_letters}"
+    )
+    if p50 is not None and p99 is not None:
+        print(
+            f"[{label}] propagation order push → stock push at every other "
+            f"platform: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max "
+            f"{max(result.latencies_ms):.1f} ms over {len(result.latencies_ms)} "
+            f"pairs ({result.unmeasured_pairs} unmeasured)"
+        )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sale, < 2 min")
+    parser.add_argument("--units", type=int, default=None, help="units on hand")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="target orders (stock changes)/s"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--shipped-retry", action="store_true", help="keep the shipped backoff"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the 15 s polling run"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    units = args.units or (200 if args.quick else 1000)
+    rate = args.rate or (40.0 if args.quick else 500.0)
+
+    home = Path(tempfile.mkdtemp(prefix="hub-flash-")) / "home"
+    servers = start_servers(
+        home,
+        database_url=os.environ.get("HUB_DATABASE_URL") or None,
+        nats_url=os.environ.get("HUB_NATS_URL") or None,
+        pg_port=0,
+        nats_port=0,
+    )
+    try:
+        print(
+            f"flash sale: {units} units of {SKU} on {', '.join(PLATFORMS)}; target "
+            f"{rate:.0f} orders/s (1-3 units each), demand "
+            + ", ".join(f"{p} {w:.0%}" for p, w in DEMAND.items())
+        )
+        print(
+            "allocation rules: none per channel (list all); allocate() shares "
+            "available among the four, so their listings add up to at most it"
+        )
+        print(
+            f"faults on every platform: {FAULTS.error_5xx_rate:.0%} 5xx, "
+            f"{FAULTS.rate_limit_rate:.0%} rate limit, {FAULTS.timeout_rate:.0%} "
+            f"timeout (held {FAULTS.timeout_delay_s}s, client timeout "
+            f"{CLIENT_TIMEOUT_S}s), {FAULTS.token_expiry_rate:.0%} token expiry"
+        )
+        print("policy profile (event-driven run):")
+        for line in describe_profile(
+            sale_policies(event_driven=True, shipped_retry=args.shipped_retry)
+        ):
+            print(line)
+        config = SaleConfig(
+            units=units,
+            orders_per_s=rate,
+            event_driven=True,
+            seed=args.seed,
+            shipped_retry=args.shipped_retry,
+        )
+        hub_run = asyncio.run(
+            run_sale(config, fresh_database(servers.database_url), servers.nats_url)
+        )
+        report(hub_run, "hub, event-driven")
+        baseline: SaleResult | None = None
+        if not args.no_baseline:
+            baseline = asyncio.run(
+                run_sale(
+                    dataclasses.replace(config, event_driven=False),
+                    fresh_database(servers.database_url),
+                    servers.nats_url,
+                )
+            )
+            report(baseline, f"baseline, {BASELINE_SYNC_S:.0f} s polling sync")
+        p99 = hub_run.percentile(99)
+        base_p99 = baseline.percentile(99) if baseline else None
+        result = {
+            "sold": hub_run.sold,
+            "oversold": hub_run.oversold,
+            "propagation_p50_ms": _rounded(hub_run.percentile(50)),
+            "propagation_p99_ms": _rounded(p99),
+            "baseline_p99_ms": _rounded(base_p99),
+            "baseline_p50_ms": _rounded(baseline.percentile(50) if baseline else None),
+            "baseline_oversold": baseline.oversold if baseline else None,
+            "baseline_sold": baseline.sold if baseline else None,
+            "ratio_p99_vs_baseline": (
+                round(p99 / base_p99, 4) if p99 and base_p99 else None
+            ),
+            "changes_per_s": round(hub_run.changes_per_s, 1),
+            "target_orders_per_s": rate,
+            "orders": hub_run.orders,
+            "platform_units": hub_run.platform_units,
+            "refused_units": hub_run.refused_units,
+            "orders_missing_in_hub": hub_run.orders_missing_in_hub,
+            "dead_letters": hub_run.dead_letters,
+            "pairs": len(hub_run.latencies_ms),
+            "unmeasured_pairs": hub_run.unmeasured_pairs,
+            "units": units,
+            "quick": args.quick,
+        }
+        print(json.dumps(result))
+    finally:
+        servers.stop()
+
+
+if __name__ == "__main__":
+    main()
