@@ -45,6 +45,7 @@ from hub.bootstrap import bootstrap
 from hub.embedded import start_servers
 from hub.messages import STREAM, to_message
 from hub.relay import stream_position
+from hub.runtime import run as run_loop
 from hub.settings import eventsourcing_env
 from hub.store import HubApplication, encode_event
 
@@ -238,11 +239,11 @@ def main() -> None:
     try:
         a = bench_one_save_per_event(fresh_database(servers.database_url), save_events)
         print(f"(a) eventsourcing, one event per transaction: {a:,.0f} events/s")
-        b = asyncio.run(bench_jetstream(servers.nats_url, js_events))
+        b = run_loop(bench_jetstream(servers.nats_url, js_events))
         print(f"(b) JetStream publish, 500 in flight:         {b:,.0f} events/s")
         runs = {}
         for workers in (False, True):
-            c = asyncio.run(
+            c = run_loop(
                 bench_hub(
                     fresh_database(servers.database_url),
                     servers.nats_url,

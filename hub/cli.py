@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from hub.runtime import run as run_loop
 from hub.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"policy book: {settings.policies_file or 'bundled'} "
             f"(revision {book.revision})"
         )
-        asyncio.run(_serve(db, nats_url, book, platforms_config, settings.http_port))
+        run_loop(_serve(db, nats_url, book, platforms_config, settings.http_port))
     _print("stopped")
     return 0
 
@@ -222,7 +223,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
     with _servers(settings, start_embedded=False) as (db, nats_url):
         relay = Relay(db, nats_url)
-        asyncio.run(_run_worker(relay.run))
+        run_loop(_run_worker(relay.run))
     return 0
 
 
@@ -235,7 +236,7 @@ def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
         migrate(db)
         projection = _projection(args.name, _policy_book(settings))
         runner = ProjectionRunner(projection, db)
-        asyncio.run(_run_worker(runner.run))
+        run_loop(_run_worker(runner.run))
     del default_projections
     return 0
 

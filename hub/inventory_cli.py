@@ -13,6 +13,7 @@ import asyncio
 import sys
 from typing import Any
 
+from hub.runtime import run as run_loop
 from hub.settings import Settings
 
 
@@ -136,5 +137,5 @@ def cmd_process(settings: Settings, args: argparse.Namespace) -> int:
         )
     with _servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        asyncio.run(_run_process(db, args.name))
+        run_loop(_run_process(db, args.name))
     return 0

@@ -76,7 +76,7 @@ async def read_log(
         topics: stored topics (``NAME:vN``) to keep; empty keeps every event.
         upto: last position to read (inclusive).
     """
-    where = sql.SQL("notification_id > %s")
+    where: sql.Composable = sql.SQL("notification_id > %s")
     params: list[object] = [after]
     if topics:
         where += sql.SQL(" AND topic = ANY(%s)")
