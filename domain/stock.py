@@ -592,6 +592,10 @@ class StockItem(StockLevels, State, frozen=True, kw_only=True):
     commitments: dict[str, int] = msgspec.field(default_factory=dict)
     reservations: dict[str, int] = msgspec.field(default_factory=dict)
     closed_orders: tuple[str, ...] = ()
+    #: Units of each platform's orders the hub has committed, net of releases,
+    #: ever (a shipment does not lower it): what each platform has sold as far
+    #: as the hub knows. Stock pushes subtract it from what they have written.
+    platform_sold: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def is_low(self) -> bool:
@@ -1016,16 +1020,36 @@ def _(event: StockCommitted, state: StockItem | None) -> StockItem:
         current,
         event,
         commitments=_settle(current.commitments, event.order_ref, event.quantity),
+        platform_sold=_sold(current, event, event.quantity),
     )
 
 
-@mutate.register(StockReleased)
-@mutate.register(StockConsumed)
+@mutate.register
 def _(event: StockReleased, state: StockItem | None) -> StockItem:
+    current = _existing(state, event)
+    return _levelled(
+        current,
+        event,
+        **_close(current, event.order_ref, event.remaining),
+        platform_sold=_sold(current, event, -event.quantity),
+    )
+
+
+@mutate.register
+def _(event: StockConsumed, state: StockItem | None) -> StockItem:
     current = _existing(state, event)
     return _levelled(
         current, event, **_close(current, event.order_ref, event.remaining)
     )
+
+
+def _sold(
+    state: StockItem, event: StockCommitted | StockReleased, units: int
+) -> dict[str, int]:
+    platform = event.platform or event.order_ref.partition(":")[0]
+    sold = dict(state.platform_sold)
+    sold[platform] = sold.get(platform, 0) + units
+    return sold
 
 
 @mutate.register

@@ -153,6 +153,17 @@ class GroupCommitter:
         self._queue.put_nowait(_Pending(command, rules, future))
         return await future
 
+    async def latest(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
+        """The newest state this committer knows of one aggregate.
+
+        From the cache when it holds the aggregate (which may include a batch
+        being written right now), else loaded from the store.
+        """
+        cached = self._cache.get(aggregate_id)
+        if cached is not None:
+            return cached
+        return await self.load(rules, aggregate_id)
+
     async def load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
         """The current state of one aggregate (``None`` if it has no events)."""
         return await asyncio.to_thread(self._load, rules, aggregate_id)

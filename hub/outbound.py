@@ -94,6 +94,27 @@ STOCK_PUSH_RULES = StockPushRules()
 ORDER_MOVES = (StockCommitted, StockReleased)
 
 
+@dataclass
+class _Ledger:
+    """What the hub has written to one listing since it took the listing over.
+
+    The platform shows ``baseline + written - (sold - sold_at_baseline) -
+    unseen``, where ``sold`` is what the hub knows that platform has sold and
+    ``unseen`` the sales it has not heard of yet. A push therefore sends
+    ``target - (baseline + written - (sold - sold_at_baseline))``: the unseen
+    sales stay subtracted, so a push never puts sold units back on sale (reading
+    the platform's number and sending ``target - number`` would).
+    """
+
+    baseline: int
+    sold_at_baseline: int
+    written: int = 0
+
+    def showing(self, sold: int) -> int:
+        """What the platform shows but for the sales the hub has not seen."""
+        return self.baseline + self.written - (sold - self.sold_at_baseline)
+
+
 @dataclass(frozen=True)
 class PushJob:
     """One requested push a worker sends."""
@@ -103,6 +124,8 @@ class PushJob:
     request_id: str
     quantity: int
     target_version: int
+    #: A calibration reads the platform's number again (it is what it is for).
+    calibration: bool = False
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -145,6 +168,8 @@ class OutboundDispatcher(Projection):
         self._sleep = sleep
         self._jitter = jitter
         self._wanted: dict[tuple[str, str, str], PushJob] = {}
+        self._ledgers: dict[tuple[str, str, str], _Ledger] = {}
+        self._known_active: dict[tuple[str, str], bool] = {}
         self._workers: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self.runner = ProjectionRunner(self, hub.database_url)
 
@@ -274,6 +299,7 @@ class OutboundDispatcher(Projection):
                             request_id=pushed.request_id,
                             quantity=pushed.quantity,
                             target_version=pushed.target_version,
+                            calibration=pushed.reason == "calibration",
                         )
                     )
         return queued
@@ -288,7 +314,28 @@ class OutboundDispatcher(Projection):
                 binding_id(shop.channel_account, shop.platform, shop.shop_id),
             )
             cache[key] = state is not None and state.status == "active"
+            self._known_active[key] = cache[key]
         return cache[key]
+
+    async def _now(self, job: PushJob) -> tuple[int, int] | None:
+        """The listing's target and its platform's known sales, from one state.
+
+        Both come from the newest stock state, so the target never counts
+        units of that platform's sales that the subtraction would add back.
+        """
+        item: StockItem | None = await self.hub.committer.latest(
+            STOCK_RULES, stock_item_id(job.listing.hub_sku)
+        )
+        if item is None:
+            return None
+        listed = {
+            shop.key: listing.rule
+            for shop, listing in self.connectors.listings_of(job.listing.hub_sku)
+            if self._known_active.get((shop.platform, shop.shop_id), False)
+            or shop.key == job.shop.key
+        }
+        target = allocate(item.available, listed)[job.shop.key]
+        return target, item.platform_sold.get(job.shop.platform, 0)
 
     # ------------------------------------------------------------------ calibration
 
@@ -397,13 +444,26 @@ class OutboundDispatcher(Projection):
         )
 
     async def _send(self, job: PushJob) -> tuple[PushResult, int | None]:
-        """One round: read the platform's number, send the difference."""
+        """One round: send the difference between the target and the ledger.
+
+        The first push of a listing (or the first after a push whose outcome is
+        unknown) reads the platform's number as the ledger's baseline; later
+        pushes do not read: see :class:`_Ledger`.
+        """
         shop, listing = job.shop, job.listing
+        now = await self._now(job)
+        target, sold = now if now is not None else (job.quantity, 0)
+        if job.calibration:
+            self._ledgers.pop(job.key, None)
+        ledger = self._ledgers.get(job.key)
         try:
             client = await self.connectors.ready_client(shop)
-            current = await client.fetch_stock(
-                shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
-            )
+            if ledger is None:
+                current = await client.fetch_stock(
+                    shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+                )
+                ledger = _Ledger(baseline=current, sold_at_baseline=sold)
+                self._ledgers[job.key] = ledger
         except PlatformCallError as exc:
             return (
                 PushResult(
@@ -417,7 +477,8 @@ class OutboundDispatcher(Projection):
                 ),
                 None,
             )
-        delta = job.quantity - current
+        showing = ledger.showing(sold)
+        delta = target - showing
         if delta == 0:
             return (
                 PushResult(
@@ -428,16 +489,63 @@ class OutboundDispatcher(Projection):
                     attempts=0,
                     message="no change",
                 ),
-                current,
+                showing,
             )
         result = await client.push_stock(
             shop.shop_id,
             listing.platform_sku_id,
             product_id=listing.product_id,
             delta=delta,
-            request_id=f"{job.request_id}:{delta:+d}",
+            request_id=f"{job.request_id}:{ledger.written}:{delta:+d}",
         )
-        return result, current
+        if result.ok:
+            ledger.written += delta
+        elif result.outcome == "rejected" and delta < 0:
+            # The platform has sold more than the hub has heard of: it cannot
+            # take the whole reduction. Take it to zero instead (the sales the
+            # hub has not seen yet account for the rest).
+            return await self._clamp_to_zero(job, client, ledger, showing), showing
+        # A failed call was not applied (retries reuse the request id, so one
+        # that was applied answers as applied): the ledger stands.
+        return result, showing
+
+    async def _clamp_to_zero(
+        self, job: PushJob, client: Any, ledger: _Ledger, showing: int
+    ) -> PushResult:
+        shop, listing = job.shop, job.listing
+        try:
+            current = await client.fetch_stock(
+                shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+            )
+        except PlatformCallError as exc:
+            return PushResult(
+                platform=shop.platform,
+                shop_id=shop.shop_id,
+                request_id=job.request_id,
+                outcome=exc.outcome,
+                attempts=exc.attempts,
+                code=exc.code,
+                message=f"reading stock after a refused reduction: {exc.message}",
+            )
+        if current <= 0:
+            return PushResult(
+                platform=shop.platform,
+                shop_id=shop.shop_id,
+                request_id=job.request_id,
+                outcome="sent",
+                attempts=0,
+                message=f"no change: at zero (hub's ledger {showing})",
+            )
+        result: PushResult = await client.push_stock(
+            shop.shop_id,
+            listing.platform_sku_id,
+            product_id=listing.product_id,
+            delta=-current,
+            request_id=f"{job.request_id}:{ledger.written}:to-zero:{current}",
+        )
+        if result.ok:
+            ledger.written -= current
+        return result
 
     async def _record(self, command: stock_push.StockPushCommand) -> None:
         try:
