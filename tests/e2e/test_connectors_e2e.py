@@ -341,6 +341,29 @@ async def test_stock_converges_on_all_four_platforms_under_twenty_percent_faults
     assert status.dead_letters == 0
 
 
+async def test_a_push_never_puts_back_units_a_platform_sold_unseen(rig: Rig) -> None:
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))
+    await _settled(rig)
+    before = await _listed(rig, "wechat_shop", "SKU-A")
+    assert before == (await _expected(rig, "SKU-A"))["wechat_shop"] > 2
+    # A buyer takes 2 on WeChat, but the push never reaches the hub (yet).
+    await rig.control.set_webhooks({"wechat_shop": "http://127.0.0.1:9/unreachable"})
+    _, sku_id = LISTED["SKU-A"]["wechat_shop"]
+    await rig.control.create_order(
+        "wechat_shop", SHOPS["wechat_shop"], [{"sku_id": sku_id, "quantity": 2}]
+    )
+    assert await _listed(rig, "wechat_shop", "SKU-A") == before - 2
+    # Another stock change makes the hub push WeChat a new target.
+    await rig.hub.execute(
+        "stock.adjust", AdjustStock(sku="SKU-A", delta=-6, reason="damaged")
+    )
+    await _settled(rig)
+    target = (await _expected(rig, "SKU-A"))["wechat_shop"]
+    assert target != before
+    # The 2 units sold unseen stay off sale: WeChat shows the target less 2.
+    assert await _listed(rig, "wechat_shop", "SKU-A") == target - 2
+
+
 async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
     rig: Rig,
 ) -> None:
