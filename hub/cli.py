@@ -228,7 +228,6 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.bootstrap import default_projections
     from hub.migrate import migrate
     from projections.base import ProjectionRunner
 
@@ -237,7 +236,6 @@ def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
         projection = _projection(args.name, _policy_book(settings))
         runner = ProjectionRunner(projection, db)
         run_loop(_run_worker(runner.run))
-    del default_projections
     return 0
 
 

@@ -284,16 +284,7 @@ class GroupCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         for attempt in range(MAX_CONFLICT_RETRIES):
-            missing = {
-                p.aggregate_id: p.rules
-                for p in batch
-                if p.aggregate_id not in self._cache and not p.future.done()
-            }
-            if missing:
-                loaded = await asyncio.to_thread(self._load_many, missing)
-                for aggregate_id, state in loaded.items():
-                    self._remember(aggregate_id, state)
-            states, decided, refused = self._decide(batch)
+            states, decided, refused = await self._prepare(batch)
             all_events = [e for _, events, _ in decided for e in events]
             try:
                 positions = (

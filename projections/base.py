@@ -249,15 +249,3 @@ async def rebuild(database_url: str, projection: Projection) -> int:
         while await runner.step(conn):
             pass
     return runner.position
-
-
-async def positions(database_url: str) -> dict[str, int]:
-    """Every projection's tracked position."""
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute("SELECT name, position FROM projection_tracking")
-        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
-
-
-def by_name(projections: Sequence[Projection]) -> dict[str, Projection]:
-    """Index projections by name."""
-    return {p.name: p for p in projections}
