@@ -104,15 +104,62 @@ class _Ledger:
     ``target - (baseline + written - (sold - sold_at_baseline))``: the unseen
     sales stay subtracted, so a push never puts sold units back on sale (reading
     the platform's number and sending ``target - number`` would).
+
+    ``in_flight`` is the delta of the write on its way now, and ``uncertain``
+    a write whose outcome is unknown (its call failed after retries: it may
+    have been applied). The next push of the listing sends that write again
+    under its own request id first (the platform applies a request id once),
+    so it is applied once or not at all, never twice.
     """
 
     baseline: int
     sold_at_baseline: int
     written: int = 0
+    in_flight: int = 0
+    uncertain: tuple[str, int] | None = None
 
     def showing(self, sold: int) -> int:
         """What the platform shows but for the sales the hub has not seen."""
         return self.baseline + self.written - (sold - self.sold_at_baseline)
+
+    def at_most(self, sold: int) -> int:
+        """The most the platform may show now: counting the write in flight
+        and an uncertain one as applied when they raise it, and a reduction
+        as not yet applied."""
+        pending = max(self.in_flight, 0)
+        if self.uncertain is not None:
+            pending += max(self.uncertain[1], 0)
+        return self.showing(sold) + pending
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One round's numbers for a listing (see :meth:`OutboundDispatcher._plan`)."""
+
+    #: What the allocation wants the listing to show.
+    target: int
+    #: What this round takes it to (below ``target`` while the headroom guard
+    #: holds back part of a raise).
+    send: int
+    #: What the ledger says it shows now (but for unseen sales).
+    showing: int
+
+    @property
+    def held_back(self) -> bool:
+        """Whether part of a raise waits for other listings to come down."""
+        return self.send < self.target
+
+
+@dataclass(frozen=True)
+class _Round:
+    """How one round of a push ended."""
+
+    result: PushResult
+    #: What the listing showed before (the ledger's number), if known.
+    previous: int | None = None
+    held_back: bool = False
+    #: The SKU's wake count when the round was planned.
+    wakes: int = 0
 
 
 @dataclass(frozen=True)
@@ -171,6 +218,9 @@ class OutboundDispatcher(Projection):
         self._ledgers: dict[tuple[str, str, str], _Ledger] = {}
         self._known_active: dict[tuple[str, str], bool] = {}
         self._workers: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        #: Pushes the headroom guard holds back, by SKU (see :meth:`_plan`).
+        self._held: dict[str, dict[tuple[str, str, str], PushJob]] = {}
+        self._wakes: dict[str, int] = {}
         self.runner = ProjectionRunner(self, hub.database_url)
 
     # ------------------------------------------------------------------ lifecycle
@@ -188,6 +238,7 @@ class OutboundDispatcher(Projection):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
+        self._held.clear()
 
     async def drain(self, timeout: float = 60.0) -> None:
         """Wait until every requested push has an outcome (for tests)."""
@@ -235,6 +286,8 @@ class OutboundDispatcher(Projection):
                 moved=moved.get(sku, set()),
             )
         await self._issue(wanted)
+        for sku in newest:
+            self._wake(sku)  # more stock, or a sale elsewhere, may make room
 
     async def _requests(
         self,
@@ -317,25 +370,60 @@ class OutboundDispatcher(Projection):
             self._known_active[key] = cache[key]
         return cache[key]
 
-    async def _now(self, job: PushJob) -> tuple[int, int] | None:
-        """The listing's target and its platform's known sales, from one state.
-
-        Both come from the newest stock state, so the target never counts
-        units of that platform's sales that the subtraction would add back.
-        """
+    async def _state(self, sku: str) -> StockItem | None:
+        """The SKU's newest stock state (from the committer's cache)."""
         item: StockItem | None = await self.hub.committer.latest(
-            STOCK_RULES, stock_item_id(job.listing.hub_sku)
+            STOCK_RULES, stock_item_id(sku)
         )
-        if item is None:
-            return None
-        listed = {
+        return item
+
+    def _plan(self, job: PushJob, item: StockItem, ledger: _Ledger) -> _Plan:
+        """What the listing should show now, and what it may show.
+
+        The target and every listing's known sales come from one state, so the
+        target never counts units of a platform's sales that the ledger's
+        subtraction would add back.
+
+        The headroom guard: the listings of a SKU together may never show more
+        than is available. A listing's target (from :func:`allocate`) assumes
+        every other listing already shows its own target, which is not so while
+        their reductions are on their way: when a sale on one platform shifts
+        units from the others to it, raising it first would let two platforms
+        sell the same units. So a raise is capped at ``available`` less the
+        most every other listing may show (its ledger, counting writes in
+        flight or of unknown outcome as applied when they raise it, and a
+        reduction as applied only once acknowledged); the rest of the raise
+        waits until those reductions land. A listing the hub has not written
+        yet counts as showing its target. Reductions are never held back.
+        """
+        sku = job.listing.hub_sku
+        listings = self.connectors.listings_of(sku)
+        rules = {
             shop.key: listing.rule
-            for shop, listing in self.connectors.listings_of(job.listing.hub_sku)
+            for shop, listing in listings
             if self._known_active.get((shop.platform, shop.shop_id), False)
             or shop.key == job.shop.key
         }
-        target = allocate(item.available, listed)[job.shop.key]
-        return target, item.platform_sold.get(job.shop.platform, 0)
+        targets = allocate(item.available, rules)
+        sold = item.platform_sold.get(job.shop.platform, 0)
+        showing = ledger.showing(sold)
+        target = targets[job.shop.key]
+        if target <= showing:
+            return _Plan(target=target, send=target, showing=showing)
+        others = 0
+        for shop, _ in listings:
+            key = (shop.platform, shop.shop_id, sku)
+            if key == job.key:
+                continue
+            other = self._ledgers.get(key)
+            if other is not None:
+                others += other.at_most(item.platform_sold.get(shop.platform, 0))
+            else:
+                others += targets.get(shop.key, 0)
+        room = item.available - others
+        return _Plan(
+            target=target, send=max(showing, min(target, room)), showing=showing
+        )
 
     # ------------------------------------------------------------------ calibration
 
@@ -368,10 +456,34 @@ class OutboundDispatcher(Projection):
     # ------------------------------------------------------------------ workers
 
     def _enqueue(self, job: PushJob) -> None:
+        # A newer job replaces one held back by the headroom guard.
+        self._held.get(job.listing.hub_sku, {}).pop(job.key, None)
         self._wanted[job.key] = job
         if job.key not in self._workers:
             task = asyncio.create_task(self._work(job.key), name=f"push {job.key}")
             self._workers[job.key] = task
+
+    def _wake(self, sku: str) -> None:
+        """Room may have come free on ``sku``: queue its held-back pushes again."""
+        self._wakes[sku] = self._wakes.get(sku, 0) + 1
+        for key, job in self._held.pop(sku, {}).items():
+            if key not in self._wanted:
+                self._enqueue(job)
+
+    def _park(self, job: PushJob, wakes: int) -> None:
+        """Hold back ``job`` until another listing of its SKU comes down."""
+        sku = job.listing.hub_sku
+        if job.key in self._wanted:
+            return  # a newer job runs next anyway
+        if self._wakes.get(sku, 0) != wakes:
+            self._enqueue(job)  # room came free while this round was out
+            return
+        self._held.setdefault(sku, {})[job.key] = job
+
+    def held_back(self) -> list[tuple[str, str, str]]:
+        """The listings whose raise waits for others to come down (for status
+        and tests)."""
+        return sorted(key for held in self._held.values() for key in held)
 
     async def _work(self, key: tuple[str, str, str]) -> None:
         try:
@@ -400,13 +512,18 @@ class OutboundDispatcher(Projection):
         for round_no in range(1, self.max_rounds + 1):
             if round_no > 1 and self._superseded(job):
                 return
-            result, previous = await self._send(job)
+            done = await self._send(job)
+            result = done.result
             if result.ok:
+                if done.held_back:
+                    # Recorded as sent once the whole target is shown.
+                    self._park(job, done.wakes)
+                    return
                 await self._record(
                     stock_push.RecordStockPushSent(
                         **keys,
                         attempts=result.attempts,
-                        previous=previous,
+                        previous=done.previous,
                         message=result.message[:500],
                     )
                 )
@@ -443,71 +560,135 @@ class OutboundDispatcher(Projection):
             )
         )
 
-    async def _send(self, job: PushJob) -> tuple[PushResult, int | None]:
-        """One round: send the difference between the target and the ledger.
+    def _result(
+        self, job: PushJob, outcome: str, message: str, **extra: Any
+    ) -> PushResult:
+        return PushResult(
+            platform=job.shop.platform,
+            shop_id=job.shop.shop_id,
+            request_id=job.request_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            message=message,
+            attempts=extra.pop("attempts", 0),
+            **extra,
+        )
 
-        The first push of a listing (or the first after a push whose outcome is
-        unknown) reads the platform's number as the ledger's baseline; later
-        pushes do not read: see :class:`_Ledger`.
+    async def _send(self, job: PushJob) -> _Round:
+        """One round: send the difference between what the listing may show
+        now and what the ledger says it shows.
+
+        The first push of a listing (and a calibration) reads the platform's
+        number as the ledger's baseline; later pushes do not read: see
+        :class:`_Ledger`. A write of unknown outcome is sent again first.
         """
         shop, listing = job.shop, job.listing
-        now = await self._now(job)
-        target, sold = now if now is not None else (job.quantity, 0)
+        sku = listing.hub_sku
         if job.calibration:
             self._ledgers.pop(job.key, None)
-        ledger = self._ledgers.get(job.key)
         try:
             client = await self.connectors.ready_client(shop)
-            if ledger is None:
-                current = await client.fetch_stock(
-                    shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
-                )
-                ledger = _Ledger(baseline=current, sold_at_baseline=sold)
-                self._ledgers[job.key] = ledger
+            ledger = await self._ledger(job, client)
         except PlatformCallError as exc:
-            return (
-                PushResult(
-                    platform=shop.platform,
-                    shop_id=shop.shop_id,
-                    request_id=job.request_id,
-                    outcome=exc.outcome,
+            return _Round(
+                self._result(
+                    job,
+                    exc.outcome,
+                    f"reading stock before the push: {exc.message}",
                     attempts=exc.attempts,
                     code=exc.code,
-                    message=f"reading stock before the push: {exc.message}",
-                ),
-                None,
+                )
             )
-        showing = ledger.showing(sold)
-        delta = target - showing
+        if ledger.uncertain is not None:
+            result = await self._settle_uncertain(job, client, ledger)
+            if result is not None:
+                return _Round(result)
+        item = await self._state(sku)
+        wakes = self._wakes.get(sku, 0)
+        if item is None:
+            shown = ledger.showing(0)
+            plan = _Plan(target=job.quantity, send=job.quantity, showing=shown)
+        else:
+            plan = self._plan(job, item, ledger)
+        delta = plan.send - plan.showing
         if delta == 0:
-            return (
-                PushResult(
-                    platform=shop.platform,
-                    shop_id=shop.shop_id,
-                    request_id=job.request_id,
-                    outcome="sent",
-                    attempts=0,
-                    message="no change",
-                ),
-                showing,
+            message = (
+                f"no change yet: shows {plan.showing} of {plan.target} until "
+                "other listings come down"
+                if plan.held_back
+                else "no change"
             )
-        result = await client.push_stock(
-            shop.shop_id,
-            listing.platform_sku_id,
-            product_id=listing.product_id,
-            delta=delta,
-            request_id=f"{job.request_id}:{ledger.written}:{delta:+d}",
-        )
+            return _Round(
+                self._result(job, "sent", message), plan.showing, plan.held_back, wakes
+            )
+        request_id = f"{job.request_id}:{ledger.written}:{delta:+d}"
+        ledger.in_flight = delta
+        try:
+            result = await client.push_stock(
+                shop.shop_id,
+                listing.platform_sku_id,
+                product_id=listing.product_id,
+                delta=delta,
+                request_id=request_id,
+            )
+        finally:
+            ledger.in_flight = 0
         if result.ok:
             ledger.written += delta
+            if delta < 0:
+                self._wake(sku)
+        elif result.outcome == "failed":
+            # Retries ran out on 5xx or timeouts: it may have been applied.
+            ledger.uncertain = (request_id, delta)
         elif result.outcome == "rejected" and delta < 0:
             # The platform has sold more than the hub has heard of: it cannot
             # take the whole reduction. Take it to zero instead (the sales the
             # hub has not seen yet account for the rest).
-            return await self._clamp_to_zero(job, client, ledger, showing), showing
-        # A failed call was not applied (retries reuse the request id, so one
-        # that was applied answers as applied): the ledger stands.
-        return result, showing
+            result = await self._clamp_to_zero(job, client, ledger, plan.showing)
+        # A call rejected or rate limited was not applied: the ledger stands.
+        return _Round(result, plan.showing, plan.held_back, wakes)
+
+    async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
+        """The listing's ledger; the first one reads the platform's number.
+
+        Raises:
+            PlatformCallError: The read failed.
+        """
+        ledger = self._ledgers.get(job.key)
+        if ledger is None:
+            listing = job.listing
+            item = await self._state(listing.hub_sku)
+            sold = item.platform_sold.get(job.shop.platform, 0) if item else 0
+            current = await client.fetch_stock(
+                job.shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+            )
+            ledger = _Ledger(baseline=current, sold_at_baseline=sold)
+            self._ledgers[job.key] = ledger
+            self._wake(listing.hub_sku)
+        return ledger
+
+    async def _settle_uncertain(
+        self, job: PushJob, client: Any, ledger: _Ledger
+    ) -> PushResult | None:
+        """Send a write of unknown outcome again under its own request id: the
+        platform applies it now or answers that it already has. Returns the
+        failure when its outcome is still unknown, else None."""
+        assert ledger.uncertain is not None
+        request_id, delta = ledger.uncertain
+        listing = job.listing
+        result: PushResult = await client.push_stock(
+            job.shop.shop_id,
+            listing.platform_sku_id,
+            product_id=listing.product_id,
+            delta=delta,
+            request_id=request_id,
+        )
+        if result.ok:
+            ledger.written += delta
+        elif result.outcome == "failed":
+            return result
+        ledger.uncertain = None  # applied now, or refused: settled either way
+        self._wake(listing.hub_sku)
+        return None
 
     async def _clamp_to_zero(
         self, job: PushJob, client: Any, ledger: _Ledger, showing: int
@@ -518,33 +699,34 @@ class OutboundDispatcher(Projection):
                 shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
             )
         except PlatformCallError as exc:
-            return PushResult(
-                platform=shop.platform,
-                shop_id=shop.shop_id,
-                request_id=job.request_id,
-                outcome=exc.outcome,
+            return self._result(
+                job,
+                exc.outcome,
+                f"reading stock after a refused reduction: {exc.message}",
                 attempts=exc.attempts,
                 code=exc.code,
-                message=f"reading stock after a refused reduction: {exc.message}",
             )
         if current <= 0:
-            return PushResult(
-                platform=shop.platform,
-                shop_id=shop.shop_id,
-                request_id=job.request_id,
-                outcome="sent",
-                attempts=0,
-                message=f"no change: at zero (hub's ledger {showing})",
+            return self._result(
+                job, "sent", f"no change: at zero (hub's ledger {showing})"
             )
-        result: PushResult = await client.push_stock(
-            shop.shop_id,
-            listing.platform_sku_id,
-            product_id=listing.product_id,
-            delta=-current,
-            request_id=f"{job.request_id}:{ledger.written}:to-zero:{current}",
-        )
+        request_id = f"{job.request_id}:{ledger.written}:to-zero:{current}"
+        ledger.in_flight = -current
+        try:
+            result: PushResult = await client.push_stock(
+                shop.shop_id,
+                listing.platform_sku_id,
+                product_id=listing.product_id,
+                delta=-current,
+                request_id=request_id,
+            )
+        finally:
+            ledger.in_flight = 0
         if result.ok:
             ledger.written -= current
+            self._wake(listing.hub_sku)
+        elif result.outcome == "failed":
+            ledger.uncertain = (request_id, -current)
         return result
 
     async def _record(self, command: stock_push.StockPushCommand) -> None:

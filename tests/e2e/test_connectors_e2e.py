@@ -364,6 +364,56 @@ async def test_a_push_never_puts_back_units_a_platform_sold_unseen(rig: Rig) -> 
     assert await _listed(rig, "wechat_shop", "SKU-A") == target - 2
 
 
+async def test_a_raise_waits_until_the_other_listings_have_come_down(
+    rig: Rig,
+) -> None:
+    """A sale on WeChat shifts units to WeChat from Douyin and Youzan (their
+    shares of a smaller pool shrink; WeChat's own number fell by the sale). While
+    their reductions fail, WeChat is not raised into units they still list."""
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))
+    await _settled(rig)
+    assert await _expected(rig, "SKU-A") == {
+        p: await _listed(rig, p, "SKU-A") for p in PLATFORMS if p != "kuaishou_shop"
+    } | {"kuaishou_shop": (await _expected(rig, "SKU-A"))["kuaishou_shop"]}
+    for platform in ("douyin_shop", "youzan"):
+        await rig.control.set_faults(platform, FaultConfig(error_5xx_rate=1.0))
+    _, sku_id = LISTED["SKU-A"]["wechat_shop"]
+    await rig.control.create_order(
+        "wechat_shop", SHOPS["wechat_shop"], [{"sku_id": sku_id, "quantity": 4}]
+    )
+    head = await _head(rig)
+    await rig.hub.process("order_stock").wait_for(head)
+    await _settled(rig)
+
+    item: StockItem = await rig.hub.committer.load(STOCK_RULES, stock_item_id("SKU-A"))
+    assert item.available == 36
+    expected = await _expected(rig, "SKU-A")
+    listed = {p: await _listed(rig, p, "SKU-A") for p in PLATFORMS}
+    # Kuaishou is calibrated on its schedule: the hub counts it at its target.
+    others = listed["douyin_shop"] + listed["youzan"] + expected["kuaishou_shop"]
+    # Douyin and Youzan still list their old shares: WeChat's raise is held back
+    # to what is left, short of its target (without the guard it would be there).
+    assert listed["youzan"] > expected["youzan"]
+    assert listed["wechat_shop"] + others <= item.available < expected[
+        "wechat_shop"
+    ] + others
+    assert rig.platforms.outbound.held_back() == [
+        ("wechat_shop", SHOPS["wechat_shop"], "SKU-A")
+    ]
+
+    # Once their reductions land, WeChat gets the rest.
+    for platform in ("douyin_shop", "youzan"):
+        await rig.control.set_faults(platform, FaultConfig())
+    await rig.hub.execute(
+        "stock.adjust", AdjustStock(sku="SKU-A", delta=-1, reason="damaged")
+    )
+    await _settled(rig)
+    expected = await _expected(rig, "SKU-A")
+    for platform in ("wechat_shop", "douyin_shop", "youzan"):
+        assert await _listed(rig, platform, "SKU-A") == expected[platform], platform
+    assert rig.platforms.outbound.held_back() == []
+
+
 async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
     rig: Rig,
 ) -> None:
