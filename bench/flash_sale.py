@@ -7,14 +7,30 @@ call faults at 10 % on every platform (3 % 5xx, 2 % rate limit, 3 % timeout,
 2 % token expiry; seeded). The hub receives ``units`` of one SKU; the four
 shops list it with no share limit of their own, so :func:`domain.allocation.allocate`
 shares ``available`` among them (their listings add up to at most what is
-available). Buyer tasks on every platform place orders of 1-3 units through the
-sandbox control API (``create_order``, then ``pay``) at a paced aggregate rate,
-a quarter on each platform. The sandbox refuses an order beyond what its shop
-lists (a refused buyer then takes what is listed). The sale ends when the
-hub's ``inventory`` says available 0 and every platform lists 0 (or at a
-deadline).
+available). A crowd of buyers inside the sandbox (``connectors.sandbox.crowd``,
+started through the control API) places orders of 1-3 units on every platform
+(created, pushed, then paid and pushed, as the control API's ``create_order``
+and ``pay`` do) at a paced aggregate rate, a quarter on each platform. The
+sandbox refuses an order beyond what its shop lists (a refused buyer then
+takes what is listed). The sale ends when the hub's ``inventory`` says
+available 0 and every platform lists 0 (or at a deadline); then the crowd is
+stopped.
 
-Two runs, in one process, on the same servers:
+Process layout: the hub runs in this process (its event loop, its webhooks'
+uvicorn server and its worker threads); the sandbox, with the crowd, runs as a
+child process (``python -m hub.cli sandbox --port 0 --seed N``, its URL read
+from its first line of output, terminated at the end of each run), so the
+platform side, its buyers included, does not share this process's CPU and GIL.
+Everything this process learns of the platforms comes through the sandbox's
+control API over loopback HTTP: the listed stock (polled every 20 ms for the
+sell-out), the crowd's counts, the order records and the call and push logs
+(read page by page from their positions before the sale). With
+``--sandbox-in-process`` (``SaleConfig.sandbox_in_process``) the sandbox runs
+in a thread of this process instead, as before the split; the control API is
+used all the same. PostgreSQL and NATS are separate processes either way.
+
+Two runs, one after the other, on the same PostgreSQL and NATS servers (a
+fresh database and a fresh sandbox for each):
 
 * **event-driven** (the hub): every stock event pushes the new allocation to
   every listing at once (``OutboundDispatcher``);
@@ -46,10 +62,11 @@ What is reported (definitions):
   the push's request id ``sp-…-v<version>``; the sandbox logs each API call on
   arrival). When the platform already showed that quantity the dispatcher
   writes nothing and records ``StockPushSent`` "no change" after reading it;
-  that record's time counts instead. All times are ``time.time()`` of this one
-  process: the sandbox runs in a thread here and the hub's event timestamps
-  use the same clock. Pairs never brought up to date are counted
-  (``unmeasured_pairs``), not guessed.
+  that record's time counts instead. All times are wall-clock
+  (``time.time()``): the sandbox's (push sent, call arrived) and the hub's
+  (its "no change" records), two processes on one machine reading one clock
+  (the sandbox's clock offset is never moved here). Pairs never brought up to
+  date are counted (``unmeasured_pairs``), not guessed.
 
 The run uses a *flash-sale policy profile*, printed at the start, derived
 from the shipped sync policies: every platform's order pushes are consumed and
@@ -61,7 +78,8 @@ order reads per order at this rate). Retry backoff is shortened to a 50 ms
 base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer);
 ``--shipped-retry`` keeps the shipped backoff.
 
-Usage: ``python bench/flash_sale.py [--quick] [--units N] [--rate ORDERS_PER_S]``.
+Usage: ``python bench/flash_sale.py [--quick] [--units N] [--rate ORDERS_PER_S]
+[--no-baseline] [--sandbox-in-process]``.
 Servers come from ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` when set, else
 embedded ones are started in a temporary folder. The last line printed is one
 JSON object.
@@ -78,6 +96,7 @@ import logging
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -95,12 +114,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.common import SyncPolicy
 from connectors.sandbox import (
+    CrowdShop,
     FaultConfig,
     SandboxConfig,
     SandboxControl,
     SandboxServer,
 )
-from connectors.sandbox.control_client import SandboxControlError
 from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.policy import PolicyBook
@@ -109,7 +128,7 @@ from hub.bootstrap import Hub, bootstrap
 from hub.commands import STOCK_RULES
 from hub.commit import utc_now
 from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
-from hub.embedded import start_servers
+from hub.embedded import parent_death_signal, start_servers
 from hub.http import POLICIES, HttpServer, create_app
 from hub.inbound import OrderIntake
 from hub.outbound import OutboundDispatcher
@@ -160,8 +179,11 @@ CREATED_PUSH = {
 }
 REDIRECT = "http://127.0.0.1:9/callback"
 VERSION_IN_REQUEST_ID = re.compile(r"-v(\d+)")
-#: The sandbox's refusal of an order beyond the listed stock names what it holds.
-LISTED_UNITS = re.compile(r" holds (\d+) < ")
+#: Units per order, drawn uniformly by the sandbox's crowd.
+QUANTITIES = (1, 2, 3)
+ROOT = Path(__file__).resolve().parents[1]
+#: What ``hub sandbox`` prints once it listens.
+SANDBOX_URL = re.compile(r"sandbox: (http://\S+)")
 
 log = logging.getLogger("flash_sale")
 
@@ -264,6 +286,9 @@ class SaleConfig:
     sync_period_s: float = BASELINE_SYNC_S
     sale_timeout_s: float = 120.0
     shipped_retry: bool = False
+    #: Run the sandbox (and its crowd) in a thread of this process instead of
+    #: a ``hub sandbox`` child process.
+    sandbox_in_process: bool = False
 
 
 @dataclass
@@ -302,6 +327,87 @@ class SaleResult:
 # --------------------------------------------------------------------------- the sale
 
 
+class SandboxProcess:
+    """``hub sandbox --port 0`` as a child process of this one."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.url = ""
+        self.process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Start it; return once it printed its URL and answers there."""
+        self.process = process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "sandbox",
+            "--port",
+            "0",
+            "--seed",
+            str(self.seed),
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+            # Dies with the bench, even a SIGKILLed one.
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        assert process.stdout is not None
+        async with asyncio.timeout(timeout_s):
+            line = (await process.stdout.readline()).decode()
+            found = SANDBOX_URL.search(line)
+            if found is None:
+                raise RuntimeError(
+                    f"hub sandbox exited ({process.returncode}) or printed {line!r}"
+                )
+            self.url = found[1]
+            self._drain = asyncio.create_task(self._forward(process.stdout))
+            control = SandboxControl(self.url)
+            try:
+                await control.health()
+            finally:
+                await control.aclose()
+
+    @staticmethod
+    async def _forward(stdout: asyncio.StreamReader) -> None:
+        """Keep reading its stdout (a full pipe would stall it)."""
+        while line := await stdout.readline():
+            log.info("sandbox: %s", line.decode().rstrip())
+
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (uvicorn shuts down; the crowd stops), SIGKILL after the
+        timeout; return once the process is gone."""
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+            self._drain = None
+
+
+class SandboxThread:
+    """The sandbox in a thread of this process (``sandbox_in_process``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.server = SandboxServer(SandboxConfig(seed=seed))
+        self.url = ""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.server.start)
+        self.url = self.server.url
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.server.stop)
+
+
 class Rig:
     """A running hub with its platform side, and the sandbox."""
 
@@ -312,7 +418,11 @@ class Rig:
         self.profile = sale_policies(
             event_driven=config.event_driven, shipped_retry=config.shipped_retry
         )
-        self.sandbox = SandboxServer(SandboxConfig(seed=config.seed))
+        self.sandbox: SandboxProcess | SandboxThread = (
+            SandboxThread(config.seed)
+            if config.sandbox_in_process
+            else SandboxProcess(config.seed)
+        )
         self.control: SandboxControl | None = None
         self.hub: Hub | None = None
         self.platforms: Platforms | None = None
@@ -321,7 +431,7 @@ class Rig:
 
     async def start(self) -> None:
         """Sandbox, shops, hub, bindings, webhooks; the SKU received and listed."""
-        await asyncio.to_thread(self.sandbox.start)
+        await self.sandbox.start()
         self.control = control = SandboxControl(self.sandbox.url)
         shops = []
         for platform in PLATFORMS:
@@ -412,7 +522,7 @@ class Rig:
             await self.hub.stop()
         if self.control is not None:
             await self.control.aclose()
-        await asyncio.to_thread(self.sandbox.stop)
+        await self.sandbox.stop()
 
     async def head(self) -> int:
         """The log's head position."""
@@ -444,82 +554,31 @@ class Rig:
 
         self._tasks.append(asyncio.create_task(tick(), name="polling sync"))
 
-    def listed(self) -> dict[str, int]:
-        """What each platform lists now (read from the sandbox's state)."""
-        state = self.sandbox.state
-        return {
-            p: state.platforms[p].shops[SHOPS[p]].skus[LISTED[p][1]].stock
-            for p in PLATFORMS
-        }
-
-
-@dataclass
-class Buyers:
-    """Buyer tasks on every platform, paced to an aggregate order rate."""
-
-    rig: Rig
-    config: SaleConfig
-    over: asyncio.Event = field(default_factory=asyncio.Event)
-    placed: int = 0
-    refused: int = 0
-    errors: int = 0
-
-    async def run(self) -> None:
-        """Buy until :attr:`over` is set."""
-        started = time.monotonic()
-        tasks = []
-        for platform in PLATFORMS:
-            rate = self.config.orders_per_s * DEMAND[platform]
-            slots = iter(started + n / rate for n in range(10**9))
-            rng = random.Random(f"{self.config.seed}:{platform}")
-            for _ in range(self.config.buyers_per_platform):
-                tasks.append(asyncio.create_task(self._buyer(platform, slots, rng)))
-        await asyncio.gather(*tasks)
-
-    async def _buyer(self, platform: str, slots: Any, rng: random.Random) -> None:
-        control = self.rig.control
-        assert control is not None
-        shop_id = SHOPS[platform]
-        while not self.over.is_set():
-            wait = next(slots) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)  # pacing, not waiting for a condition
-            if self.over.is_set():
-                return
-            placed = await self._order(platform, rng.choice((1, 2, 3)))
-            if placed is None:
-                continue
-            try:
-                await control.order_action(
-                    platform, shop_id, str(placed["order_id"]), "pay"
+    async def start_crowd(self) -> None:
+        """Buyers on every platform, inside the sandbox, paced to the
+        aggregate order rate (``connectors.sandbox.crowd``)."""
+        assert self.control is not None
+        await self.control.start_crowd(
+            [
+                CrowdShop(
+                    platform=p,
+                    shop_id=SHOPS[p],
+                    sku_id=LISTED[p][1],
+                    share=DEMAND[p],
                 )
-            except SandboxControlError:
-                self.errors += 1
+                for p in PLATFORMS
+            ],
+            self.config.orders_per_s,
+            quantities=QUANTITIES,
+            seed=self.config.seed,
+            buyers_per_platform=self.config.buyers_per_platform,
+        )
 
-    async def _order(self, platform: str, quantity: int) -> dict[str, Any] | None:
-        """Place one order; a buyer refused for too few units takes what is
-        listed, if anything."""
-        control = self.rig.control
-        assert control is not None
-        shop_id, sku_id = SHOPS[platform], LISTED[platform][1]
-        for _ in range(2):
-            try:
-                placed: dict[str, Any] = await control.create_order(
-                    platform, shop_id, [{"sku_id": sku_id, "quantity": quantity}]
-                )
-            except SandboxControlError as exc:
-                held = LISTED_UNITS.search(str(exc))
-                if held is None:
-                    self.errors += 1
-                    return None
-                self.refused += 1  # the platform lists fewer units
-                quantity = int(held[1])
-                if quantity == 0:
-                    return None
-                continue
-            self.placed += 1
-            return placed
-        return None
+    async def listed(self) -> dict[str, int]:
+        """What each platform lists now (the crowd's answer: one call)."""
+        assert self.control is not None
+        crowd = await self.control.crowd()
+        return {p: int(crowd["by_platform"][p]["listed"]) for p in PLATFORMS}
 
 
 async def _available(conn: psycopg.AsyncConnection[Any]) -> int | None:
@@ -528,19 +587,20 @@ async def _available(conn: psycopg.AsyncConnection[Any]) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def watch_sell_out(rig: Rig, buyers: Buyers, deadline_s: float) -> float:
-    """Set ``buyers.over`` once the hub has nothing left and no platform lists
-    anything (or at the deadline); return when the sale ended (monotonic)."""
+async def watch_sell_out(rig: Rig, deadline_s: float) -> float:
+    """Return once the hub has nothing left and no platform lists anything (or
+    at the deadline): when the sale ended (monotonic)."""
     async with await psycopg.AsyncConnection.connect(
         rig.database_url, autocommit=True
     ) as conn:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline_s):
                 while True:
-                    if await _available(conn) == 0 and not any(rig.listed().values()):
+                    if await _available(conn) == 0 and not any(
+                        (await rig.listed()).values()
+                    ):
                         break
                     await asyncio.sleep(0.02)  # polling under the deadline above
-    buyers.over.set()
     return time.monotonic()
 
 
@@ -555,15 +615,13 @@ async def run_sale(
         assert rig.control is not None
         for platform in PLATFORMS:
             await rig.control.set_faults(platform, FAULTS)
-        state = rig.sandbox.state
-        pushes_before, requests_before = len(state.pushes), len(state.requests)
+        logged = await rig.control.health()
         if not config.event_driven:
             rig.start_polling_sync()
-        buyers = Buyers(rig, config)
         sale_started = time.monotonic()
-        buying = asyncio.create_task(buyers.run())
-        ended = await watch_sell_out(rig, buyers, config.sale_timeout_s)
-        await buying
+        await rig.start_crowd()
+        ended = await watch_sell_out(rig, config.sale_timeout_s)
+        crowd = await rig.control.stop_crowd()
         if not config.event_driven:
             # Every order's quantity reaches the others at the next sync.
             seen = rig.calibrations
@@ -573,9 +631,9 @@ async def run_sale(
         await rig.settle()
         return await measure(
             rig,
-            buyers,
-            pushes=state.pushes[pushes_before:],
-            requests=state.requests[requests_before:],
+            crowd,
+            pushes=await rig.control.log("pushes", since=logged["pushes"]),
+            requests=await rig.control.log("requests", since=logged["requests"]),
             sale_s=ended - sale_started,
         )
     finally:
@@ -668,7 +726,7 @@ def propagation(
 
 async def measure(
     rig: Rig,
-    buyers: Buyers,
+    crowd: Mapping[str, Any],
     *,
     pushes: list[dict[str, Any]],
     requests: list[dict[str, Any]],
@@ -717,8 +775,8 @@ async def measure(
         negative_listings=negative,
         orders=len(accepted),
         orders_missing_in_hub=sum(1 for key in accepted if key not in in_hub),
-        refused_by_platform=buyers.refused,
-        buyer_errors=buyers.errors,
+        refused_by_platform=int(crowd["refused"]),
+        buyer_errors=int(crowd["errors"]),
         dead_letters=int(row[0]) if row else 0,
         unsold=max(item.available, 0),
         sale_s=sale_s,
@@ -777,6 +835,11 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the 15 s polling run"
     )
+    parser.add_argument(
+        "--sandbox-in-process",
+        action="store_true",
+        help="run the sandbox in a thread here, not as a child process",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     units = args.units or (200 if args.quick else 1000)
@@ -817,6 +880,7 @@ def main() -> None:
             event_driven=True,
             seed=args.seed,
             shipped_retry=args.shipped_retry,
+            sandbox_in_process=args.sandbox_in_process,
         )
         hub_run = asyncio.run(
             run_sale(config, fresh_database(servers.database_url), servers.nats_url)

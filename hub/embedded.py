@@ -40,7 +40,7 @@ class EmbeddedError(RuntimeError):
     """The embedded runtime cannot start; the message names the setting to change."""
 
 
-def _set_parent_death_signal(sig: int) -> Callable[[], None]:
+def parent_death_signal(sig: int) -> Callable[[], None]:
     def preexec() -> None:
         if sys.platform.startswith("linux"):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -240,7 +240,7 @@ class EmbeddedPostgres:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 user=user,
-                preexec_fn=_set_parent_death_signal(signal.SIGINT),  # noqa: PLW1509
+                preexec_fn=parent_death_signal(signal.SIGINT),  # noqa: PLW1509
             )
         _wait_until(self._ready, START_DEADLINE_S, f"PostgreSQL on port {self.port}")
         self._ensure_database()
@@ -326,7 +326,7 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_set_parent_death_signal(signal.SIGTERM),  # noqa: PLW1509
+            preexec_fn=parent_death_signal(signal.SIGTERM),  # noqa: PLW1509
         )
         _wait_until(self._ready, START_DEADLINE_S, f"nats-server on port {self.port}")
 

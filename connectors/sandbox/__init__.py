@@ -11,11 +11,14 @@ from __future__ import annotations
 from connectors.sandbox.app import create_app
 from connectors.sandbox.config import PLATFORMS, FaultConfig, FaultKind, SandboxConfig
 from connectors.sandbox.control_client import SandboxControl, SandboxControlError
+from connectors.sandbox.crowd import CrowdConfig, CrowdShop
 from connectors.sandbox.server import SandboxServer, ServerThread
 from connectors.sandbox.state import SandboxState
 
 __all__ = [
     "PLATFORMS",
+    "CrowdConfig",
+    "CrowdShop",
     "FaultConfig",
     "FaultKind",
     "SandboxConfig",

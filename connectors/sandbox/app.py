@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from connectors.sandbox import control, douyin, kuaishou, wechat, youzan
 from connectors.sandbox.config import SandboxConfig
+from connectors.sandbox.crowd import Crowds
 from connectors.sandbox.pushes import PushSender
 from connectors.sandbox.state import SandboxState
 
@@ -20,7 +21,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     The platforms' paths do not collide, so one server answers all four (point
     each client's ``base_url`` at it). ``app.state.sandbox`` is the
     :class:`SandboxState`; pushes are sent with an HTTP client opened by the
-    app's lifespan.
+    app's lifespan. ``app.state.crowds`` holds the crowd of buyers, stopped
+    when the app shuts down.
 
     Args:
         config: The configuration; defaults when None.
@@ -32,17 +34,21 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     state = SandboxState(config)
     http = httpx.AsyncClient()
     pushes = PushSender(state, http)
+    crowds = Crowds(state, pushes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await http.aclose()
+            try:
+                await crowds.forget()
+            finally:
+                await http.aclose()
 
     app = Starlette(
         routes=[
-            *control.routes(state, pushes),
+            *control.routes(state, pushes, crowds),
             *wechat.routes(state, pushes),
             *douyin.routes(state, pushes),
             *kuaishou.routes(state, pushes),
@@ -52,4 +58,5 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     )
     app.state.sandbox = state
     app.state.pushes = pushes
+    app.state.crowds = crowds
     return app

@@ -1,8 +1,8 @@
 """The sandbox's test-control API under ``/_sandbox`` (see docs/sandbox.md).
 
 Tests and the demo use it to create shops and credentials, set stock, move
-orders (each move pushes a signed event to the hub), read state, set faults
-and move the sandbox clock.
+orders (each move pushes a signed event to the hub), read state, set faults,
+move the sandbox clock, and run a crowd of buyers (``connectors.sandbox.crowd``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.sandbox.config import FaultConfig, FaultKind
+from connectors.sandbox.crowd import CrowdConfig, Crowds
 from connectors.sandbox.pushes import PushSender
 from connectors.sandbox.state import SandboxError, SandboxState, Shop, Sku
 
@@ -111,16 +112,40 @@ async def _json(request: Request) -> dict[str, Any]:
 Handler = Callable[[Request], Awaitable[Any]]
 
 
-def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR0915
+def _log_page(
+    log: list[dict[str, Any]], query: Any, keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Records of ``log`` from position ``since`` on, matching the filters in
+    ``keys``, at most ``limit``; each with its position ``seq``."""
+    since = int(query.get("since", 0))
+    limit = int(query["limit"]) if "limit" in query else None
+    if since < 0 or (limit is not None and limit < 1):
+        raise SandboxError("since must be >= 0 and limit >= 1")
+    filters = [(key, value) for key, value in query.items() if key in keys]
+    page: list[dict[str, Any]] = []
+    for seq in range(since, len(log)):
+        record = log[seq]
+        if all(str(record.get(key)) == value for key, value in filters):
+            page.append({**record, "seq": seq})
+            if limit is not None and len(page) >= limit:
+                break
+    return page
+
+
+def routes(  # noqa: PLR0915
+    state: SandboxState, pushes: PushSender, crowds: Crowds | None = None
+) -> list[Route]:
     """The control routes.
 
     Args:
         state: The sandbox state.
         pushes: The push sender.
+        crowds: The sandbox's crowd of buyers (a new holder when None).
 
     Returns:
         The routes, all under ``/_sandbox``.
     """
+    crowds = crowds or Crowds(state, pushes)
 
     def route(path: str, handler: Handler, method: str) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -139,9 +164,15 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         return state.shop(params["platform"], params["shop_id"])
 
     async def health(request: Request) -> Any:
-        return {"ok": True, "now": state.now()}
+        return {
+            "ok": True,
+            "now": state.now(),
+            "requests": len(state.requests),
+            "pushes": len(state.pushes),
+        }
 
     async def reset(request: Request) -> Any:
+        await crowds.forget()
         state.reset()
         pushes.held.clear()
         return {"ok": True}
@@ -174,6 +205,15 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         if sku.stock < 0:
             raise SandboxError(f"stock {sku.stock} < 0")
         state.set_sku(shop, sku)
+        return asdict(sku)
+
+    async def read_sku(request: Request) -> Any:
+        shop = shop_of(request)
+        sku = shop.skus.get(request.path_params["sku_id"])
+        if sku is None:
+            raise SandboxError(
+                f"no SKU {request.path_params['sku_id']!r} in {shop.shop_id}", 404
+            )
         return asdict(sku)
 
     async def create_order(request: Request) -> Any:
@@ -244,31 +284,30 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         return state.webhooks
 
     async def requests_log(request: Request) -> Any:
-        query = request.query_params
-        return [
-            record
-            for record in state.requests
-            if all(
-                str(record.get(key)) == value
-                for key, value in query.items()
-                if key in ("platform", "shop_id", "api", "request_id")
-            )
-        ]
+        return _log_page(
+            state.requests,
+            request.query_params,
+            ("platform", "shop_id", "api", "request_id"),
+        )
 
     async def pushes_log(request: Request) -> Any:
-        query = request.query_params
-        return [
-            record
-            for record in state.pushes
-            if all(
-                str(record.get(key)) == value
-                for key, value in query.items()
-                if key in ("platform", "shop_id", "order_id")
-            )
-        ]
+        return _log_page(
+            state.pushes, request.query_params, ("platform", "shop_id", "order_id")
+        )
 
     async def flush(request: Request) -> Any:
         return {"sent": await pushes.flush()}
+
+    async def start_crowd(request: Request) -> Any:
+        config = msgspec.convert(await _json(request), CrowdConfig)
+        return crowds.start(config).report()
+
+    async def read_crowd(request: Request) -> Any:
+        return crowds.read().report()
+
+    async def stop_crowd(request: Request) -> Any:
+        await crowds.stop()
+        return crowds.read().report()
 
     shop = "/{platform}/shops/{shop_id}"
     return [
@@ -279,11 +318,15 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         route("/requests", requests_log, "GET"),
         route("/pushes", pushes_log, "GET"),
         route("/pushes/flush", flush, "POST"),
+        route("/crowd", start_crowd, "POST"),
+        route("/crowd", read_crowd, "GET"),
+        route("/crowd/stop", stop_crowd, "POST"),
         route("/{platform}/faults", set_faults, "PUT"),
         route("/{platform}/faults/script", script_faults, "POST"),
         route("/{platform}/shops", create_shop, "POST"),
         route(shop, read_shop, "GET"),
         route(shop + "/skus/{sku_id}", set_sku, "PUT"),
+        route(shop + "/skus/{sku_id}", read_sku, "GET"),
         route(shop + "/orders", create_order, "POST"),
         route(shop + "/orders/{order_id}/{action}", move_order, "POST"),
         route(shop + "/expire_tokens", expire_tokens, "POST"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import msgspec
 
 from connectors.sandbox.config import FaultConfig, FaultKind
+from connectors.sandbox.crowd import CrowdShop
 
 
 class SandboxControlError(Exception):
@@ -44,8 +46,14 @@ class SandboxControl:
         return response.json()
 
     async def reset(self) -> None:
-        """Forget everything."""
+        """Forget everything (a running crowd is stopped first)."""
         await self._call("POST", "/reset")
+
+    async def health(self) -> dict[str, Any]:
+        """``{ok, now, requests, pushes}``: the sandbox's time and the lengths
+        of its call and push logs (positions for ``since``)."""
+        result: dict[str, Any] = await self._call("GET", "/health")
+        return result
 
     async def create_shop(
         self,
@@ -96,9 +104,16 @@ class SandboxControl:
         result: dict[str, Any] = await self._call("GET", f"/{platform}/shops/{shop_id}")
         return result
 
+    async def sku(self, platform: str, shop_id: str, sku_id: str) -> dict[str, Any]:
+        """One SKU: ``{sku_id, product_id, stock, price_fen, title}``."""
+        result: dict[str, Any] = await self._call(
+            "GET", f"/{platform}/shops/{shop_id}/skus/{sku_id}"
+        )
+        return result
+
     async def stock(self, platform: str, shop_id: str, sku_id: str) -> int:
         """One SKU's stock in the sandbox."""
-        return int((await self.shop(platform, shop_id))["skus"][sku_id]["stock"])
+        return int((await self.sku(platform, shop_id, sku_id))["stock"])
 
     async def create_order(
         self,
@@ -164,16 +179,100 @@ class SandboxControl:
         """Set where each platform's pushes go."""
         await self._call("PUT", "/webhooks", webhooks)
 
-    async def requests(self, **filters: str) -> list[dict[str, Any]]:
-        """The API call log, filtered by platform, shop_id, api or request_id."""
-        result: list[dict[str, Any]] = await self._call("GET", "/requests", **filters)
+    async def requests(
+        self, *, since: int = 0, limit: int | None = None, **filters: str
+    ) -> list[dict[str, Any]]:
+        """The API call log, filtered by platform, shop_id, api or request_id.
+
+        Records from log position ``since`` on, at most ``limit`` (all when
+        None); each carries its position as ``seq``, so the next page starts
+        at the last ``seq`` + 1.
+        """
+        result: list[dict[str, Any]] = await self._call(
+            "GET", "/requests", **_paging(since, limit), **filters
+        )
         return result
 
-    async def pushes(self, **filters: str) -> list[dict[str, Any]]:
-        """The push delivery log, filtered by platform, shop_id or order_id."""
-        result: list[dict[str, Any]] = await self._call("GET", "/pushes", **filters)
+    async def pushes(
+        self, *, since: int = 0, limit: int | None = None, **filters: str
+    ) -> list[dict[str, Any]]:
+        """The push delivery log, filtered by platform, shop_id or order_id
+        (``since``, ``limit`` and ``seq`` as in :meth:`requests`)."""
+        result: list[dict[str, Any]] = await self._call(
+            "GET", "/pushes", **_paging(since, limit), **filters
+        )
         return result
+
+    async def log(
+        self, kind: str, *, since: int = 0, page: int = 2000, **filters: str
+    ) -> list[dict[str, Any]]:
+        """Every record of the ``requests`` or ``pushes`` log from ``since``
+        on, read ``page`` records at a time."""
+        read = {"requests": self.requests, "pushes": self.pushes}[kind]
+        records: list[dict[str, Any]] = []
+        while True:
+            batch = await read(since=since, limit=page, **filters)
+            records += batch
+            if len(batch) < page:
+                return records
+            since = int(batch[-1]["seq"]) + 1
 
     async def flush_pushes(self) -> int:
         """Send the pushes held back for reordering; returns how many."""
         return int((await self._call("POST", "/pushes/flush"))["sent"])
+
+    async def start_crowd(
+        self,
+        shops: Sequence[CrowdShop],
+        orders_per_s: float,
+        *,
+        quantities: Sequence[int] = (1, 2, 3),
+        seed: int = 0,
+        buyers_per_platform: int = 32,
+    ) -> dict[str, Any]:
+        """Start a crowd of buyers inside the sandbox (``connectors.sandbox.crowd``).
+
+        Args:
+            shops: Per platform: the shop, the SKU bought and its share of the
+                orders.
+            orders_per_s: The aggregate pace of orders.
+            quantities: Units per order, drawn uniformly.
+            seed: Seeds each platform's draws.
+            buyers_per_platform: Concurrent buyers on each platform.
+
+        Returns:
+            The crowd's counts (see :meth:`crowd`).
+
+        Raises:
+            SandboxControlError: If a crowd is running, a shop or SKU is
+                unknown, or the crowd is not valid (``CrowdConfig``).
+        """
+        body = {
+            "shops": msgspec.to_builtins(list(shops)),
+            "orders_per_s": orders_per_s,
+            "quantities": list(quantities),
+            "seed": seed,
+            "buyers_per_platform": buyers_per_platform,
+        }
+        result: dict[str, Any] = await self._call("POST", "/crowd", body)
+        return result
+
+    async def crowd(self) -> dict[str, Any]:
+        """The crowd's counts: ``{running, started_at, stopped_at, placed,
+        refused, errors, units, by_platform: {platform: {placed, refused,
+        errors, units, listed}}}`` (``listed``: the SKU's stock now)."""
+        result: dict[str, Any] = await self._call("GET", "/crowd")
+        return result
+
+    async def stop_crowd(self) -> dict[str, Any]:
+        """Stop the crowd; answers once orders in flight are done, with the
+        final counts."""
+        result: dict[str, Any] = await self._call("POST", "/crowd/stop")
+        return result
+
+
+def _paging(since: int, limit: int | None) -> dict[str, str]:
+    params = {"since": str(since)} if since else {}
+    if limit is not None:
+        params["limit"] = str(limit)
+    return params

@@ -394,9 +394,11 @@ async def test_a_raise_waits_until_the_other_listings_have_come_down(
     # Douyin and Youzan still list their old shares: WeChat's raise is held back
     # to what is left, short of its target (without the guard it would be there).
     assert listed["youzan"] > expected["youzan"]
-    assert listed["wechat_shop"] + others <= item.available < expected[
-        "wechat_shop"
-    ] + others
+    assert (
+        listed["wechat_shop"] + others
+        <= item.available
+        < expected["wechat_shop"] + others
+    )
     assert rig.platforms.outbound.held_back() == [
         ("wechat_shop", SHOPS["wechat_shop"], "SKU-A")
     ]
