@@ -58,13 +58,16 @@ What is reported (definitions):
 * propagation latency, per (order, other platform) pair: from the moment the
   sandbox sent the order's *created* push to the hub, to the moment the first
   stock write carrying a quantity computed from a stock item version at or
-  after the order's commit arrived at that other platform (the version is in
-  the push's request id ``sp-…-v<version>``; the sandbox logs each API call on
-  arrival). When the platform already showed that quantity the dispatcher
-  writes nothing and records ``StockPushSent`` "no change" after reading it;
-  that record's time counts instead. All times are wall-clock
-  (``time.time()``): the sandbox's (push sent, call arrived) and the hub's
-  (its "no change" records), two processes on one machine reading one clock
+  after the order's commit arrived at that other platform, taking it to that
+  version's allocation (the version is the write's request id suffix
+  ``@v<version>``; a raise the headroom guard holds back in part is marked
+  ``@h`` and does not count; the sandbox logs each API call on arrival). When
+  the listing already showed that version's quantity and nothing was on its
+  way, the dispatcher writes nothing and notes the moment it found so
+  (:attr:`hub.outbound.OutboundDispatcher.syncs`); that moment counts instead.
+  All times are wall-clock (``time.time()``): the sandbox's (push sent, call
+  arrived) and the hub's (its sync notes), two processes on one machine
+  reading one clock
   (the sandbox's clock offset is never moved here). Pairs never brought up to
   date are counted (``unmeasured_pairs``), not guessed.
 
@@ -120,7 +123,7 @@ from connectors.sandbox import (
     SandboxControl,
     SandboxServer,
 )
-from domain import push as stock_push
+from domain import order as order_domain
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.policy import PolicyBook
 from domain.stock import ReceiveStock, StockCommitted, stock_item_id
@@ -134,6 +137,7 @@ from hub.inbound import OrderIntake
 from hub.outbound import OutboundDispatcher
 from hub.platforms import Platforms
 from hub.policies import load_policy_book
+from hub.runtime import run as run_loop
 from hub.sync import SyncScheduler
 from projections.base import log_head
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
@@ -178,7 +182,7 @@ CREATED_PUSH = {
     "youzan": "trade_TradeCreate",
 }
 REDIRECT = "http://127.0.0.1:9/callback"
-VERSION_IN_REQUEST_ID = re.compile(r"-v(\d+)")
+VERSION_IN_REQUEST_ID = re.compile(r"@v(\d+)$")
 #: Units per order, drawn uniformly by the sandbox's crowd.
 QUANTITIES = (1, 2, 3)
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +293,11 @@ class SaleConfig:
     #: Run the sandbox (and its crowd) in a thread of this process instead of
     #: a ``hub sandbox`` child process.
     sandbox_in_process: bool = False
+    #: Run the relay and the read models as worker processes (``hub relay``,
+    #: ``hub project``), as a scaled-out hub does; the hub's process keeps the
+    #: webhooks, the committer, the order-stock process and the outbound
+    #: dispatcher. False: everything in the hub's process (plain ``hub serve``).
+    workers: bool = True
 
 
 @dataclass
@@ -314,6 +323,9 @@ class SaleResult:
     latencies_ms: list[float] = field(default_factory=list)
     unmeasured_pairs: int = 0
     by_platform: dict[str, int] = field(default_factory=dict)
+    #: Per committed order, ms: its created push sent → the hub's order placed
+    #: (``push_to_order``) → its stock committed (``order_to_stock``).
+    stages_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def percentile(self, q: float) -> float | None:
         """Nearest-rank percentile of the latencies, in ms."""
@@ -428,6 +440,7 @@ class Rig:
         self.platforms: Platforms | None = None
         self.calibrations = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.workers: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> None:
         """Sandbox, shops, hub, bindings, webhooks; the SKU received and listed."""
@@ -460,12 +473,17 @@ class Rig:
         registry = ConnectorsConfig(
             base_urls=dict.fromkeys(PLATFORMS, self.sandbox.url), shops=tuple(shops)
         )
+        workers = self.config.workers
         self.hub = hub = bootstrap(
             database_url=self.database_url,
             nats_url=self.nats_url,
             policy_book=book_with_order_scopes(),
+            run_relay=not workers,
+            projections=[] if workers else None,
         )
         await hub.start()
+        if workers:
+            await self._start_workers()
         rng = random.Random(self.config.seed)
         connectors = Connectors(
             registry,
@@ -510,8 +528,58 @@ class Rig:
             await outbound.calibrate()
         await self.settle()
 
+    async def _start_workers(self) -> None:
+        """``hub relay`` and ``hub project`` (every read model) as children."""
+        env = dict(os.environ, HUB_DATABASE_URL=self.database_url)
+        if self.nats_url:
+            env["HUB_NATS_URL"] = self.nats_url
+        verbs = [["project"]] + ([["relay"]] if self.nats_url else [])
+        for verb in verbs:
+            self.workers.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "hub",
+                    *verb,
+                    env=env,
+                    cwd=ROOT,
+                    preexec_fn=parent_death_signal(signal.SIGTERM),
+                )
+            )
+
+    async def projected(self, name: str, position: int, timeout: float = 60) -> None:
+        """Wait until read model ``name`` has applied the log to ``position``."""
+        if not self.config.workers:
+            assert self.hub is not None
+            await self.hub.projection(name).wait_for(position, timeout)
+            return
+        async with (
+            await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True
+            ) as conn,
+            asyncio.timeout(timeout),
+        ):
+            while True:
+                cur = await conn.execute(
+                    "SELECT position FROM projection_tracking WHERE name = %s", (name,)
+                )
+                row = await cur.fetchone()
+                if row is not None and int(row[0]) >= position:
+                    return
+                await asyncio.sleep(0.01)  # polling under the deadline above
+
     async def stop(self) -> None:
         """Stop everything started here."""
+        for worker in self.workers:
+            if worker.returncode is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(15):
+                        await worker.wait()
+                except TimeoutError:
+                    worker.kill()
+                    await worker.wait()
+        self.workers.clear()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -666,26 +734,21 @@ async def sync_times(
     rig: Rig, requests: list[dict[str, Any]]
 ) -> dict[str, list[tuple[int, float]]]:
     """Per platform: (stock version, time) of every moment the platform was
-    brought up to a version: an applied stock write (sandbox log, on arrival),
-    or a round that found it already there ("no change", the hub's record)."""
-    assert rig.hub is not None
+    brought up to a version: a stock write that takes the listing to the
+    allocation of that version, applied (sandbox log, on arrival; the version is
+    the request id's ``@v<version>``), or the hub finding the listing already
+    there with nothing on its way (:attr:`hub.outbound.OutboundDispatcher.syncs`,
+    hub-side ``time.time()``)."""
+    assert rig.platforms is not None
     syncs: dict[str, list[tuple[int, float]]] = {p: [] for p in PLATFORMS}
     for record in requests:
         request_id = record.get("request_id") or ""
         version = VERSION_IN_REQUEST_ID.search(request_id)
         if request_id.startswith("sp-") and record.get("result") == "ok" and version:
             syncs[record["platform"]].append((int(version[1]), record["at"]))
-    for platform in PLATFORMS:
-        history = await asyncio.to_thread(
-            rig.hub.app.load_events,
-            stock_push.stock_push_id(platform, SHOPS[platform], SKU),
-        )
-        for event in history:
-            if not isinstance(event, stock_push.StockPushSent):
-                continue
-            version = VERSION_IN_REQUEST_ID.search(event.request_id)
-            if event.message == "no change" and version:
-                syncs[platform].append((int(version[1]), event.occurred_at.timestamp()))
+    for sync in rig.platforms.outbound.syncs:
+        if sync.sku == SKU and sync.platform in syncs:
+            syncs[sync.platform].append((sync.version, sync.at))
     return syncs
 
 
@@ -724,6 +787,34 @@ def propagation(
     return latencies, unmeasured
 
 
+async def stage_times(
+    rig: Rig, pushes: list[dict[str, Any]], commits: Mapping[str, StockCommitted]
+) -> dict[str, list[float]]:
+    """Where the time of each committed order went before the stock pushes
+    (event times are the hub's decisions, ``occurred_at``)."""
+    assert rig.hub is not None
+    app = rig.hub.app
+    sent: dict[str, float] = {}
+    for record in pushes:
+        if record.get("event") == CREATED_PUSH.get(record["platform"]):
+            sent.setdefault(f"{record['platform']}:{record['order_id']}", record["at"])
+    stages: dict[str, list[float]] = {"push_to_order": [], "order_to_stock": []}
+    for order_ref, commit in commits.items():
+        platform, platform_order_id = order_ref.split(":", 1)
+        history = await asyncio.to_thread(
+            app.load_events, order_domain.order_id(platform, platform_order_id)
+        )
+        placed = next(
+            (e for e in history if isinstance(e, order_domain.OrderPlaced)), None
+        )
+        if placed is None or order_ref not in sent:
+            continue
+        at = placed.occurred_at.timestamp()
+        stages["push_to_order"].append((at - sent[order_ref]) * 1000)
+        stages["order_to_stock"].append((commit.occurred_at.timestamp() - at) * 1000)
+    return stages
+
+
 async def measure(
     rig: Rig,
     crowd: Mapping[str, Any],
@@ -746,8 +837,8 @@ async def measure(
     commits = {e.order_ref: e for e in events if isinstance(e, StockCommitted)}
     item = await hub.committer.load(STOCK_RULES, stock_item_id(SKU))
     head = await rig.head()
-    await hub.projection("orders").wait_for(head, 60)
-    await hub.projection("stock_pushes").wait_for(head, 60)
+    await rig.projected("orders", head)
+    await rig.projected("stock_pushes", head)
     async with await psycopg.AsyncConnection.connect(rig.database_url) as conn:
         cur = await conn.execute("SELECT platform, platform_order_id FROM orders")
         in_hub = {(str(p), str(o)) for p, o in await cur.fetchall()}
@@ -763,6 +854,7 @@ async def measure(
     latencies, unmeasured = propagation(
         pushes, commits, await sync_times(rig, requests)
     )
+    stages = await stage_times(rig, pushes, commits)
     commit_times = sorted(c.occurred_at.timestamp() for c in commits.values())
     span = commit_times[-1] - commit_times[0] if len(commit_times) > 1 else 0.0
     return SaleResult(
@@ -785,6 +877,7 @@ async def measure(
         latencies_ms=latencies,
         unmeasured_pairs=unmeasured,
         by_platform=by_platform,
+        stages_ms=stages,
     )
 
 
@@ -805,6 +898,14 @@ def report(result: SaleResult, label: str) -> None:
         f"orders missing in hub {result.orders_missing_in_hub}; dead letters "
         f"{result.dead_letters}"
     )
+    for stage, values in result.stages_ms.items():
+        if values:
+            ordered = sorted(values)
+            print(
+                f"[{label}] stage {stage}: p50 "
+                f"{ordered[len(ordered) // 2]:.1f} ms, p99 "
+                f"{ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]:.1f} ms"
+            )
     if p50 is not None and p99 is not None:
         print(
             f"[{label}] propagation order push → stock push at every other "
@@ -834,6 +935,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the 15 s polling run"
+    )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run the relay and read models in the hub's process (plain hub serve)",
     )
     parser.add_argument(
         "--sandbox-in-process",
@@ -881,14 +987,15 @@ def main() -> None:
             seed=args.seed,
             shipped_retry=args.shipped_retry,
             sandbox_in_process=args.sandbox_in_process,
+            workers=not args.single_process,
         )
-        hub_run = asyncio.run(
+        hub_run = run_loop(
             run_sale(config, fresh_database(servers.database_url), servers.nats_url)
         )
         report(hub_run, "hub, event-driven")
         baseline: SaleResult | None = None
         if not args.no_baseline:
-            baseline = asyncio.run(
+            baseline = run_loop(
                 run_sale(
                     dataclasses.replace(config, event_driven=False),
                     fresh_database(servers.database_url),

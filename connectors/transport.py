@@ -47,6 +47,11 @@ _EPSILON_S = 1e-6
 
 #: The read timeout of outbound calls unless the caller gives its own client.
 DEFAULT_TIMEOUT_S = 10.0
+#: The timeout of token grants and refreshes, whatever the client's own: a
+#: refresh whose answer is lost has used up a single-use refresh token (Douyin,
+#: Youzan), so the shop would need the merchant to authorise again. A slow
+#: answer is waited for rather than retried.
+TOKEN_TIMEOUT_S = 10.0
 
 
 class Clock(Protocol):

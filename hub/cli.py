@@ -228,14 +228,20 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.bootstrap import default_projections
     from hub.migrate import migrate
     from projections.base import ProjectionRunner
 
     with _servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        projection = _projection(args.name, _policy_book(settings))
-        runner = ProjectionRunner(projection, db)
-        run_loop(_run_worker(runner.run))
+        book = _policy_book(settings)
+        names = args.names or [p.name for p in default_projections(book)]
+        runners = [ProjectionRunner(_projection(name, book), db) for name in names]
+
+        async def run_all() -> None:
+            await asyncio.gather(*(runner.run() for runner in runners))
+
+        run_loop(_run_worker(run_all))
     return 0
 
 
@@ -639,8 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("relay", help="run only the relay to HUB_EVENTS").set_defaults(
         func=cmd_relay
     )
-    project = verbs.add_parser("project", help="run only one projection")
-    project.add_argument("name")
+    project = verbs.add_parser(
+        "project",
+        help="run only projections (named ones, or with no name every read model)",
+    )
+    project.add_argument("names", nargs="*", metavar="name")
     project.set_defaults(func=cmd_project)
     projections = verbs.add_parser("projections", help="manage read models")
     pverbs = projections.add_subparsers(dest="pverb", required=True)

@@ -163,8 +163,12 @@ class OrderIntake:
         self.rules = order_rules(hub)
 
     async def binding_of(self, shop: ShopConfig) -> Binding | None:
-        """The shop's binding as the log has it (None if never requested)."""
-        state: Binding | None = await self.hub.committer.load(
+        """The shop's binding as the log has it (None if never requested).
+
+        The committer's newest state: every binding command of this hub goes
+        through it, so its cache is current without a read per order.
+        """
+        state: Binding | None = await self.hub.committer.latest(
             BINDING_RULES,
             binding_id(shop.channel_account, shop.platform, shop.shop_id),
         )

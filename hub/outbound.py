@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -132,6 +134,29 @@ class _Ledger:
         return self.showing(sold) + pending
 
 
+@dataclass(frozen=True, slots=True)
+class ListingSync:
+    """A moment a listing showed the allocation of a stock version.
+
+    Either a write computed from that version was acknowledged, or the
+    dispatcher found the listing already showing it (nothing to write, nothing
+    on its way). Kept in memory (:attr:`OutboundDispatcher.syncs`) for
+    propagation measurements; the durable record is the push history.
+    """
+
+    platform: str
+    shop_id: str
+    sku: str
+    #: The stock item version the listed quantity was computed from.
+    version: int
+    #: ``time.time()`` of the moment.
+    at: float
+
+
+#: How many :class:`ListingSync` records the dispatcher keeps.
+SYNCS_KEPT = 200_000
+
+
 @dataclass(frozen=True)
 class _Plan:
     """One round's numbers for a listing (see :meth:`OutboundDispatcher._plan`)."""
@@ -143,6 +168,8 @@ class _Plan:
     send: int
     #: What the ledger says it shows now (but for unseen sales).
     showing: int
+    #: The stock item version it was computed from (None: no state yet).
+    version: int | None = None
 
     @property
     def held_back(self) -> bool:
@@ -160,6 +187,8 @@ class _Round:
     held_back: bool = False
     #: The SKU's wake count when the round was planned.
     wakes: int = 0
+    #: The stock item version the round's quantity was computed from.
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +250,8 @@ class OutboundDispatcher(Projection):
         #: Pushes the headroom guard holds back, by SKU (see :meth:`_plan`).
         self._held: dict[str, dict[tuple[str, str, str], PushJob]] = {}
         self._wakes: dict[str, int] = {}
+        #: Moments listings were brought up to a stock version (newest last).
+        self.syncs: deque[ListingSync] = deque(maxlen=SYNCS_KEPT)
         self.runner = ProjectionRunner(self, hub.database_url)
 
     # ------------------------------------------------------------------ lifecycle
@@ -341,7 +372,13 @@ class OutboundDispatcher(Projection):
             )
         )
         queued = 0
-        for (shop, listing, _), outcome in zip(wanted, outcomes, strict=True):
+        for (shop, listing, command), outcome in zip(wanted, outcomes, strict=True):
+            if not outcome.events:
+                # Its quantity is what was last sent: up to date unless a push
+                # is still on its way.
+                key = (shop.platform, shop.shop_id, listing.hub_sku)
+                if self._idle(key):
+                    self._synced(key, command.target_version)
             for pushed in outcome.events:
                 if isinstance(pushed, stock_push.StockPushRequested):
                     queued += 1
@@ -362,7 +399,7 @@ class OutboundDispatcher(Projection):
     ) -> bool:
         key = (shop.platform, shop.shop_id)
         if key not in cache:
-            state: Binding | None = await self.hub.committer.load(
+            state: Binding | None = await self.hub.committer.latest(
                 BINDING_RULES,
                 binding_id(shop.channel_account, shop.platform, shop.shop_id),
             )
@@ -409,7 +446,7 @@ class OutboundDispatcher(Projection):
         showing = ledger.showing(sold)
         target = targets[job.shop.key]
         if target <= showing:
-            return _Plan(target=target, send=target, showing=showing)
+            return _Plan(target, target, showing, item.version)
         others = 0
         for shop, _ in listings:
             key = (shop.platform, shop.shop_id, sku)
@@ -480,6 +517,17 @@ class OutboundDispatcher(Projection):
             return
         self._held.setdefault(sku, {})[job.key] = job
 
+    def _synced(self, key: tuple[str, str, str], version: int) -> None:
+        self.syncs.append(ListingSync(*key, version=version, at=time.time()))
+
+    def _idle(self, key: tuple[str, str, str]) -> bool:
+        """Nothing queued, on its way or held back for the listing."""
+        return (
+            key not in self._wanted
+            and key not in self._workers
+            and key not in self._held.get(key[2], {})
+        )
+
     def held_back(self) -> list[tuple[str, str, str]]:
         """The listings whose raise waits for others to come down (for status
         and tests)."""
@@ -515,6 +563,8 @@ class OutboundDispatcher(Projection):
             done = await self._send(job)
             result = done.result
             if result.ok:
+                if done.version is not None and not done.held_back:
+                    self._synced(job.key, done.version)
                 if done.held_back:
                     # Recorded as sent once the whole target is shown.
                     self._park(job, done.wakes)
@@ -618,12 +668,23 @@ class OutboundDispatcher(Projection):
                 else "no change"
             )
             return _Round(
-                self._result(job, "sent", message), plan.showing, plan.held_back, wakes
+                self._result(job, "sent", message),
+                plan.showing,
+                plan.held_back,
+                wakes,
+                plan.version,
             )
-        request_id = f"{job.request_id}:{ledger.written}:{delta:+d}"
+        # The state version the quantity came from: ``@v`` when the write
+        # brings the listing to its target, ``@h`` when part is held back.
+        mark = "h" if plan.held_back else "v"
+        request_id = (
+            f"{job.request_id}:{ledger.written}:{delta:+d}@{mark}{plan.version}"
+        )
         ledger.in_flight = delta
         try:
-            result = await client.push_stock(
+            result = await self._push(
+                job,
+                client,
                 shop.shop_id,
                 listing.platform_sku_id,
                 product_id=listing.product_id,
@@ -645,7 +706,7 @@ class OutboundDispatcher(Projection):
             # hub has not seen yet account for the rest).
             result = await self._clamp_to_zero(job, client, ledger, plan.showing)
         # A call rejected or rate limited was not applied: the ledger stands.
-        return _Round(result, plan.showing, plan.held_back, wakes)
+        return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
 
     async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
         """The listing's ledger; the first one reads the platform's number.
@@ -666,6 +727,25 @@ class OutboundDispatcher(Projection):
             self._wake(listing.hub_sku)
         return ledger
 
+    async def _push(
+        self, job: PushJob, client: Any, shop_id: str, sku_id: str, **kw: Any
+    ) -> PushResult:
+        """``client.push_stock``, with a call that could not even be made (a
+        token the platform refused to renew) answered as a failed result, so
+        the push goes through its rounds and a dead letter instead of vanishing.
+        """
+        try:
+            result: PushResult = await client.push_stock(shop_id, sku_id, **kw)
+        except PlatformCallError as exc:
+            return self._result(
+                job,
+                exc.outcome,
+                f"before the write: {exc.message}",
+                attempts=exc.attempts,
+                code=exc.code,
+            )
+        return result
+
     async def _settle_uncertain(
         self, job: PushJob, client: Any, ledger: _Ledger
     ) -> PushResult | None:
@@ -675,7 +755,9 @@ class OutboundDispatcher(Projection):
         assert ledger.uncertain is not None
         request_id, delta = ledger.uncertain
         listing = job.listing
-        result: PushResult = await client.push_stock(
+        result: PushResult = await self._push(
+            job,
+            client,
             job.shop.shop_id,
             listing.platform_sku_id,
             product_id=listing.product_id,
@@ -713,7 +795,9 @@ class OutboundDispatcher(Projection):
         request_id = f"{job.request_id}:{ledger.written}:to-zero:{current}"
         ledger.in_flight = -current
         try:
-            result: PushResult = await client.push_stock(
+            result: PushResult = await self._push(
+                job,
+                client,
                 shop.shop_id,
                 listing.platform_sku_id,
                 product_id=listing.product_id,

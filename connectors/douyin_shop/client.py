@@ -34,6 +34,7 @@ from connectors.douyin_shop.policy import PLATFORM, POLICY
 from connectors.mapping import id_value, to_beijing_text
 from connectors.transport import (
     REQUEST_ID_HEADER,
+    TOKEN_TIMEOUT_S,
     Attempt,
     ClientBase,
     NotAuthorisedError,
@@ -166,6 +167,7 @@ class DouyinShopClient(ClientBase):
                     "Content-Type": "application/json",
                     REQUEST_ID_HEADER: request_id,
                 },
+                timeout=self.http.timeout if with_token else TOKEN_TIMEOUT_S,
             )
 
         return attempt

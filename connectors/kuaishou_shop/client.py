@@ -34,6 +34,7 @@ from connectors.kuaishou_shop.policy import PLATFORM, POLICY
 from connectors.mapping import id_value
 from connectors.transport import (
     REQUEST_ID_HEADER,
+    TOKEN_TIMEOUT_S,
     Attempt,
     ClientBase,
     NotAuthorisedError,
@@ -144,7 +145,9 @@ class KuaishouShopClient(ClientBase):
         query = {"app_id": self.app.app_id, "app_secret": self.app.app_secret, **params}
 
         def attempt(_: str | None) -> Any:
-            return self.http.get(f"{self.base_url}{path}", params=query)
+            return self.http.get(
+                f"{self.base_url}{path}", params=query, timeout=TOKEN_TIMEOUT_S
+            )
 
         report = await self._call(
             shop_id,

@@ -29,6 +29,7 @@ from connectors.common import (
 )
 from connectors.transport import (
     REQUEST_ID_HEADER,
+    TOKEN_TIMEOUT_S,
     Attempt,
     ClientBase,
     NotAuthorisedError,
@@ -107,6 +108,7 @@ class WechatShopClient(ClientBase):
         def attempt(_: str | None) -> Any:
             return self.http.get(
                 f"{self.base_url}/cgi-bin/token",
+                timeout=TOKEN_TIMEOUT_S,
                 params={
                     "grant_type": "client_credential",
                     "appid": creds.app_id,

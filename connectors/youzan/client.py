@@ -32,6 +32,7 @@ from connectors.common import (
 from connectors.mapping import id_value, to_beijing_text
 from connectors.transport import (
     REQUEST_ID_HEADER,
+    TOKEN_TIMEOUT_S,
     Attempt,
     ClientBase,
     NotAuthorisedError,
@@ -143,7 +144,9 @@ class YouzanClient(ClientBase):
         }
 
         def attempt(_: str | None) -> Any:
-            return self.http.post(f"{self.base_url}/auth/token", json=body)
+            return self.http.post(
+                f"{self.base_url}/auth/token", json=body, timeout=TOKEN_TIMEOUT_S
+            )
 
         report = await self._call(
             shop_id, f"token-{uuid.uuid4()}", attempt, needs_token=False

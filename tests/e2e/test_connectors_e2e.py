@@ -438,6 +438,25 @@ async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
     assert await _listed(rig, "youzan", "SKU-B") == 5  # never changed
 
 
+async def test_a_push_whose_token_cannot_be_renewed_is_dead_lettered_not_lost(
+    rig: Rig,
+) -> None:
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-B", quantity=7))
+    await _settled(rig)
+    # Past Youzan's refresh-token lifetime: the access token is refused and so
+    # is its renewal, so the write cannot even be made.
+    await rig.control.advance_clock(29 * 24 * 3600)
+    await rig.hub.execute(
+        "stock.adjust", AdjustStock(sku="SKU-B", delta=-3, reason="damaged")
+    )
+    await _settled(rig)
+
+    await rig.hub.projection("stock_pushes").wait_for(await _head(rig))
+    status = await read_status(rig.hub.database_url, None)
+    dead = {(d.platform, d.sku) for d in status.recent_dead_letters}
+    assert ("youzan", "SKU-B") in dead
+
+
 async def _head(rig: Rig) -> int:
     async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
         return await log_head(conn)
