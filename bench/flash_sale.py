@@ -77,9 +77,13 @@ its stock pushed in real time (shipped: Douyin polls orders 30 min late and
 Kuaishou calibrates stock twice a day, with which no sale across four platforms
 can avoid overselling), and the connector clients' own per-shop token buckets
 are raised to 1,000 calls/s (the shipped 5-10 calls/s per shop cannot carry two
-order reads per order at this rate). Retry backoff is shortened to a 50 ms
-base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer);
-``--shipped-retry`` keeps the shipped backoff.
+order reads per order at this rate). Retry backoff is shortened to a 10 ms
+base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer), and a
+call unanswered after 25 ms is abandoned and sent again at once
+(``RetryPolicy.resend_slow_after_s``: reads always; writes too, because the
+sandbox applies a request id once on every platform; the shipped policies
+resend nothing early, since of the real platforms only Douyin documents an
+idempotency key). ``--shipped-retry`` keeps the shipped retry policy.
 
 Usage: ``python bench/flash_sale.py [--quick] [--units N] [--rate ORDERS_PER_S]
 [--no-baseline] [--sandbox-in-process]``.
@@ -174,6 +178,10 @@ FAULTS = FaultConfig(
 #: The clients' read timeout: an injected timeout (held 0.3 s) is retried.
 CLIENT_TIMEOUT_S = 0.2
 BASELINE_SYNC_S = 15.0
+#: The profile's retry backoff base (and least wait after a rate limit).
+RETRY_BASE_S = 0.01
+#: The profile's resend of slow calls: unanswered after this, sent again.
+RESEND_SLOW_AFTER_S = 0.025
 #: The event each platform pushes when an order is created (sandbox names).
 CREATED_PUSH = {
     "wechat_shop": "channels_ec_order_new",
@@ -216,9 +224,12 @@ def sale_policies(
         if not shipped_retry:
             retry = msgspec.structs.replace(
                 retry,
-                base_delay_s=0.05,
+                base_delay_s=RETRY_BASE_S,
                 max_delay_s=1.0,
-                rate_limited_min_delay_s=0.05,
+                rate_limited_min_delay_s=RETRY_BASE_S,
+                resend_slow_after_s=RESEND_SLOW_AFTER_S,
+                # The sandbox applies a request id once on every platform.
+                resend_slow_writes=True,
             )
         profile[platform] = msgspec.structs.replace(
             policy, orders=orders, stock=stock, rate_limit=rate_limit, retry=retry

@@ -331,6 +331,16 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_delay_s: float
     multiplier: float = 2.0
     rate_limited_min_delay_s: float = 1.0
+    #: A first attempt not answered after this long is abandoned and sent
+    #: again at once (None: never); the wait for the resent one is the
+    #: client's timeout. Cuts the tail a slow or lost answer adds (the
+    #: timeout, then a backoff) to about this much. Applies to reads; to
+    #: writes only with ``resend_slow_writes``.
+    resend_slow_after_s: float | None = None
+    #: Resend slow writes too: only where the platform applies a request id
+    #: once (Douyin's ``idempotent_id``, the sandbox's ``X-Request-Id``);
+    #: elsewhere an abandoned write may have been applied.
+    resend_slow_writes: bool = False
 
 
 class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):

@@ -192,6 +192,22 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
 
 #: Sends one attempt with the given access token (None for token calls).
 Attempt = Callable[[str | None], Awaitable[httpx.Response]]
+
+
+async def _first_or_slow(
+    attempt: Attempt, token: str | None, slow_after: float | None
+) -> httpx.Response | None:
+    """Run ``attempt``; None when it has not answered within ``slow_after``
+    (it is abandoned then: cancelled on the spot, inline, with no task)."""
+    if slow_after is None:
+        return await attempt(token)
+    try:
+        async with asyncio.timeout(slow_after):
+            return await attempt(token)
+    except TimeoutError:
+        return None
+
+
 #: Judges one HTTP answer.
 Classify = Callable[[httpx.Response], Verdict]
 
@@ -351,6 +367,7 @@ class ClientBase:
         *,
         classify: Classify | None = None,
         needs_token: bool = True,
+        read: bool = False,
     ) -> CallReport:
         """Run one logical call: bucket, token, attempt, classify, retry.
 
@@ -361,12 +378,18 @@ class ClientBase:
             attempt: Sends one attempt with the current access token.
             classify: Judges an answer; :meth:`_classify` when None.
             needs_token: False for the token calls themselves.
+            read: The call changes nothing (a slow first attempt may be sent
+                again; see
+                :attr:`connectors.common.RetryPolicy.resend_slow_after_s`).
 
         Returns:
             The last verdict and the number of attempts.
         """
         judge = classify or self._classify
         retry = self.policy.retry
+        slow_after = (
+            retry.resend_slow_after_s if (read or retry.resend_slow_writes) else None
+        )
         attempts = 0
         token_renewals = 0
         failures = 0
@@ -378,7 +401,11 @@ class ClientBase:
             if needs_token:
                 token = await self.access_token(shop_id)
             try:
-                response = await attempt(token)
+                response = await _first_or_slow(attempt, token, slow_after)
+                if response is None:
+                    # Slow: sent again at once, not counted as a failure.
+                    slow_after = None
+                    continue
             except httpx.TimeoutException:
                 verdict = Verdict(kind="retry", code="timeout", message="timed out")
             except httpx.TransportError as exc:

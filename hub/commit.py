@@ -19,7 +19,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -98,8 +98,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: Told the events of every batch once they are durable, in log order.
+DurableListener = Callable[[Sequence[Event]], None]
+
+
 class GroupCommitter:
     """Runs commands against aggregates, committing them in groups.
+
+    In-process followers that must react fast (the order-stock process, the
+    outbound dispatcher) can :meth:`listen`: each batch's events are handed to
+    them the moment the batch is durable, in log order, before its callers are
+    answered, with no NOTIFY and no read of the log in between. Such a
+    reaction is a shortcut only: the follower's log-driven path still handles
+    every event (idempotently), so nothing depends on a listener having run.
 
     Args:
         app: the event store application.
@@ -123,9 +134,45 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
         self._worker: asyncio.Task[None] | None = None
+        self._listeners: list[DurableListener] = []
         #: Number of transactions committed and commands carried (for tests, bench).
         self.transactions = 0
         self.commands = 0
+
+    def listen(self, listener: DurableListener) -> None:
+        """Hand ``listener`` every batch's events once durable (see the class).
+
+        A listener runs on the committer's task: it must be quick and must not
+        raise (an exception is logged and ignored).
+        """
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: DurableListener) -> None:
+        """Stop handing batches to ``listener``."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def submit(self, rules: AggregateRules, command: Any) -> asyncio.Future[Outcome]:
+        """Queue ``command`` now and return its future (what :meth:`execute`
+        awaits). Commands submitted one after another are decided in that
+        order. A listener uses this to react without awaiting."""
+        if self._worker is None:
+            raise RuntimeError("GroupCommitter.start() was not called")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(command, rules, future))
+        return future
+
+    def _tell(self, decided: list[tuple[_Pending, list[Event], Any]]) -> None:
+        if not self._listeners:
+            return
+        events = [e for _, evs, _ in decided for e in evs]
+        if not events:
+            return
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("durable listener %r failed", listener)
 
     async def start(self) -> None:
         """Start the committing task."""
@@ -147,11 +194,7 @@ class GroupCommitter:
         Raises:
             DomainError: the command broke a rule; nothing was stored.
         """
-        if self._worker is None:
-            raise RuntimeError("GroupCommitter.start() was not called")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(command, rules, future))
-        return await future
+        return await self.submit(rules, command)
 
     async def latest(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
         """The newest state this committer knows of one aggregate.
@@ -266,6 +309,7 @@ class GroupCommitter:
             return False
         self.transactions += 1
         self.commands += len(flight.decided)
+        self._tell(flight.decided)
         self._answer(flight.decided, flight.refused, positions)
         self._done(flight.batch)
         return True
@@ -301,6 +345,7 @@ class GroupCommitter:
             self.commands += len(decided)
             for aid, state in states.items():
                 self._remember(aid, state)
+            self._tell(decided)
             self._answer(decided, refused, positions)
             return
         raise IntegrityError(

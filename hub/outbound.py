@@ -34,7 +34,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -202,6 +202,10 @@ class PushJob:
     target_version: int
     #: A calibration reads the platform's number again (it is what it is for).
     calibration: bool = False
+    #: False for the shortcut's jobs (:meth:`OutboundDispatcher._react`): one
+    #: round, nothing recorded; the log-driven request for the same stock
+    #: version follows and records the outcome (usually "no change").
+    record: bool = True
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -257,12 +261,15 @@ class OutboundDispatcher(Projection):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Resume pending pushes, then follow the log."""
+        """Resume pending pushes, then follow the log (and take the
+        committer's shortcut, :meth:`_react`)."""
         await self._resume_pending()
+        self.hub.committer.listen(self._react)
         await self.runner.start()
 
     async def stop(self) -> None:
         """Stop following and cancel workers (their pushes resume next start)."""
+        self.hub.committer.unlisten(self._react)
         await self.runner.stop()
         for task in list(self._workers.values()):
             task.cancel()
@@ -280,6 +287,46 @@ class OutboundDispatcher(Projection):
                 )
 
     # ------------------------------------------------------------------ following
+
+    def _react(self, events: Sequence[Event]) -> None:
+        """The shortcut: the moment a stock change is durable (a
+        :meth:`hub.commit.GroupCommitter.listen` listener), make sure each of
+        the SKU's real-time listings has a worker coming, so the platforms hear
+        of it one HTTP call after the commit rather than after a NOTIFY, a read
+        of the log and the push request's own commit.
+
+        A listing with a job queued or held back is left alone (a queued job
+        computes from the newest state when it runs). The log-driven path
+        (:meth:`apply_batch`) still requests and records every push.
+        """
+        newest: dict[str, int] = {}
+        for event in events:
+            sku = getattr(event, "sku", None)
+            if isinstance(event, StockLevels) and isinstance(sku, str):
+                newest[sku] = event.originator_version
+        for sku, version in newest.items():
+            held = self._held.get(sku, {})
+            for shop, listing in self.connectors.listings_of(sku):
+                key = (shop.platform, shop.shop_id, sku)
+                if (
+                    key in self._wanted
+                    or key in held
+                    or not self._known_active.get((shop.platform, shop.shop_id))
+                    or self.policies[shop.platform].stock.mode != "realtime"
+                ):
+                    continue
+                self._enqueue(
+                    PushJob(
+                        shop=shop,
+                        listing=listing,
+                        request_id=stock_push.push_request_id(
+                            shop.platform, shop.shop_id, sku, version
+                        ),
+                        quantity=0,
+                        target_version=version,
+                        record=False,
+                    )
+                )
 
     async def apply(
         self, cur: psycopg.AsyncCursor[object], event: Event, position: int
@@ -549,6 +596,14 @@ class OutboundDispatcher(Projection):
         return newer is not None and newer.target_version > job.target_version
 
     async def _deliver(self, job: PushJob) -> None:
+        if not job.record:
+            done = await self._send(job)
+            if done.result.ok:
+                if done.version is not None and not done.held_back:
+                    self._synced(job.key, done.version)
+                if done.held_back:
+                    self._park(job, done.wakes)
+            return
         policy = self.policies[job.shop.platform]
         keys = {
             "platform": job.shop.platform,
@@ -654,6 +709,8 @@ class OutboundDispatcher(Projection):
                 return _Round(result)
         item = await self._state(sku)
         wakes = self._wakes.get(sku, 0)
+        if item is None and not job.record:
+            return _Round(self._result(job, "sent", "no stock state yet"))
         if item is None:
             shown = ledger.showing(0)
             plan = _Plan(target=job.quantity, send=job.quantity, showing=shown)
@@ -674,18 +731,27 @@ class OutboundDispatcher(Projection):
                 wakes,
                 plan.version,
             )
+        result = await self._write(job, client, ledger, plan)
+        return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
+
+    async def _write(
+        self, job: PushJob, client: Any, ledger: _Ledger, plan: _Plan
+    ) -> PushResult:
+        """Send the plan's change and account for it in the ledger."""
+        delta = plan.send - plan.showing
         # The state version the quantity came from: ``@v`` when the write
         # brings the listing to its target, ``@h`` when part is held back.
         mark = "h" if plan.held_back else "v"
         request_id = (
             f"{job.request_id}:{ledger.written}:{delta:+d}@{mark}{plan.version}"
         )
+        listing = job.listing
         ledger.in_flight = delta
         try:
             result = await self._push(
                 job,
                 client,
-                shop.shop_id,
+                job.shop.shop_id,
                 listing.platform_sku_id,
                 product_id=listing.product_id,
                 delta=delta,
@@ -696,7 +762,7 @@ class OutboundDispatcher(Projection):
         if result.ok:
             ledger.written += delta
             if delta < 0:
-                self._wake(sku)
+                self._wake(listing.hub_sku)
         elif result.outcome == "failed":
             # Retries ran out on 5xx or timeouts: it may have been applied.
             ledger.uncertain = (request_id, delta)
@@ -706,7 +772,7 @@ class OutboundDispatcher(Projection):
             # hub has not seen yet account for the rest).
             result = await self._clamp_to_zero(job, client, ledger, plan.showing)
         # A call rejected or rate limited was not applied: the ledger stands.
-        return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
+        return result
 
     async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
         """The listing's ledger; the first one reads the platform's number.

@@ -108,6 +108,27 @@ class OrderStockProcess(Projection):
         self.committer = committer
         self.commands = 0
         self.refused = 0
+        #: Stock commands queued by the shortcut (:meth:`react`).
+        self.reacted = 0
+
+    def react(self, events: Sequence[Event]) -> None:
+        """The shortcut: queue each order event's stock commands the moment
+        the event is durable (a :meth:`hub.commit.GroupCommitter.listen`
+        listener), in log order, so an order moves stock one group commit
+        after it is stored instead of after a NOTIFY and a read of the log.
+
+        Nothing waits for these commands and their refusals are not recorded
+        here: the log-driven path (:meth:`apply_batch`) runs the same commands
+        again in log order, where they decide nothing if they took effect, and
+        records any refusal. A refused shortcut command that succeeds on that
+        second run (stock came free in between) leaves no trace but the commit.
+        """
+        for event in events:
+            if isinstance(event, STOCK_MOVING_EVENTS):
+                for command in order.stock_effect(event):
+                    future = self.committer.submit(STOCK_RULES, command)
+                    future.add_done_callback(_quietly)
+                    self.reacted += 1
 
     async def apply(
         self, cur: psycopg.AsyncCursor[object], event: Event, position: int
@@ -172,6 +193,16 @@ class OrderStockProcess(Projection):
         )
 
 
+def _quietly(future: asyncio.Future[Outcome]) -> None:
+    """Retrieve a shortcut command's outcome: a refusal is the log-driven
+    path's to record; a store failure is logged (that path retries)."""
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None and not isinstance(exc, DomainError):
+        log.warning("order stock shortcut failed (the process retries): %s", exc)
+
+
 class ProcessRunner(ProjectionRunner):
     """A :class:`ProjectionRunner` that outlives failures of the store.
 
@@ -200,5 +231,11 @@ PROCESSES: dict[str, type[OrderStockProcess]] = {
 
 
 def default_processes(committer: GroupCommitter) -> list[Projection]:
-    """Every process manager the hub runs, on ``committer``."""
-    return [process(committer) for process in PROCESSES.values()]
+    """Every process manager the hub runs, on ``committer`` (each listening to
+    it for its shortcut)."""
+    processes: list[Projection] = []
+    for kind in PROCESSES.values():
+        process = kind(committer)
+        committer.listen(process.react)
+        processes.append(process)
+    return processes

@@ -193,7 +193,10 @@ class DouyinShopClient(ClientBase):
     async def _read(self, shop_id: str, method: str, params: dict[str, Any]) -> Any:
         request_id = str(uuid.uuid4())
         report = await self._call(
-            shop_id, request_id, self._request(method, params, request_id)
+            shop_id,
+            request_id,
+            self._request(method, params, request_id),
+            read=True,
         )
         return self._require_ok(report)
 

@@ -231,7 +231,10 @@ class KuaishouShopClient(ClientBase):
     async def _read(self, shop_id: str, method: str, param: dict[str, Any]) -> Any:
         request_id = str(uuid.uuid4())
         report = await self._call(
-            shop_id, request_id, self._request(method, param, request_id)
+            shop_id,
+            request_id,
+            self._request(method, param, request_id),
+            read=True,
         )
         return self._require_ok(report)
 

@@ -162,7 +162,10 @@ class WechatShopClient(ClientBase):
     async def _read(self, shop_id: str, path: str, body: dict[str, Any]) -> Any:
         request_id = str(uuid.uuid4())
         report = await self._call(
-            shop_id, request_id, self._post(path, body, request_id)
+            shop_id,
+            request_id,
+            self._post(path, body, request_id),
+            read=True,
         )
         return self._require_ok(report)
 

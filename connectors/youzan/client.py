@@ -203,7 +203,10 @@ class YouzanClient(ClientBase):
     ) -> Any:
         request_id = str(uuid.uuid4())
         report = await self._call(
-            shop_id, request_id, self._request(api, version, body, request_id)
+            shop_id,
+            request_id,
+            self._request(api, version, body, request_id),
+            read=True,
         )
         return self._require_ok(report)
 

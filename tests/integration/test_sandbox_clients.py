@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -325,6 +326,35 @@ async def test_rate_limit_answers_back_off_then_give_up(
     if platform == "kuaishou_shop":
         assert kuaishou_protocol.RATE_LIMIT_MESSAGE in gave_up.message
     assert await sandbox_control.stock(platform, h.shop_id, h.sku_id) == 101
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_a_slow_call_is_sent_again_at_once_and_applied_once(
+    platform: str, make: Any, sandbox_control: SandboxControl
+) -> None:
+    h = await make(platform, timeout_s=60.0)
+    h.client.policy = msgspec.structs.replace(
+        h.client.policy,
+        retry=msgspec.structs.replace(
+            h.client.policy.retry, resend_slow_after_s=0.05, resend_slow_writes=True
+        ),
+    )
+    # The platform applies the write, then holds its answer for a minute.
+    await sandbox_control.set_faults(platform, FaultConfig(timeout_delay_s=60.0))
+    await sandbox_control.script_faults(platform, ["timeout"])
+    async with asyncio.timeout(20):  # far below the held minute
+        result = await _push(h, 1, "slow-write")
+        await sandbox_control.script_faults(platform, ["timeout"])
+        read = await h.client.fetch_stock(h.shop_id, h.sku_id, product_id=h.product_id)
+
+    assert result.outcome == "sent"
+    assert read == 101  # the write was applied once, not twice
+    writes = [
+        e
+        for e in await sandbox_control.requests(platform=platform)
+        if e.get("request_id") == "slow-write"
+    ]
+    assert [e["fault"] for e in writes] == ["timeout", None]
 
 
 @pytest.mark.parametrize("platform", ["douyin_shop", "kuaishou_shop"])
