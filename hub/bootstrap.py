@@ -116,6 +116,18 @@ class Hub:
         """Run a typed command; return once its events are durable."""
         return await self.committer.execute(self.rules[name], command)
 
+    def submit(self, name: str, command: msgspec.Struct) -> asyncio.Future[Outcome]:
+        """Queue a typed command now; its future resolves once its events are
+        durable (or raises its refusal).
+
+        The pipelined form of :meth:`execute` for an in-process caller with
+        many commands in flight (as JetStream's ``publish_async`` is for
+        publishing): no task per command, so keeping thousands in flight costs
+        a future each. Commands submitted one after another are decided in that
+        order.
+        """
+        return self.committer.submit(self.rules[name], command)
+
     async def handle(self, name: str, payload: bytes) -> CommandReply:
         """Decode, run and answer one command; never raises for bad input."""
         try:
