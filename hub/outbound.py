@@ -505,9 +505,7 @@ class OutboundDispatcher(Projection):
             else:
                 others += targets.get(shop.key, 0)
         room = item.available - others
-        return _Plan(
-            target=target, send=max(showing, min(target, room)), showing=showing
-        )
+        return _Plan(target, max(showing, min(target, room)), showing, item.version)
 
     # ------------------------------------------------------------------ calibration
 
