@@ -414,6 +414,20 @@ async def test_a_raise_waits_until_the_other_listings_have_come_down(
     for platform in ("wechat_shop", "douyin_shop", "youzan"):
         assert await _listed(rig, platform, "SKU-A") == expected[platform], platform
     assert rig.platforms.outbound.held_back() == []
+    # Every write names the stock version it was computed from: @v when it
+    # brought the listing to its target, @h when part was held back.
+    writes = [
+        str(entry["request_id"])
+        for p in PLATFORMS
+        for entry in await rig.control.requests(platform=p)
+        if str(entry.get("request_id") or "").startswith("sp-")
+    ]
+    marks = {w.rpartition("@")[2][0] for w in writes}
+    assert marks == {"v", "h"}
+    assert all(w.rpartition("@")[2][1:].isdigit() for w in writes), writes
+    synced = {(s.platform, s.version) for s in rig.platforms.outbound.syncs}
+    assert ("wechat_shop", item.version) not in synced  # it was held back then
+    assert any(p == "wechat_shop" and v > item.version for p, v in synced)
 
 
 async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
