@@ -387,8 +387,12 @@ class ClientBase:
         """
         judge = classify or self._classify
         retry = self.policy.retry
+        # Never for token calls: an abandoned refresh may have spent a
+        # single-use refresh token (see TOKEN_TIMEOUT_S).
         slow_after = (
-            retry.resend_slow_after_s if (read or retry.resend_slow_writes) else None
+            retry.resend_slow_after_s
+            if needs_token and (read or retry.resend_slow_writes)
+            else None
         )
         attempts = 0
         token_renewals = 0

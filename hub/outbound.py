@@ -761,15 +761,18 @@ class OutboundDispatcher(Projection):
             ledger.written += delta
             if delta < 0:
                 self._wake(listing.hub_sku)
-        elif result.outcome == "failed":
-            # Retries ran out on 5xx or timeouts: it may have been applied.
-            ledger.uncertain = (request_id, delta)
         elif result.outcome == "rejected" and delta < 0:
             # The platform has sold more than the hub has heard of: it cannot
             # take the whole reduction. Take it to zero instead (the sales the
-            # hub has not seen yet account for the rest).
+            # hub has not seen yet account for the rest). Had an earlier attempt
+            # landed, the ledger now overstates the listing: never an oversell.
             result = await self._clamp_to_zero(job, client, ledger, plan.showing)
-        # A call rejected or rate limited was not applied: the ledger stands.
+        else:
+            # Not known to be unapplied: an attempt may have landed before the
+            # call failed (a timeout, an answer abandoned as slow, then a
+            # refusal or a token the platform would not renew). The next push
+            # sends it again under its own request id first: applied once.
+            ledger.uncertain = (request_id, delta)
         return result
 
     async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
