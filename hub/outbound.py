@@ -202,8 +202,8 @@ class PushJob:
     target_version: int
     #: A calibration reads the platform's number again (it is what it is for).
     calibration: bool = False
-    #: False for the shortcut's jobs (:meth:`OutboundDispatcher._react`): one
-    #: round, nothing recorded; the log-driven request for the same stock
+    #: False for the shortcut's jobs (:meth:`OutboundDispatcher._react`):
+    #: their rounds record nothing; the log-driven request for the same stock
     #: version follows and records the outcome (usually "no change").
     record: bool = True
 
@@ -594,14 +594,10 @@ class OutboundDispatcher(Projection):
         return newer is not None and newer.target_version > job.target_version
 
     async def _deliver(self, job: PushJob) -> None:
-        if not job.record:
-            done = await self._send(job)
-            if done.result.ok:
-                if done.version is not None and not done.held_back:
-                    self._synced(job.key, done.version)
-                if done.held_back:
-                    self._park(job, done.wakes)
-            return
+        """Rounds of :meth:`_send` until the listing shows its target, with a
+        backoff between failed rounds; the outcome is recorded on the
+        listing's aggregate (except for the shortcut's jobs, whose rounds
+        record nothing: the log-driven request records)."""
         policy = self.policies[job.shop.platform]
         keys = {
             "platform": job.shop.platform,
@@ -622,28 +618,30 @@ class OutboundDispatcher(Projection):
                     # Recorded as sent once the whole target is shown.
                     self._park(job, done.wakes)
                     return
-                await self._record(
-                    stock_push.RecordStockPushSent(
-                        **keys,
-                        attempts=result.attempts,
-                        previous=done.previous,
-                        message=result.message[:500],
+                if job.record:
+                    await self._record(
+                        stock_push.RecordStockPushSent(
+                            **keys,
+                            attempts=result.attempts,
+                            previous=done.previous,
+                            message=result.message[:500],
+                        )
                     )
-                )
                 return
             last = result
             if result.outcome == "rejected" or round_no == self.max_rounds:
                 break
-            await self._record(
-                stock_push.RecordStockPushFailed(
-                    **keys,
-                    outcome=result.outcome,  # type: ignore[arg-type]
-                    attempts=result.attempts,
-                    round=round_no,
-                    code=result.code,
-                    message=result.message[:500],
+            if job.record:
+                await self._record(
+                    stock_push.RecordStockPushFailed(
+                        **keys,
+                        outcome=result.outcome,  # type: ignore[arg-type]
+                        attempts=result.attempts,
+                        round=round_no,
+                        code=result.code,
+                        message=result.message[:500],
+                    )
                 )
-            )
             await self._sleep(
                 backoff_delay_s(
                     policy.retry,
@@ -653,15 +651,16 @@ class OutboundDispatcher(Projection):
                 )
             )
         assert last is not None
-        await self._record(
-            stock_push.DeadLetterStockPush(
-                **keys,
-                outcome=last.outcome,  # type: ignore[arg-type]
-                rounds=round_no,
-                code=last.code,
-                message=last.message[:500],
+        if job.record:
+            await self._record(
+                stock_push.DeadLetterStockPush(
+                    **keys,
+                    outcome=last.outcome,  # type: ignore[arg-type]
+                    rounds=round_no,
+                    code=last.code,
+                    message=last.message[:500],
+                )
             )
-        )
 
     def _result(
         self, job: PushJob, outcome: str, message: str, **extra: Any
