@@ -16,8 +16,12 @@ takes what is listed). The sale ends when the hub's ``inventory`` says
 available 0 and every platform lists 0 (or at a deadline); then the crowd is
 stopped.
 
-Process layout: the hub runs in this process (its event loop, its webhooks'
-uvicorn server and its worker threads); the sandbox, with the crowd, runs as a
+Process layout: the hub runs in this process on uvloop, as ``hub serve`` does
+(its event loop, its webhooks' uvicorn server, the group committer, the
+order-stock process and the outbound dispatcher, with their worker threads);
+the relay and every read model run as worker processes (``hub relay``,
+``hub project``), as a scaled-out hub does (``--single-process`` keeps them
+here); the sandbox, with the crowd, runs as a
 child process (``python -m hub.cli sandbox --port 0 --seed N``, its URL read
 from its first line of output, terminated at the end of each run), so the
 platform side, its buyers included, does not share this process's CPU and GIL.
