@@ -131,7 +131,9 @@ from connectors.sandbox import (
     SandboxControl,
     SandboxServer,
 )
+from connectors.sandbox.control_client import SandboxControlError
 from domain import order as order_domain
+from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.policy import PolicyBook
 from domain.stock import ReceiveStock, StockCommitted, stock_item_id
@@ -165,6 +167,23 @@ LISTED = {
     "kuaishou_shop": ("20046611202546", "300001"),
     "youzan": ("123", "456"),
 }
+#: A second SKU, sold a little before the sale (no faults, not measured) so
+#: the hub is warm when the sale starts, as a long-running hub is: connections
+#: open, tokens fetched, every path of an order taken once.
+WARM_SKU = "WARM-1"
+WARM_LISTED = {
+    "wechat_shop": ("10000000000002", "9007199254740995"),
+    "douyin_shop": ("3500000000000000002", "1780000000000000002"),
+    "kuaishou_shop": ("20046611202547", "300002"),
+    "youzan": ("124", "457"),
+}
+WARM_UNITS = 40
+#: The request id prefix of the sale SKU's stock writes, per platform.
+LISTING_PREFIX = {
+    p: stock_push.push_request_id(p, SHOPS[p], SKU, 0).rpartition("-v")[0] + "-v"
+    for p in PLATFORMS
+}
+WARM_ORDERS_PER_PLATFORM = 3
 #: No channel limits itself: allocate() shares available among the four.
 RULES: dict[str, AllocationRule] = dict.fromkeys(PLATFORMS, LIST_ALL)
 #: Share of the buyers' orders placed on each platform. Even, like the
@@ -465,24 +484,32 @@ class Rig:
         for platform in PLATFORMS:
             shop_id = SHOPS[platform]
             creds = await control.create_shop(platform, shop_id)
-            product_id, sku_id = LISTED[platform]
-            await control.set_sku(
-                platform, shop_id, sku_id, product_id=product_id, stock=0, price_fen=990
-            )
+            listings = []
+            for hub_sku, listed in ((SKU, LISTED), (WARM_SKU, WARM_LISTED)):
+                product_id, sku_id = listed[platform]
+                await control.set_sku(
+                    platform,
+                    shop_id,
+                    sku_id,
+                    product_id=product_id,
+                    stock=0,
+                    price_fen=990,
+                )
+                listings.append(
+                    Listing(
+                        hub_sku=hub_sku,
+                        platform_sku_id=sku_id,
+                        product_id=product_id,
+                        rule=RULES[platform],
+                    )
+                )
             shops.append(
                 ShopConfig(
                     platform=platform,
                     shop_id=shop_id,
                     channel_account=ACCOUNT,
                     credentials=creds,
-                    listings=(
-                        Listing(
-                            hub_sku=SKU,
-                            platform_sku_id=sku_id,
-                            product_id=product_id,
-                            rule=RULES[platform],
-                        ),
-                    ),
+                    listings=tuple(listings),
                 )
             )
         registry = ConnectorsConfig(
@@ -539,8 +566,30 @@ class Rig:
         await hub.execute(
             "stock.receive", ReceiveStock(sku=SKU, quantity=self.config.units)
         )
+        await hub.execute(
+            "stock.receive", ReceiveStock(sku=WARM_SKU, quantity=WARM_UNITS)
+        )
         if not self.config.event_driven:
             await outbound.calibrate()
+        await self.settle()
+        await self.warm_up()
+
+    async def warm_up(self) -> None:
+        """A few orders of the warm-up SKU on every platform, settled."""
+        assert self.control is not None
+        for platform in PLATFORMS:
+            for _ in range(WARM_ORDERS_PER_PLATFORM):
+                try:
+                    placed = await self.control.create_order(
+                        platform,
+                        SHOPS[platform],
+                        [{"sku_id": WARM_LISTED[platform][1], "quantity": 1}],
+                    )
+                    await self.control.order_action(
+                        platform, SHOPS[platform], str(placed["order_id"]), "pay"
+                    )
+                except SandboxControlError:
+                    break  # not listed there (yet): the others warm it
         await self.settle()
 
     async def _start_workers(self) -> None:
@@ -735,12 +784,13 @@ async def platform_orders(rig: Rig) -> tuple[dict[tuple[str, str], int], int]:
     for platform in PLATFORMS:
         shop = await rig.control.shop(platform, SHOPS[platform])
         for order_id, order in shop["orders"].items():
-            if order["status"] != "cancelled":
-                accepted[(platform, str(order_id))] = sum(
-                    line["quantity"]
-                    for line in order["lines"]
-                    if line["sku_id"] == LISTED[platform][1]
-                )
+            units = sum(
+                line["quantity"]
+                for line in order["lines"]
+                if line["sku_id"] == LISTED[platform][1]
+            )
+            if order["status"] != "cancelled" and units:
+                accepted[(platform, str(order_id))] = units
         negative += sum(1 for s in shop["skus"].values() if s["stock"] < 0)
     return accepted, negative
 
@@ -759,7 +809,8 @@ async def sync_times(
     for record in requests:
         request_id = record.get("request_id") or ""
         version = VERSION_IN_REQUEST_ID.search(request_id)
-        if request_id.startswith("sp-") and record.get("result") == "ok" and version:
+        ours = request_id.startswith(LISTING_PREFIX.get(record["platform"], "?"))
+        if ours and record.get("result") == "ok" and version:
             syncs[record["platform"]].append((int(version[1]), record["at"]))
     for sync in rig.platforms.outbound.syncs:
         if sync.sku == SKU and sync.platform in syncs:
