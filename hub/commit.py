@@ -245,9 +245,17 @@ class GroupCommitter:
                 while len(batch) < self._max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 try:
-                    decision = await self._prepare(batch)
-                    if flight is not None:
-                        landed = await self._land(flight)
+                    if flight is None:
+                        decision = await self._prepare(batch)
+                    else:
+                        # Decide the next batch (loading what it needs) while
+                        # the previous one is written, and land that one the
+                        # moment it is durable, not after the loads.
+                        preparing = asyncio.ensure_future(self._prepare(batch))
+                        try:
+                            landed = await self._land(flight)
+                        finally:
+                            decision = await preparing
                         flight = None
                         if not landed:
                             decision = await self._prepare(batch)
