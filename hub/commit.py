@@ -79,6 +79,7 @@ _Decision = tuple[
     dict[uuid.UUID, Any],
     list[tuple["_Pending", list[Event], Any]],
     list[tuple["_Pending", DomainError]],
+    list["_Pending"],
 ]
 
 
@@ -91,6 +92,8 @@ class _Flight:
     decided: list[tuple[_Pending, list[Event], Any]]
     refused: list[tuple[_Pending, DomainError]]
     write: asyncio.Future[list[int]]
+    #: Reactions that could not be decided in the batch: queued once it lands.
+    deferred: list[_Pending] = field(default_factory=list)
 
 
 def utc_now() -> datetime:
@@ -100,6 +103,19 @@ def utc_now() -> datetime:
 
 #: Told the events of every batch once they are durable, in log order.
 DurableListener = Callable[[Sequence[Event]], None]
+#: Given one command's new events, the commands they call for (rules, command).
+Reactor = Callable[[Sequence[Event]], list[tuple["AggregateRules", Any]]]
+
+
+def _reaction_done(future: asyncio.Future[Outcome]) -> None:
+    """Retrieve a reaction command's outcome (nobody awaits it)."""
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if isinstance(exc, DomainError):
+        log.debug("a reaction was refused: %s", exc)
+    elif exc is not None:
+        log.warning("a reaction failed (its follower retries): %s", exc)
 
 
 class GroupCommitter:
@@ -135,6 +151,7 @@ class GroupCommitter:
         self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[DurableListener] = []
+        self._reactors: list[Reactor] = []
         #: Number of transactions committed and commands carried (for tests, bench).
         self.transactions = 0
         self.commands = 0
@@ -146,6 +163,23 @@ class GroupCommitter:
         raise (an exception is logged and ignored).
         """
         self._listeners.append(listener)
+
+    def react(self, reactor: Reactor) -> None:
+        """Run the commands ``reactor`` asks for in the same transaction as
+        the events that called for them.
+
+        After each command is decided, its events are handed to every reactor;
+        each command a reactor returns is decided right after it, on the state
+        the batch has left, and stored with it: atomically, one group commit
+        instead of two. A command whose aggregate this committer has not
+        loaded is queued instead once the batch is durable. Nothing waits for
+        reaction commands and their refusals are only logged at debug level:
+        a reactor is a shortcut for a follower whose log-driven path runs the
+        same commands again, idempotently (see
+        :class:`hub.processes.OrderStockProcess`). Reactions of reactions are
+        not run. A reactor must be quick and must not raise.
+        """
+        self._reactors.append(reactor)
 
     def unlisten(self, listener: DurableListener) -> None:
         """Stop handing batches to ``listener``."""
@@ -281,7 +315,7 @@ class GroupCommitter:
 
     def _launch(self, batch: list[_Pending], decision: _Decision) -> _Flight:
         """Start writing a decided batch; keep its states speculatively."""
-        states, decided, refused = decision
+        states, decided, refused, deferred = decision
         events = [e for _, evs, _ in decided for e in evs]
         write: asyncio.Future[list[int]]
         if events:
@@ -291,7 +325,7 @@ class GroupCommitter:
             write.set_result([])
         for aid, state in states.items():
             self._remember(aid, state)
-        return _Flight(batch, states, decided, refused, write)
+        return _Flight(batch, states, decided, refused, write, deferred)
 
     async def _land(self, flight: _Flight) -> bool:
         """Wait for a written batch and answer its callers.
@@ -319,6 +353,7 @@ class GroupCommitter:
         self.commands += len(flight.decided)
         self._tell(flight.decided)
         self._answer(flight.decided, flight.refused, positions)
+        self._queue_deferred(flight.deferred)
         self._done(flight.batch)
         return True
 
@@ -336,7 +371,7 @@ class GroupCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         for attempt in range(MAX_CONFLICT_RETRIES):
-            states, decided, refused = await self._prepare(batch)
+            states, decided, refused, deferred = await self._prepare(batch)
             all_events = [e for _, events, _ in decided for e in events]
             try:
                 positions = (
@@ -355,19 +390,15 @@ class GroupCommitter:
                 self._remember(aid, state)
             self._tell(decided)
             self._answer(decided, refused, positions)
+            self._queue_deferred(deferred)
             return
         raise IntegrityError(
             f"batch still conflicted after {MAX_CONFLICT_RETRIES} attempts"
         )
 
-    def _decide(
-        self, batch: list[_Pending]
-    ) -> tuple[
-        dict[uuid.UUID, Any],
-        list[tuple[_Pending, list[Event], Any]],
-        list[tuple[_Pending, DomainError]],
-    ]:
-        """Decide every live command in order, each on the state left by the last.
+    def _decide(self, batch: list[_Pending]) -> _Decision:
+        """Decide every live command in order, each on the state left by the last,
+        with the reactions each one calls for right after it (:meth:`react`).
 
         Refusals are returned, not told: if the batch then loses a race, they
         are decided again on fresh state.
@@ -375,8 +406,14 @@ class GroupCommitter:
         states: dict[uuid.UUID, Any] = {}
         decided: list[tuple[_Pending, list[Event], Any]] = []
         refused: list[tuple[_Pending, DomainError]] = []
+        deferred: list[_Pending] = []
         ctx = Context(now=self._clock(), new_id=self._new_id)
-        for pending in batch:
+        work = list(batch)
+        reactions: set[int] = set()  # ids of the reaction commands in ``work``
+        index = 0
+        while index < len(work):
+            pending = work[index]
+            index += 1
             if pending.future.done():
                 continue
             aid = pending.aggregate_id
@@ -390,7 +427,40 @@ class GroupCommitter:
                 state = pending.rules.mutate(event, state)
             states[aid] = state
             decided.append((pending, events, state))
-        return states, decided, refused
+            if events and self._reactors and id(pending) not in reactions:
+                now, later = self._reactions(events, states)
+                work[index:index] = now  # decided next; their own are not run
+                reactions.update(id(p) for p in now)
+                deferred += later
+        return states, decided, refused, deferred
+
+    def _reactions(
+        self, events: list[Event], states: dict[uuid.UUID, Any]
+    ) -> tuple[list[_Pending], list[_Pending]]:
+        """The reactors' commands for ``events``: those whose aggregate is
+        known here (decided in this batch) and those to queue after it."""
+        now: list[_Pending] = []
+        later: list[_Pending] = []
+        loop = asyncio.get_running_loop()
+        for reactor in self._reactors:
+            try:
+                asked = reactor(events)
+            except Exception:
+                log.exception("reactor %r failed", reactor)
+                continue
+            for rules, command in asked:
+                future: asyncio.Future[Outcome] = loop.create_future()
+                future.add_done_callback(_reaction_done)
+                pending = _Pending(command, rules, future)
+                known = pending.aggregate_id in states or (
+                    pending.aggregate_id in self._cache
+                )
+                (now if known else later).append(pending)
+        return now, later
+
+    def _queue_deferred(self, deferred: list[_Pending]) -> None:
+        for pending in deferred:
+            self._queue.put_nowait(pending)
 
     @staticmethod
     def _answer(

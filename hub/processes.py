@@ -108,14 +108,15 @@ class OrderStockProcess(Projection):
         self.committer = committer
         self.commands = 0
         self.refused = 0
-        #: Stock commands queued by the shortcut (:meth:`react`).
+        #: Stock commands planned by the shortcut (:meth:`plan`).
         self.reacted = 0
 
-    def react(self, events: Sequence[Event]) -> None:
-        """The shortcut: queue each order event's stock commands the moment
-        the event is durable (a :meth:`hub.commit.GroupCommitter.listen`
-        listener), in log order, so an order moves stock one group commit
-        after it is stored instead of after a NOTIFY and a read of the log.
+    def plan(self, events: Sequence[Event]) -> list[tuple[AggregateRules, Any]]:
+        """The shortcut (a :meth:`hub.commit.GroupCommitter.react` reactor):
+        the stock commands of the order events a command has just decided, run
+        in the same transaction as the order's events, so an order's stock
+        moves in the group commit that stores it rather than after a NOTIFY, a
+        read of the log and a second commit.
 
         Nothing waits for these commands and their refusals are not recorded
         here: the log-driven path (:meth:`apply_batch`) runs the same commands
@@ -123,12 +124,12 @@ class OrderStockProcess(Projection):
         records any refusal. A refused shortcut command that succeeds on that
         second run (stock came free in between) leaves no trace but the commit.
         """
+        planned: list[tuple[AggregateRules, Any]] = []
         for event in events:
             if isinstance(event, STOCK_MOVING_EVENTS):
-                for command in order.stock_effect(event):
-                    future = self.committer.submit(STOCK_RULES, command)
-                    future.add_done_callback(_quietly)
-                    self.reacted += 1
+                planned += [(STOCK_RULES, c) for c in order.stock_effect(event)]
+        self.reacted += len(planned)
+        return planned
 
     async def apply(
         self, cur: psycopg.AsyncCursor[object], event: Event, position: int
@@ -193,16 +194,6 @@ class OrderStockProcess(Projection):
         )
 
 
-def _quietly(future: asyncio.Future[Outcome]) -> None:
-    """Retrieve a shortcut command's outcome: a refusal is the log-driven
-    path's to record; a store failure is logged (that path retries)."""
-    if future.cancelled():
-        return
-    exc = future.exception()
-    if exc is not None and not isinstance(exc, DomainError):
-        log.warning("order stock shortcut failed (the process retries): %s", exc)
-
-
 class ProcessRunner(ProjectionRunner):
     """A :class:`ProjectionRunner` that outlives failures of the store.
 
@@ -231,11 +222,11 @@ PROCESSES: dict[str, type[OrderStockProcess]] = {
 
 
 def default_processes(committer: GroupCommitter) -> list[Projection]:
-    """Every process manager the hub runs, on ``committer`` (each listening to
+    """Every process manager the hub runs, on ``committer`` (each reacting on
     it for its shortcut)."""
     processes: list[Projection] = []
     for kind in PROCESSES.values():
         process = kind(committer)
-        committer.listen(process.react)
+        committer.react(process.plan)
         processes.append(process)
     return processes

@@ -268,9 +268,17 @@ VIEWS = {
 }
 
 
+async def _position_of(hub: Hub, event_id: uuid.UUID) -> int:
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        for position, topic, state in await read_log(conn, 0, 100_000):
+            if decode_event(topic, state).event_id == event_id:
+                return int(position)
+    raise LookupError(event_id)
+
+
 async def test_an_order_moves_stock_on_the_committers_shortcut_once(hub: Hub) -> None:
     """With the log-driven process stopped, a stored order still commits its
-    units (the committer hands durable events to the process at once); the
+    units, in the same transaction (the process reacts on the committer); the
     process, started again, replays the order from the log and changes nothing.
     """
     await hub.execute("stock.receive", stock.ReceiveStock(sku="Q-1", quantity=10))
@@ -288,9 +296,12 @@ async def test_an_order_moves_stock_on_the_committers_shortcut_once(hub: Hub) ->
 
     hub.committer.listen(listener)
     try:
-        await hub.execute("order.place", place("quick", ("Q-1", 3)))
-        async with asyncio.timeout(10):
-            await committed.wait()
+        placed = await hub.execute("order.place", place("quick", ("Q-1", 3)))
+        # Durable together: told to listeners before the order's caller hears.
+        assert committed.is_set()
+        assert seen[0].originator_version == 2
+        position = await _position_of(hub, seen[0].event_id)
+        assert position == max(placed.positions) + 1
         item = await hub.committer.latest(STOCK_RULES, stock.stock_item_id("Q-1"))
         assert (item.committed, item.available) == (3, 7)
 
