@@ -99,7 +99,9 @@ async def _serve(
     await broker.start()
     platforms = None
     if platforms_config is not None:
-        platforms = connect_platforms(hub, platforms_config)
+        platforms = connect_platforms(
+            hub, platforms_config, token_store=_token_store(database_url)
+        )
         await platforms.start(http_port=http_port)
         _print(
             f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
@@ -118,6 +120,16 @@ async def _serve(
             await platforms.stop()
         await broker.stop()
         await hub.stop()
+
+
+def _token_store(database_url: str) -> Any:
+    """The platforms' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
+    from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
+
+    try:
+        return PostgresTokenStore(database_url, key=token_key())
+    except TokenStoreError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _connectors_config(settings: Settings) -> ConnectorsConfig:
@@ -485,7 +497,7 @@ async def _sync_orders(
 
     hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
     await hub.start()
-    platforms = connect_platforms(hub, config)
+    platforms = connect_platforms(hub, config, token_store=_token_store(database_url))
     try:
         state = await hub.committer.load(
             BINDING_RULES, parse_binding_id(binding.split())

@@ -194,7 +194,10 @@ class Connectors:
         self._authorised: set[tuple[str, str]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         for shop in config.shops:
-            if shop.token is not None:
+            # The file's token seeds the store; one the hub already holds
+            # (refreshed since, its predecessor maybe spent) is newer.
+            held = self.tokens.get(shop.platform, shop.shop_id)
+            if shop.token is not None and held is None:
                 self.tokens.put(
                     shop.platform, shop.shop_id, msgspec.convert(shop.token, TokenState)
                 )

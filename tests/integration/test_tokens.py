@@ -1,0 +1,149 @@
+"""The platforms' tokens survive a restart (``hub.tokens.PostgresTokenStore``)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import psycopg
+import pytest
+
+from connectors.common import TokenState
+from connectors.sandbox import SandboxControl, SandboxServer
+from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
+from hub.migrate import migrate
+from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
+
+STATE = TokenState(
+    access_token="at-secret-1",
+    access_expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+    refresh_token="rt-secret-1",
+    refresh_expires_at=datetime(2030, 2, 1, tzinfo=UTC),
+)
+
+
+@pytest.fixture
+def db(database_url: str) -> str:
+    migrate(database_url)
+    return database_url
+
+
+def _key() -> bytes:
+    return os.urandom(32)
+
+
+def _rows(db: str) -> list[tuple[bool, bytes]]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT sealed, state FROM connector_tokens").fetchall()
+    return [(bool(s), bytes(b)) for s, b in rows]
+
+
+def test_a_token_put_before_a_restart_is_there_after_it(db: str) -> None:
+    store = PostgresTokenStore(db)
+    store.put("youzan", "42001", STATE)
+    store.close()
+
+    again = PostgresTokenStore(db)
+    assert again.get("youzan", "42001") == STATE
+    assert again.get("youzan", "other") is None
+    again.close()
+
+
+def test_sealed_tokens_open_only_with_their_key(db: str) -> None:
+    key = _key()
+    store = PostgresTokenStore(db, key=key)
+    store.put("kuaishou_shop", "900001", STATE)
+    store.close()
+    ((sealed, blob),) = _rows(db)
+    assert sealed and b"at-secret-1" not in blob and b"rt-secret-1" not in blob
+
+    with PostgresTokenStore(db, key=key) as reopened:
+        assert reopened.get("kuaishou_shop", "900001") == STATE
+    with pytest.raises(TokenStoreError, match="HUB_TOKEN_KEY") as unkeyed:
+        PostgresTokenStore(db)
+    assert "kuaishou_shop/900001" in str(unkeyed.value)
+    with pytest.raises(TokenStoreError, match="another key"):
+        PostgresTokenStore(db, key=_key())
+
+
+def test_a_sealed_row_moved_to_another_shop_does_not_open(db: str) -> None:
+    key = _key()
+    store = PostgresTokenStore(db, key=key)
+    store.put("youzan", "a", STATE)
+    store.close()
+    with psycopg.connect(db) as conn:
+        conn.execute("UPDATE connector_tokens SET shop_id = 'b'")
+    with pytest.raises(TokenStoreError, match="youzan/b"):
+        PostgresTokenStore(db, key=key)
+
+
+@pytest.mark.parametrize("raw", ["not base64!", base64.b64encode(b"short").decode()])
+def test_a_bad_key_setting_is_refused_by_name(raw: str) -> None:
+    with pytest.raises(TokenStoreError, match="HUB_TOKEN_KEY: must be 32 bytes"):
+        token_key({"HUB_TOKEN_KEY": raw})
+    assert token_key({}) is None
+
+
+async def test_an_oauth_shop_needs_no_new_consent_after_a_restart(
+    db: str, sandbox: SandboxServer, sandbox_control: SandboxControl
+) -> None:
+    creds = await sandbox_control.create_shop("youzan", "42001")
+    await sandbox_control.set_sku(
+        "youzan", "42001", "456", product_id="123", stock=7, price_fen=990
+    )
+    shop = ShopConfig(
+        platform="youzan",
+        shop_id="42001",
+        channel_account="acct-1",
+        credentials=creds,
+        listings=(Listing(hub_sku="A", platform_sku_id="456", product_id="123"),),
+    )
+    config = ConnectorsConfig(base_urls={"youzan": sandbox.url}, shops=(shop,))
+    key = _key()
+    first = PostgresTokenStore(db, key=key)
+    connectors = Connectors(config, token_store=first)
+    code = await sandbox_control.authorization_code("youzan", "42001")
+    granted = await connectors.exchange_code(shop, code, "http://127.0.0.1:9/cb")
+    await connectors.aclose()
+    first.close()
+
+    # A new process: the token comes from the database, not from the merchant.
+    second = PostgresTokenStore(db, key=key)
+    assert second.get("youzan", "42001") == granted
+    restarted = Connectors(config, token_store=second)
+    client = await restarted.ready_client(shop)
+    assert await client.fetch_stock("42001", "456", product_id="123") == 7
+    # A refresh (its old refresh token now spent) is stored before it is used.
+    await sandbox_control.expire_tokens("youzan", "42001")
+    assert await client.fetch_stock("42001", "456", product_id="123") == 7
+    await restarted.aclose()
+    renewed = second.get("youzan", "42001")
+    assert renewed is not None and renewed != granted
+    second.close()
+    with PostgresTokenStore(db, key=key) as third:
+        assert third.get("youzan", "42001") == renewed
+    assert granted.access_expires_at > datetime.now(UTC) - timedelta(days=1)
+
+
+def test_a_files_token_only_seeds_a_shop_the_store_does_not_hold(db: str) -> None:
+    newer = TokenState(
+        access_token="at-2", access_expires_at=datetime(2031, 1, 1, tzinfo=UTC)
+    )
+    shops = tuple(
+        ShopConfig(
+            platform="youzan",
+            shop_id=shop_id,
+            channel_account="acct-1",
+            credentials={"client_id": "c", "client_secret": "s"},
+            token=msgspec.to_builtins(STATE),
+        )
+        for shop_id in ("held", "new")
+    )
+    config = ConnectorsConfig(base_urls={}, shops=shops)
+    with PostgresTokenStore(db) as store:
+        store.put("youzan", "held", newer)
+        Connectors(config, token_store=store)
+        assert store.get("youzan", "held") == newer
+        assert store.get("youzan", "new") == STATE
