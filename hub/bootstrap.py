@@ -32,7 +32,7 @@ from hub.processes import ProcessRunner, default_processes
 from hub.relay import Relay
 from hub.settings import eventsourcing_env
 from hub.store import HubApplication
-from hub.sync import SyncScheduler
+from hub.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
@@ -273,7 +273,9 @@ def connect_platforms(
     outbound = OutboundDispatcher(
         hub, connectors, sleep=sleep, jitter=jitter, max_rounds=max_push_rounds
     )
-    scheduler = SyncScheduler(intake, outbound, clock=clock)
+    scheduler = SyncScheduler(
+        intake, outbound, clock=clock, cursors=PollCursors(hub.database_url)
+    )
     return Platforms(
         connectors=connectors, intake=intake, outbound=outbound, scheduler=scheduler
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg
+
 from connectors.common import PlatformCallError, SyncPolicy
 from domain.binding import DataScopeError
 from domain.events import DomainError
@@ -77,6 +79,36 @@ class TickReport:
     calibrated: list[str] = field(default_factory=list)
 
 
+class PollCursors:
+    """Where each shop's order polls got to, kept in PostgreSQL
+    (``poll_cursors``), so polls resume there after a restart.
+
+    Args:
+        database_url: PostgreSQL holding ``poll_cursors`` (migrated).
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def load(self) -> dict[str, datetime]:
+        """Every shop's cursor (``platform/shop_id`` → end of its last pull)."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute("SELECT shop, pulled_until FROM poll_cursors")
+            return {str(shop): until for shop, until in await cur.fetchall()}
+
+    async def save(self, shop: str, pulled_until: datetime) -> None:
+        """Move a shop's cursor forward (never back)."""
+        async with await psycopg.AsyncConnection.connect(
+            self.database_url, autocommit=True
+        ) as conn:
+            await conn.execute(
+                "INSERT INTO poll_cursors (shop, pulled_until) VALUES (%s, %s) "
+                "ON CONFLICT (shop) DO UPDATE SET pulled_until = GREATEST("
+                "poll_cursors.pulled_until, EXCLUDED.pulled_until), updated_at = now()",
+                (shop, pulled_until),
+            )
+
+
 class SyncScheduler:
     """Runs order polls and stock calibrations when the policies say.
 
@@ -86,6 +118,7 @@ class SyncScheduler:
         clock: The current time, timezone-aware (injected).
         policies: Each platform's sync policy.
         lookback: How far back a shop's first poll reads.
+        cursors: Where polls got to, kept across restarts (None: in memory).
     """
 
     def __init__(
@@ -96,8 +129,11 @@ class SyncScheduler:
         clock: Callable[[], datetime],
         policies: Mapping[str, SyncPolicy] = POLICIES,
         lookback: timedelta = DEFAULT_LOOKBACK,
+        cursors: PollCursors | None = None,
     ) -> None:
         self.intake = intake
+        self.cursors = cursors
+        self._cursors_loaded = cursors is None
         self.outbound = outbound
         self.clock = clock
         self.policies = policies
@@ -121,6 +157,12 @@ class SyncScheduler:
         30 minutes); without ``since`` it starts where the previous pull of the
         shop ended (less :data:`OVERLAP`), or ``lookback`` before its end.
         """
+        if not self._cursors_loaded and self.cursors is not None:
+            for key, pulled in (await self.cursors.load()).items():
+                self._pulled_until[key] = max(
+                    pulled, self._pulled_until.get(key, pulled)
+                )
+            self._cursors_loaded = True
         delay = timedelta(seconds=self.policies[shop.platform].orders.poll_delay_s)
         end = until or self.clock() - delay
         start = since or self._pulled_until.get(shop.key, end - self.lookback)
@@ -155,6 +197,11 @@ class SyncScheduler:
             log.warning("order pull of %s failed: %s", shop.key, exc)
             return report
         self._pulled_until[shop.key] = max(end, self._pulled_until.get(shop.key, end))
+        if self.cursors is not None:
+            try:
+                await self.cursors.save(shop.key, self._pulled_until[shop.key])
+            except psycopg.Error as exc:  # the orders are in; the cursor lags
+                log.warning("poll cursor of %s not saved: %s", shop.key, exc)
         return report
 
     def due_polls(self, now: datetime) -> list[ShopConfig]:

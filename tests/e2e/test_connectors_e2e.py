@@ -44,6 +44,7 @@ from hub.http import create_app
 from hub.platforms import Platforms
 from hub.policies import load_policy_book
 from hub.status import read_status
+from hub.sync import OVERLAP, PollCursors, SyncScheduler
 from projections.base import log_head
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
 
@@ -623,6 +624,29 @@ async def test_douyin_is_polled_thirty_minutes_late_and_kuaishou_on_demand(
     )
     assert (report.ok, report.orders) == (True, 1)
     assert await rig.hub.committer.load(ORDER_RULES, ks_id) is not None
+
+
+async def test_polls_resume_where_they_ended_after_a_restart(rig: Rig) -> None:
+    douyin = rig.shop("douyin_shop")
+    start = datetime.now(UTC).replace(microsecond=0)
+    rig.schedule_now.append(start)
+    first = await rig.platforms.scheduler.tick()
+    (poll,) = [p for p in first.polls if p.shop == douyin.key]
+    assert poll.ok
+
+    # A new process three hours later (the hub was down): its first poll of the
+    # shop starts where the last one ended, not an hour back.
+    restarted = SyncScheduler(
+        rig.platforms.intake,
+        None,
+        clock=lambda: rig.schedule_now[-1],
+        cursors=PollCursors(rig.hub.database_url),
+    )
+    rig.schedule_now.append(start + timedelta(hours=3))
+    report = await restarted.sync_orders(douyin)
+    assert report.ok
+    assert report.since == poll.until - OVERLAP
+    assert report.until == start + timedelta(hours=3) - timedelta(minutes=30)
 
 
 async def test_a_products_only_binding_never_pulls_orders(bundled_rig: Rig) -> None:
