@@ -46,7 +46,9 @@ from domain.allocation import allocate
 from domain.binding import Binding, binding_id
 from domain.events import Context, DomainError, Event, registered_events
 from domain.stock import (
+    ReportPlatformStock,
     StockCommitted,
+    StockDriftDetected,
     StockItem,
     StockLevels,
     StockReleased,
@@ -94,6 +96,11 @@ STOCK_PUSH_RULES = StockPushRules()
 #: Stock events of an order that the order's platform applied to its own
 #: number first (a sale takes units there, a cancellation returns them).
 ORDER_MOVES = (StockCommitted, StockReleased)
+
+
+def _logged_report(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("drift report not recorded: %s", future.exception())
 
 
 @dataclass
@@ -346,6 +353,7 @@ class OutboundDispatcher(Projection):
         """
         newest: dict[str, Any] = {}
         moved: dict[str, set[str]] = {}
+        drifted: dict[str, set[tuple[str, str]]] = {}
         for event, _ in events:
             sku = getattr(event, "sku", None)
             if isinstance(event, StockLevels) and isinstance(sku, str):
@@ -353,6 +361,12 @@ class OutboundDispatcher(Projection):
                 platform = getattr(event, "platform", None)
                 if isinstance(event, ORDER_MOVES) and platform:
                     moved.setdefault(sku, set()).add(platform)
+                if isinstance(event, StockDriftDetected) and not (
+                    event.request_id or ""
+                ).startswith("sp-"):
+                    # Reported from outside (not by a calibration of this
+                    # dispatcher): calibrate that listing.
+                    drifted.setdefault(sku, set()).add((event.platform, event.shop_id))
         bindings: dict[tuple[str, str], bool] = {}
         wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]] = []
         for sku, event in newest.items():
@@ -363,6 +377,16 @@ class OutboundDispatcher(Projection):
                 bindings,
                 moved=moved.get(sku, set()),
             )
+            for platform, shop_id in sorted(drifted.get(sku, set())):
+                for shop in self.connectors.shops(platform):
+                    if shop_id in ("", shop.shop_id):
+                        wanted += await self._requests(
+                            sku,
+                            event.available,
+                            event.originator_version,
+                            bindings,
+                            calibrate=shop,
+                        )
         await self._issue(wanted)
         for sku in newest:
             self._wake(sku)  # more stock, or a sale elsewhere, may make room
@@ -685,12 +709,17 @@ class OutboundDispatcher(Projection):
         """
         shop, listing = job.shop, job.listing
         sku = listing.hub_sku
-        if job.calibration:
-            self._ledgers.pop(job.key, None)
+        before = self._ledgers.pop(job.key, None) if job.calibration else None
         try:
             client = await self.connectors.ready_client(shop)
             ledger = await self._ledger(job, client)
+            if before is not None:
+                self._report_drift(
+                    job, ledger.baseline, before.showing(ledger.sold_at_baseline)
+                )
         except PlatformCallError as exc:
+            if before is not None and job.key not in self._ledgers:
+                self._ledgers[job.key] = before  # the read failed: keep counting
             return _Round(
                 self._result(
                     job,
@@ -773,6 +802,21 @@ class OutboundDispatcher(Projection):
             # sends it again under its own request id first: applied once.
             ledger.uncertain = (request_id, delta)
         return result
+
+    def _report_drift(self, job: PushJob, reported: int, expected: int) -> None:
+        """Record what a calibration found the platform showing against what
+        the hub expected it to (``ReportPlatformStock``: beyond tolerance 0 it
+        is ``StockDriftDetected``, in the ``stock_drift`` view). Not awaited."""
+        command = ReportPlatformStock(
+            sku=job.listing.hub_sku,
+            platform=job.shop.platform,
+            shop_id=job.shop.shop_id,
+            reported=max(reported, 0),
+            expected=max(expected, 0),
+            request_id=f"{job.request_id}:calibrated",
+        )
+        future = self.hub.committer.submit(STOCK_RULES, command)
+        future.add_done_callback(_logged_report)
 
     async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
         """The listing's ledger; the first one reads the platform's number.

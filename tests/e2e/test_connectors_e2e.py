@@ -36,11 +36,18 @@ from connectors.wechat_shop import protocol as wechat_protocol
 from domain import order as order_domain
 from domain.allocation import AllocationRule, allocate
 from domain.policy import PolicyBook
-from domain.stock import AdjustStock, ReceiveStock, StockItem, stock_item_id
+from domain.stock import (
+    AdjustStock,
+    ReceiveStock,
+    ReportPlatformStock,
+    StockItem,
+    stock_item_id,
+)
 from hub.bootstrap import Hub, bootstrap, connect_platforms
 from hub.commands import ORDER_RULES, STOCK_RULES
 from hub.connectors import ConnectorsConfig, Listing, ShopConfig
 from hub.http import create_app
+from hub.inventory import read_drift
 from hub.platforms import Platforms
 from hub.policies import load_policy_book
 from hub.status import read_status
@@ -429,6 +436,46 @@ async def test_a_raise_waits_until_the_other_listings_have_come_down(
     synced = {(s.platform, s.version) for s in rig.platforms.outbound.syncs}
     assert ("wechat_shop", item.version) not in synced  # it was held back then
     assert any(p == "wechat_shop" and v > item.version for p, v in synced)
+
+
+async def test_drift_is_recorded_by_calibration_and_a_reported_drift_calibrates(
+    rig: Rig,
+) -> None:
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))
+    await _settled(rig)
+    target = (await _expected(rig, "SKU-A"))["youzan"]
+    product_id, sku_id = LISTED["SKU-A"]["youzan"]
+    shop_id = SHOPS["youzan"]
+
+    # Someone changed Youzan's number behind the hub's back; a calibration
+    # finds it, records the drift and puts the listing right.
+    await rig.control.set_sku(
+        "youzan", shop_id, sku_id, product_id=product_id, stock=99, price_fen=990
+    )
+    assert await rig.platforms.outbound.calibrate("youzan") >= 1
+    await _settled(rig)
+    await rig.hub.projection("stock_drift").wait_for(await _head(rig))
+    (row,) = await read_drift(rig.hub.database_url, "SKU-A")
+    assert (row.platform, row.reported, row.expected) == ("youzan", 99, target)
+    assert await _listed(rig, "youzan", "SKU-A") == target
+
+    # A drift reported from outside (here: by command) makes the hub calibrate
+    # that listing: read it again and send the difference.
+    await rig.control.set_sku(
+        "youzan", shop_id, sku_id, product_id=product_id, stock=3, price_fen=990
+    )
+    await rig.hub.execute(
+        "stock.report_platform",
+        ReportPlatformStock(
+            sku="SKU-A",
+            platform="youzan",
+            shop_id=shop_id,
+            reported=3,
+            expected=target,
+        ),
+    )
+    await _settled(rig)
+    assert await _listed(rig, "youzan", "SKU-A") == target
 
 
 async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
