@@ -7,12 +7,19 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from connectors.sandbox import control, douyin, kuaishou, wechat, youzan
 from connectors.sandbox.config import SandboxConfig
 from connectors.sandbox.crowd import Crowds
 from connectors.sandbox.pushes import PushSender
 from connectors.sandbox.state import SandboxState
+
+
+async def _gone(request: Request, exc: Exception) -> Response:
+    """The answer to a client that is no longer there (never delivered)."""
+    return Response(status_code=499)
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:
@@ -55,6 +62,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             *youzan.routes(state, pushes),
         ],
         lifespan=lifespan,
+        # A client that gives up on a call mid-request (a timeout, or a slow
+        # answer abandoned and sent again) is no error of the platform's.
+        exception_handlers={ClientDisconnect: _gone},
     )
     app.state.sandbox = state
     app.state.pushes = pushes
