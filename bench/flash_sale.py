@@ -144,7 +144,7 @@ from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
 from hub.embedded import parent_death_signal, start_servers
 from hub.http import POLICIES, HttpServer, create_app
 from hub.inbound import OrderIntake
-from hub.outbound import OutboundDispatcher
+from hub.outbound import LedgerStore, OutboundDispatcher
 from hub.platforms import Platforms
 from hub.policies import load_policy_book
 from hub.runtime import run as run_loop
@@ -537,7 +537,11 @@ class Rig:
             connectors.client(shop).policy = self.profile[shop.platform]
         intake = OrderIntake(hub, connectors)
         outbound = OutboundDispatcher(
-            hub, connectors, policies=self.profile, jitter=rng.random
+            hub,
+            connectors,
+            policies=self.profile,
+            jitter=rng.random,
+            ledger_store=LedgerStore(self.database_url),
         )
         scheduler = SyncScheduler(
             intake, outbound, clock=utc_now, policies=self.profile

@@ -25,7 +25,7 @@ from hub.connectors import Connectors, ConnectorsConfig
 from hub.inbound import OrderIntake
 from hub.messages import CommandReply, ErrorInfo, event_type
 from hub.migrate import migrate
-from hub.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
+from hub.outbound import DEFAULT_MAX_ROUNDS, LedgerStore, OutboundDispatcher
 from hub.platforms import Platforms
 from hub.policies import load_policy_book
 from hub.processes import ProcessRunner, default_processes
@@ -271,7 +271,12 @@ def connect_platforms(
     )
     intake = OrderIntake(hub, connectors)
     outbound = OutboundDispatcher(
-        hub, connectors, sleep=sleep, jitter=jitter, max_rounds=max_push_rounds
+        hub,
+        connectors,
+        sleep=sleep,
+        jitter=jitter,
+        max_rounds=max_push_rounds,
+        ledger_store=LedgerStore(hub.database_url),
     )
     scheduler = SyncScheduler(
         intake, outbound, clock=clock, cursors=PollCursors(hub.database_url)

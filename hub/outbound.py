@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from connectors.common import PlatformCallError, PushResult, SyncPolicy, backoff_delay_s
 from domain import push as stock_push
@@ -141,6 +142,83 @@ class _Ledger:
         return self.showing(sold) + pending
 
 
+class LedgerStore:
+    """The dispatcher's ledgers in PostgreSQL (``stock_ledgers``).
+
+    A restarted hub goes on from what it wrote instead of reading each
+    platform again (a read counts the sales the hub has not heard of yet,
+    which would later be subtracted twice and over-list by them). Each write's
+    intent is saved before it is sent (``pending``), so a write cut off by a
+    crash is sent again under its own request id first: applied once.
+
+    Args:
+        database_url: PostgreSQL holding ``stock_ledgers`` (migrated).
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+
+    async def open(self) -> None:
+        """Open the connections."""
+        await self._pool.open()
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._pool.close()
+
+    async def load(self) -> dict[tuple[str, str, str], _Ledger]:
+        """Every saved ledger, a pending write as one of unknown outcome."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT platform, shop_id, sku, baseline, sold_at_baseline, written, "
+                "pending_request, pending_delta FROM stock_ledgers"
+            )
+            rows = await cur.fetchall()
+        ledgers = {}
+        for platform, shop_id, sku, base, sold, written, request, delta in rows:
+            ledger = _Ledger(baseline=int(base), sold_at_baseline=int(sold))
+            ledger.written = int(written)
+            if request is not None and delta is not None:
+                ledger.uncertain = (str(request), int(delta))
+            ledgers[(str(platform), str(shop_id), str(sku))] = ledger
+        return ledgers
+
+    async def save(
+        self,
+        key: tuple[str, str, str],
+        ledger: _Ledger,
+        pending: tuple[str, int] | None = None,
+    ) -> None:
+        """Save one listing's ledger (and the write about to be sent)."""
+        request, delta = pending or ledger.uncertain or (None, None)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO stock_ledgers (platform, shop_id, sku, baseline, "
+                "sold_at_baseline, written, pending_request, pending_delta) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (platform, shop_id, sku) DO UPDATE SET "
+                "baseline = EXCLUDED.baseline, "
+                "sold_at_baseline = EXCLUDED.sold_at_baseline, "
+                "written = EXCLUDED.written, "
+                "pending_request = EXCLUDED.pending_request, "
+                "pending_delta = EXCLUDED.pending_delta, updated_at = now()",
+                (
+                    *key,
+                    ledger.baseline,
+                    ledger.sold_at_baseline,
+                    ledger.written,
+                    request,
+                    delta,
+                ),
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class ListingSync:
     """A moment a listing showed the allocation of a stock version.
@@ -230,6 +308,8 @@ class OutboundDispatcher(Projection):
         max_rounds: Rounds of calls before a push is dead-lettered.
         sleep: Waits between rounds (injected; tests pass a fake).
         jitter: Numbers in [0, 1) for the backoff between rounds.
+        ledger_store: Where the ledgers are kept across restarts (None: in
+            memory, read again from each platform after a restart).
     """
 
     name: ClassVar[str] = "outbound_stock"
@@ -247,8 +327,10 @@ class OutboundDispatcher(Projection):
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        ledger_store: LedgerStore | None = None,
     ) -> None:
         self.hub = hub
+        self.ledger_store = ledger_store
         self.connectors = connectors
         self.policies = policies
         self.max_rounds = max_rounds
@@ -270,6 +352,9 @@ class OutboundDispatcher(Projection):
     async def start(self) -> None:
         """Resume pending pushes, then follow the log (and take the
         committer's shortcut, :meth:`_react`)."""
+        if self.ledger_store is not None:
+            await self.ledger_store.open()
+            self._ledgers.update(await self.ledger_store.load())
         await self._resume_pending()
         self.hub.committer.listen(self._react)
         await self.runner.start()
@@ -284,6 +369,8 @@ class OutboundDispatcher(Projection):
                 await task
         self._workers.clear()
         self._held.clear()
+        if self.ledger_store is not None:
+            await self.ledger_store.close()
 
     async def drain(self, timeout: float = 60.0) -> None:
         """Wait until every requested push has an outcome (for tests)."""
@@ -772,6 +859,10 @@ class OutboundDispatcher(Projection):
             f"{job.request_id}:{ledger.written}:{delta:+d}@{mark}{plan.version}"
         )
         listing = job.listing
+        if not await self._save(job, ledger, pending=(request_id, delta)):
+            # Never a write whose intent is not saved: a crash after it would
+            # leave the restarted hub counting it out.
+            return self._result(job, "failed", "ledger not saved; write not sent")
         ledger.in_flight = delta
         try:
             result = await self._push(
@@ -801,6 +892,7 @@ class OutboundDispatcher(Projection):
             # refusal or a token the platform would not renew). The next push
             # sends it again under its own request id first: applied once.
             ledger.uncertain = (request_id, delta)
+        await self._save(job, ledger)
         return result
 
     def _report_drift(self, job: PushJob, reported: int, expected: int) -> None:
@@ -818,6 +910,19 @@ class OutboundDispatcher(Projection):
         future = self.hub.committer.submit(STOCK_RULES, command)
         future.add_done_callback(_logged_report)
 
+    async def _save(
+        self, job: PushJob, ledger: _Ledger, pending: tuple[str, int] | None = None
+    ) -> bool:
+        """Save the listing's ledger; False (logged) when the database failed."""
+        if self.ledger_store is None:
+            return True
+        try:
+            await self.ledger_store.save(job.key, ledger, pending)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("ledger of %s not saved: %s", job.key, exc)
+            return False
+        return True
+
     async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
         """The listing's ledger; the first one reads the platform's number.
 
@@ -834,6 +939,7 @@ class OutboundDispatcher(Projection):
             )
             ledger = _Ledger(baseline=current, sold_at_baseline=sold)
             self._ledgers[job.key] = ledger
+            await self._save(job, ledger)
             self._wake(listing.hub_sku)
         return ledger
 
@@ -879,6 +985,7 @@ class OutboundDispatcher(Projection):
         elif result.outcome == "failed":
             return result
         ledger.uncertain = None  # applied now, or refused: settled either way
+        await self._save(job, ledger)
         self._wake(listing.hub_sku)
         return None
 
@@ -903,6 +1010,8 @@ class OutboundDispatcher(Projection):
                 job, "sent", f"no change: at zero (hub's ledger {showing})"
             )
         request_id = f"{job.request_id}:{ledger.written}:to-zero:{current}"
+        if not await self._save(job, ledger, pending=(request_id, -current)):
+            return self._result(job, "failed", "ledger not saved; write not sent")
         ledger.in_flight = -current
         try:
             result: PushResult = await self._push(
@@ -921,6 +1030,7 @@ class OutboundDispatcher(Projection):
             self._wake(listing.hub_sku)
         elif result.outcome == "failed":
             ledger.uncertain = (request_id, -current)
+        await self._save(job, ledger)
         return result
 
     async def _record(self, command: stock_push.StockPushCommand) -> None:

@@ -478,6 +478,42 @@ async def test_drift_is_recorded_by_calibration_and_a_reported_drift_calibrates(
     assert await _listed(rig, "youzan", "SKU-A") == target
 
 
+async def test_a_restarted_dispatcher_goes_on_from_its_ledger(rig: Rig) -> None:
+    """After a restart the dispatcher does not read the platform again (the
+    read would count a sale the hub has not heard of, which is subtracted once
+    more when it arrives): it goes on from the ledger it saved."""
+    await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))
+    await _settled(rig)
+    before = await _listed(rig, "wechat_shop", "SKU-A")
+    await rig.control.set_webhooks({"wechat_shop": "http://127.0.0.1:9/unreachable"})
+    _, sku_id = LISTED["SKU-A"]["wechat_shop"]
+    await rig.control.create_order(
+        "wechat_shop", SHOPS["wechat_shop"], [{"sku_id": sku_id, "quantity": 2}]
+    )
+    assert await _listed(rig, "wechat_shop", "SKU-A") == before - 2
+
+    # The hub's platform side restarts (same hub, same database).
+    await rig.platforms.stop()
+    rig.platforms = connect_platforms(
+        rig.hub,
+        rig.config,
+        client_options={"clock": rig.clock, "sleep": rig.clock.sleep},
+        token_store=rig.platforms.connectors.tokens,
+        sleep=rig.clock.sleep,
+    )
+    await rig.platforms.outbound.start()
+    try:
+        await rig.hub.execute(
+            "stock.adjust", AdjustStock(sku="SKU-A", delta=-6, reason="damaged")
+        )
+        await _settled(rig)
+        target = (await _expected(rig, "SKU-A"))["wechat_shop"]
+        # The 2 units sold unseen stay off sale across the restart.
+        assert await _listed(rig, "wechat_shop", "SKU-A") == target - 2
+    finally:
+        await rig.platforms.stop()
+
+
 async def test_a_push_that_keeps_failing_is_dead_lettered_and_shown_in_status(
     rig: Rig,
 ) -> None:
