@@ -288,9 +288,11 @@ class GroupCommitter:
                         preparing = asyncio.ensure_future(self._prepare(batch))
                         try:
                             landed = await self._land(flight)
-                        finally:
-                            decision = await preparing
-                        flight = None
+                        except BaseException:
+                            preparing.cancel()
+                            raise
+                        flight = None  # landed: never landed twice
+                        decision = await preparing
                         if not landed:
                             decision = await self._prepare(batch)
                 except Exception as exc:  # the store failed: every caller hears it
