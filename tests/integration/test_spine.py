@@ -83,6 +83,24 @@ async def test_concurrent_commands_are_committed_in_groups(hub: Hub) -> None:
     assert total == (401,)
 
 
+async def test_submitted_commands_are_decided_in_order_and_answered_when_durable(
+    hub: Hub,
+) -> None:
+    await hub.execute("stock.receive", ReceiveStock(sku="F-1", quantity=2))
+    futures = [
+        hub.submit("stock.adjust", AdjustStock(sku="F-1", delta=-1, reason=str(n)))
+        for n in range(3)
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    # In submission order: two units for the first two, the third refused.
+    assert [r.state.on_hand for r in results[:2]] == [1, 0]  # type: ignore[union-attr]
+    assert isinstance(results[2], InsufficientStockError)
+    positions = [p for r in results[:2] for p in r.positions]  # type: ignore[union-attr]
+    with psycopg.connect(hub.database_url) as conn:
+        (head,) = conn.execute("SELECT max(notification_id) FROM hub_events").fetchone()  # type: ignore[misc]
+    assert positions == [2, 3] and head == 3
+
+
 async def test_group_with_a_refused_command_stores_the_others(hub: Hub) -> None:
     await hub.execute("stock.receive", ReceiveStock(sku="R-1", quantity=3))
     results = await asyncio.gather(
