@@ -199,7 +199,9 @@ class Connectors:
             held = self.tokens.get(shop.platform, shop.shop_id)
             if shop.token is not None and held is None:
                 self.tokens.put(
-                    shop.platform, shop.shop_id, msgspec.convert(shop.token, TokenState)
+                    shop.platform,
+                    shop.shop_id,
+                    msgspec.convert(shop.token, TokenState, from_attributes=True),
                 )
 
     # ------------------------------------------------------------------ shops

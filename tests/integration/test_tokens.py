@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import psycopg
@@ -12,7 +13,13 @@ import pytest
 
 from connectors.common import TokenState
 from connectors.sandbox import SandboxControl, SandboxServer
-from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
+from hub.connectors import (
+    Connectors,
+    ConnectorsConfig,
+    Listing,
+    ShopConfig,
+    load_connectors_config,
+)
 from hub.migrate import migrate
 from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
 
@@ -127,21 +134,26 @@ async def test_an_oauth_shop_needs_no_new_consent_after_a_restart(
     assert granted.access_expires_at > datetime.now(UTC) - timedelta(days=1)
 
 
-def test_a_files_token_only_seeds_a_shop_the_store_does_not_hold(db: str) -> None:
+def test_a_files_token_only_seeds_a_shop_the_store_does_not_hold(
+    db: str, tmp_path: Path
+) -> None:
     newer = TokenState(
         access_token="at-2", access_expires_at=datetime(2031, 1, 1, tzinfo=UTC)
     )
-    shops = tuple(
-        ShopConfig(
-            platform="youzan",
-            shop_id=shop_id,
-            channel_account="acct-1",
-            credentials={"client_id": "c", "client_secret": "s"},
-            token=msgspec.to_builtins(STATE),
-        )
+    shops = [
+        {
+            "platform": "youzan",
+            "shop_id": shop_id,
+            "channel_account": "acct-1",
+            "credentials": {"client_id": "c", "client_secret": "s"},
+            "token": msgspec.to_builtins(STATE),
+            "listings": [],
+        }
         for shop_id in ("held", "new")
-    )
-    config = ConnectorsConfig(base_urls={}, shops=shops)
+    ]
+    path = tmp_path / "connectors.json"
+    path.write_bytes(msgspec.json.encode({"shops": shops}))
+    config = load_connectors_config(path)  # as `hub serve` reads it
     with PostgresTokenStore(db) as store:
         store.put("youzan", "held", newer)
         Connectors(config, token_store=store)
