@@ -100,7 +100,9 @@ async def _serve(
     platforms = None
     if platforms_config is not None:
         platforms = connect_platforms(
-            hub, platforms_config, token_store=_token_store(database_url)
+            hub,
+            platforms_config,
+            token_store=_token_store(database_url, platforms_config),
         )
         await platforms.start(http_port=http_port)
         _print(
@@ -122,12 +124,13 @@ async def _serve(
         await hub.stop()
 
 
-def _token_store(database_url: str) -> Any:
-    """The platforms' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
+def _token_store(database_url: str, config: ConnectorsConfig) -> Any:
+    """The configured shops' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
     from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
 
+    shops = {(shop.platform, shop.shop_id) for shop in config.shops}
     try:
-        return PostgresTokenStore(database_url, key=token_key())
+        return PostgresTokenStore(database_url, key=token_key(), shops=shops)
     except TokenStoreError as exc:
         raise SettingsError(str(exc)) from None
 
@@ -497,7 +500,9 @@ async def _sync_orders(
 
     hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
     await hub.start()
-    platforms = connect_platforms(hub, config, token_store=_token_store(database_url))
+    platforms = connect_platforms(
+        hub, config, token_store=_token_store(database_url, config)
+    )
     try:
         state = await hub.committer.load(
             BINDING_RULES, parse_binding_id(binding.split())

@@ -20,6 +20,7 @@ import base64
 import binascii
 import logging
 import os
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -71,12 +72,21 @@ class PostgresTokenStore:
     Args:
         database_url: PostgreSQL holding ``connector_tokens`` (migrated).
         key: The AES-256 key sealing rows (None: stored in the clear).
+        shops: The (platform, shop id) pairs to load (None: every row); rows of
+            other shops are left alone, so a shop no longer configured cannot
+            stop the hub from starting.
     """
 
-    def __init__(self, database_url: str, *, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        key: bytes | None = None,
+        shops: Collection[tuple[str, str]] | None = None,
+    ) -> None:
         self._conn = psycopg.connect(database_url, autocommit=True)
         self._aead = AESGCM(key) if key is not None else None
-        if key is None:
+        if key is None and (shops is None or shops):
             log.warning(
                 "%s is not set: platform tokens are stored unsealed", KEY_SETTING
             )
@@ -86,6 +96,8 @@ class PostgresTokenStore:
                 "SELECT platform, shop_id, sealed, state FROM connector_tokens"
             ).fetchall()
             for platform, shop_id, sealed, state in rows:
+                if shops is not None and (platform, shop_id) not in shops:
+                    continue
                 self._states[(platform, shop_id)] = self._open(
                     platform, shop_id, bool(sealed), bytes(state)
                 )

@@ -75,6 +75,15 @@ def test_sealed_tokens_open_only_with_their_key(db: str) -> None:
         PostgresTokenStore(db, key=_key())
 
 
+def test_only_the_configured_shops_rows_are_opened(db: str) -> None:
+    with PostgresTokenStore(db, key=_key()) as store:
+        store.put("kuaishou_shop", "gone", STATE)
+    with PostgresTokenStore(db, shops={("youzan", "42001")}) as store:
+        assert store.get("kuaishou_shop", "gone") is None
+    with pytest.raises(TokenStoreError, match="kuaishou_shop/gone"):
+        PostgresTokenStore(db, shops={("kuaishou_shop", "gone")})
+
+
 def test_a_sealed_row_moved_to_another_shop_does_not_open(db: str) -> None:
     key = _key()
     store = PostgresTokenStore(db, key=key)
