@@ -684,6 +684,12 @@ class OutboundDispatcher(Projection):
             and key not in self._held.get(key[2], {})
         )
 
+    def wake_held(self) -> None:
+        """Queue again every push the headroom guard holds back (each parks
+        again if there is still no room)."""
+        for sku in list(self._held):
+            self._wake(sku)
+
     def held_back(self) -> list[tuple[str, str, str]]:
         """The listings whose raise waits for others to come down (for status
         and tests)."""

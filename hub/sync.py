@@ -247,6 +247,11 @@ class SyncScheduler:
         """Run every poll and calibration that is due now."""
         now = self.clock()
         report = TickReport()
+        if self.outbound is not None:
+            # A safety net: a raise held back by the headroom guard is woken by
+            # the reduction that makes room; should that wake be missed, the
+            # next tick retries it (it parks again if there is still no room).
+            self.outbound.wake_held()
         for shop in self.due_polls(now):
             interval = self.policies[shop.platform].orders.poll_interval_s or 0
             self._next_poll[shop.key] = now + timedelta(seconds=interval)
