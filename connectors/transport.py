@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -615,3 +615,35 @@ def decode_json(response: httpx.Response) -> Any:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError:
         return None
+
+
+#: A platform app's credentials (``DouyinApp``, ``KuaishouApp``, ``YouzanApp``).
+AppT = TypeVar("AppT")
+
+
+class AppClient(ClientBase, Generic[AppT]):
+    """A client that signs every call with one platform app's credentials.
+
+    Subclasses set :attr:`default_base_url` and :attr:`default_policy`.
+    """
+
+    default_base_url: ClassVar[str] = ""
+    default_policy: ClassVar[SyncPolicy]
+
+    def __init__(
+        self, *, app: AppT, base_url: str | None = None, **options: Any
+    ) -> None:
+        """Create the client.
+
+        Args:
+            app: The app's credentials.
+            base_url: The API root (default: the platform's; the sandbox in
+                tests).
+            **options: Passed to :class:`ClientBase`.
+        """
+        super().__init__(
+            base_url=base_url or self.default_base_url,
+            policy=self.default_policy,
+            **options,
+        )
+        self.app = app

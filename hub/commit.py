@@ -69,6 +69,9 @@ class _Pending:
     command: Any
     rules: AggregateRules
     future: asyncio.Future[Outcome]
+    #: Asked for by a reactor (:meth:`GroupCommitter.react`); its own events
+    #: call for no further reactions.
+    reaction: bool = False
     aggregate_id: uuid.UUID = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +95,8 @@ class _Flight:
     decided: list[tuple[_Pending, list[Event], Any]]
     refused: list[tuple[_Pending, DomainError]]
     write: asyncio.Future[list[int]]
+    #: The batch's events, in log order.
+    events: list[Event] = field(default_factory=list)
     #: Reactions that could not be decided in the batch: queued once it lands.
     deferred: list[_Pending] = field(default_factory=list)
 
@@ -107,15 +112,17 @@ DurableListener = Callable[[Sequence[Event]], None]
 Reactor = Callable[[Sequence[Event]], list[tuple["AggregateRules", Any]]]
 
 
-def _reaction_done(future: asyncio.Future[Outcome]) -> None:
-    """Retrieve a reaction command's outcome (nobody awaits it)."""
+def log_unawaited(future: asyncio.Future[Any]) -> None:
+    """Done callback of a command nobody awaits (a reaction, a report): takes
+    its outcome so none goes unretrieved; a refusal is logged at debug level,
+    any other failure as a warning."""
     if future.cancelled():
         return
     exc = future.exception()
     if isinstance(exc, DomainError):
-        log.debug("a reaction was refused: %s", exc)
+        log.debug("an unawaited command was refused: %s", exc)
     elif exc is not None:
-        log.warning("a reaction failed (its follower retries): %s", exc)
+        log.warning("an unawaited command failed: %s", exc)
 
 
 class GroupCommitter:
@@ -196,10 +203,7 @@ class GroupCommitter:
         self._queue.put_nowait(_Pending(command, rules, future))
         return future
 
-    def _tell(self, decided: list[tuple[_Pending, list[Event], Any]]) -> None:
-        if not self._listeners:
-            return
-        events = [e for _, evs, _ in decided for e in evs]
+    def _tell(self, events: list[Event]) -> None:
         if not events:
             return
         for listener in self._listeners:
@@ -327,7 +331,7 @@ class GroupCommitter:
             write.set_result([])
         for aid, state in states.items():
             self._remember(aid, state)
-        return _Flight(batch, states, decided, refused, write, deferred)
+        return _Flight(batch, states, decided, refused, write, events, deferred)
 
     async def _land(self, flight: _Flight) -> bool:
         """Wait for a written batch and answer its callers.
@@ -353,7 +357,7 @@ class GroupCommitter:
             return False
         self.transactions += 1
         self.commands += len(flight.decided)
-        self._tell(flight.decided)
+        self._tell(flight.events)
         self._answer(flight.decided, flight.refused, positions)
         self._queue_deferred(flight.deferred)
         self._done(flight.batch)
@@ -390,7 +394,7 @@ class GroupCommitter:
             self.commands += len(decided)
             for aid, state in states.items():
                 self._remember(aid, state)
-            self._tell(decided)
+            self._tell(all_events)
             self._answer(decided, refused, positions)
             self._queue_deferred(deferred)
             return
@@ -411,7 +415,6 @@ class GroupCommitter:
         deferred: list[_Pending] = []
         ctx = Context(now=self._clock(), new_id=self._new_id)
         work = list(batch)
-        reactions: set[int] = set()  # ids of the reaction commands in ``work``
         index = 0
         while index < len(work):
             pending = work[index]
@@ -429,10 +432,9 @@ class GroupCommitter:
                 state = pending.rules.mutate(event, state)
             states[aid] = state
             decided.append((pending, events, state))
-            if events and self._reactors and id(pending) not in reactions:
+            if events and self._reactors and not pending.reaction:
                 now, later = self._reactions(events, states)
-                work[index:index] = now  # decided next; their own are not run
-                reactions.update(id(p) for p in now)
+                work[index:index] = now  # decided next
                 deferred += later
         return states, decided, refused, deferred
 
@@ -452,8 +454,8 @@ class GroupCommitter:
                 continue
             for rules, command in asked:
                 future: asyncio.Future[Outcome] = loop.create_future()
-                future.add_done_callback(_reaction_done)
-                pending = _Pending(command, rules, future)
+                future.add_done_callback(log_unawaited)
+                pending = _Pending(command, rules, future, reaction=True)
                 known = pending.aggregate_id in states or (
                     pending.aggregate_id in self._cache
                 )

@@ -24,10 +24,14 @@ from typing import Annotated, Any
 import msgspec
 
 from connectors.common import ShopClient, TokenState
+from connectors.douyin_shop import client as douyin_client
 from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
+from connectors.kuaishou_shop import client as kuaishou_client
 from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
 from connectors.transport import MemoryTokenStore, TokenStore
+from connectors.wechat_shop import client as wechat_client
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
+from connectors.youzan import client as youzan_client
 from connectors.youzan.client import YouzanApp, YouzanClient
 from domain.allocation import LIST_ALL, AllocationRule
 
@@ -52,10 +56,10 @@ REQUIRED_CREDENTIALS: Mapping[str, tuple[str, ...]] = {
 
 #: Where each platform's API lives unless the file says otherwise.
 DEFAULT_BASE_URLS: Mapping[str, str] = {
-    "wechat_shop": "https://api.weixin.qq.com",
-    "douyin_shop": "https://openapi-fxg.jinritemai.com",
-    "kuaishou_shop": "https://openapi.kwaixiaodian.com",
-    "youzan": "https://open.youzanyun.com",
+    "wechat_shop": wechat_client.DEFAULT_BASE_URL,
+    "douyin_shop": douyin_client.DEFAULT_BASE_URL,
+    "kuaishou_shop": kuaishou_client.DEFAULT_BASE_URL,
+    "youzan": youzan_client.DEFAULT_BASE_URL,
 }
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]

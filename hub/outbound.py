@@ -56,6 +56,7 @@ from domain.stock import (
     stock_item_id,
 )
 from hub.commands import BINDING_RULES, STOCK_RULES
+from hub.commit import log_unawaited
 from hub.connectors import Connectors, Listing, ShopConfig
 from hub.http import POLICIES
 from projections.base import Projection, ProjectionRunner
@@ -99,9 +100,14 @@ STOCK_PUSH_RULES = StockPushRules()
 ORDER_MOVES = (StockCommitted, StockReleased)
 
 
-def _logged_report(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("drift report not recorded: %s", future.exception())
+def _newest_levels(events: Sequence[Event]) -> dict[str, Any]:
+    """The last stock-levels event of each SKU among ``events``."""
+    newest: dict[str, Any] = {}
+    for event in events:
+        sku = getattr(event, "sku", None)
+        if isinstance(event, StockLevels) and isinstance(sku, str):
+            newest[sku] = event
+    return newest
 
 
 @dataclass
@@ -393,12 +399,8 @@ class OutboundDispatcher(Projection):
         computes from the newest state when it runs). The log-driven path
         (:meth:`apply_batch`) still requests and records every push.
         """
-        newest: dict[str, int] = {}
-        for event in events:
-            sku = getattr(event, "sku", None)
-            if isinstance(event, StockLevels) and isinstance(sku, str):
-                newest[sku] = event.originator_version
-        for sku, version in newest.items():
+        for sku, levels in _newest_levels(events).items():
+            version = levels.originator_version
             held = self._held.get(sku, {})
             for shop, listing in self.connectors.listings_of(sku):
                 key = (shop.platform, shop.shop_id, sku)
@@ -438,13 +440,12 @@ class OutboundDispatcher(Projection):
         listings are requested even when their quantity equals the one last
         sent: the worker reads the platform and sends the difference.
         """
-        newest: dict[str, Any] = {}
+        newest = _newest_levels([event for event, _ in events])
         moved: dict[str, set[str]] = {}
         drifted: dict[str, set[tuple[str, str]]] = {}
         for event, _ in events:
             sku = getattr(event, "sku", None)
             if isinstance(event, StockLevels) and isinstance(sku, str):
-                newest[sku] = event
                 platform = getattr(event, "platform", None)
                 if isinstance(event, ORDER_MOVES) and platform:
                     moved.setdefault(sku, set()).add(platform)
@@ -914,7 +915,7 @@ class OutboundDispatcher(Projection):
             request_id=f"{job.request_id}:calibrated",
         )
         future = self.hub.committer.submit(STOCK_RULES, command)
-        future.add_done_callback(_logged_report)
+        future.add_done_callback(log_unawaited)
 
     async def _save(
         self, job: PushJob, ledger: _Ledger, pending: tuple[str, int] | None = None

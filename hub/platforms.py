@@ -67,4 +67,5 @@ class Platforms:
             await self.http.stop()
             self.http = None
         await self.outbound.stop()
+        await self.scheduler.aclose()
         await self.connectors.aclose()

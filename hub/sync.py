@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -89,24 +90,37 @@ class PollCursors:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """One connection, opened on first use (again after it broke)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True
+            )
+        return self._conn
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def load(self) -> dict[str, datetime]:
         """Every shop's cursor (``platform/shop_id`` → end of its last pull)."""
-        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
-            cur = await conn.execute("SELECT shop, pulled_until FROM poll_cursors")
-            return {str(shop): until for shop, until in await cur.fetchall()}
+        conn = await self._connection()
+        cur = await conn.execute("SELECT shop, pulled_until FROM poll_cursors")
+        return {str(shop): until for shop, until in await cur.fetchall()}
 
     async def save(self, shop: str, pulled_until: datetime) -> None:
         """Move a shop's cursor forward (never back)."""
-        async with await psycopg.AsyncConnection.connect(
-            self.database_url, autocommit=True
-        ) as conn:
-            await conn.execute(
-                "INSERT INTO poll_cursors (shop, pulled_until) VALUES (%s, %s) "
-                "ON CONFLICT (shop) DO UPDATE SET pulled_until = GREATEST("
-                "poll_cursors.pulled_until, EXCLUDED.pulled_until), updated_at = now()",
-                (shop, pulled_until),
-            )
+        conn = await self._connection()
+        await conn.execute(
+            "INSERT INTO poll_cursors (shop, pulled_until) VALUES (%s, %s) "
+            "ON CONFLICT (shop) DO UPDATE SET pulled_until = GREATEST("
+            "poll_cursors.pulled_until, EXCLUDED.pulled_until), updated_at = now()",
+            (shop, pulled_until),
+        )
 
 
 class SyncScheduler:
@@ -262,6 +276,11 @@ class SyncScheduler:
                 await self.outbound.calibrate(platform)
                 report.calibrated.append(platform)
         return report
+
+    async def aclose(self) -> None:
+        """Close what the schedule holds open (the poll cursors' connection)."""
+        if self.cursors is not None:
+            await self.cursors.aclose()
 
     async def run(
         self,

@@ -35,8 +35,8 @@ from connectors.mapping import id_value, to_beijing_text
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
+    AppClient,
     Attempt,
-    ClientBase,
     NotAuthorisedError,
     Verdict,
     decode_json,
@@ -53,23 +53,12 @@ class DouyinApp(msgspec.Struct, frozen=True, kw_only=True):
     app_secret: str
 
 
-class DouyinShopClient(ClientBase):
+class DouyinShopClient(AppClient[DouyinApp]):
     """The :class:`connectors.common.ShopClient` of Douyin Shop."""
 
     platform = PLATFORM
-
-    def __init__(
-        self, *, app: DouyinApp, base_url: str = DEFAULT_BASE_URL, **options: Any
-    ) -> None:
-        """Create the client.
-
-        Args:
-            app: The app's key and secret.
-            base_url: The gateway (the sandbox in tests).
-            **options: Passed to :class:`connectors.transport.ClientBase`.
-        """
-        super().__init__(base_url=base_url, policy=POLICY, **options)
-        self.app = app
+    default_base_url = DEFAULT_BASE_URL
+    default_policy = POLICY
 
     # ------------------------------------------------------------------ auth
 

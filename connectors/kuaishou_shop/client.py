@@ -35,8 +35,8 @@ from connectors.mapping import id_value
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
+    AppClient,
     Attempt,
-    ClientBase,
     NotAuthorisedError,
     Verdict,
     decode_json,
@@ -55,23 +55,12 @@ class KuaishouApp(msgspec.Struct, frozen=True, kw_only=True):
     sign_secret: str
 
 
-class KuaishouShopClient(ClientBase):
+class KuaishouShopClient(AppClient[KuaishouApp]):
     """The :class:`connectors.common.ShopClient` of Kuaishou Shop."""
 
     platform = PLATFORM
-
-    def __init__(
-        self, *, app: KuaishouApp, base_url: str = DEFAULT_BASE_URL, **options: Any
-    ) -> None:
-        """Create the client.
-
-        Args:
-            app: The app's credentials.
-            base_url: The API root (the sandbox in tests).
-            **options: Passed to :class:`connectors.transport.ClientBase`.
-        """
-        super().__init__(base_url=base_url, policy=POLICY, **options)
-        self.app = app
+    default_base_url = DEFAULT_BASE_URL
+    default_policy = POLICY
 
     # ------------------------------------------------------------------ auth
 

@@ -33,8 +33,8 @@ from connectors.mapping import id_value, to_beijing_text
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
+    AppClient,
     Attempt,
-    ClientBase,
     NotAuthorisedError,
     Verdict,
     decode_json,
@@ -53,23 +53,12 @@ class YouzanApp(msgspec.Struct, frozen=True, kw_only=True):
     client_secret: str
 
 
-class YouzanClient(ClientBase):
+class YouzanClient(AppClient[YouzanApp]):
     """The :class:`connectors.common.ShopClient` of Youzan."""
 
     platform = PLATFORM
-
-    def __init__(
-        self, *, app: YouzanApp, base_url: str = DEFAULT_BASE_URL, **options: Any
-    ) -> None:
-        """Create the client.
-
-        Args:
-            app: The app's credentials.
-            base_url: The API root (the sandbox in tests).
-            **options: Passed to :class:`connectors.transport.ClientBase`.
-        """
-        super().__init__(base_url=base_url, policy=POLICY, **options)
-        self.app = app
+    default_base_url = DEFAULT_BASE_URL
+    default_policy = POLICY
 
     # ------------------------------------------------------------------ auth
 

@@ -726,7 +726,10 @@ async def test_polls_resume_where_they_ended_after_a_restart(rig: Rig) -> None:
         cursors=PollCursors(rig.hub.database_url),
     )
     rig.schedule_now.append(start + timedelta(hours=3))
-    report = await restarted.sync_orders(douyin)
+    try:
+        report = await restarted.sync_orders(douyin)
+    finally:
+        await restarted.aclose()
     assert report.ok
     assert report.since == poll.until - OVERLAP
     assert report.until == start + timedelta(hours=3) - timedelta(minutes=30)
