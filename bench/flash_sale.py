@@ -22,7 +22,7 @@ order-stock process and the outbound dispatcher, with their worker threads);
 the relay and every read model run as worker processes (``hub relay``,
 ``hub project``), as a scaled-out hub does (``--single-process`` keeps them
 here); the sandbox, with the crowd, runs as a
-child process (``python -m hub.cli sandbox --port 0 --seed N``, its URL read
+child process (``python -m hub.entry.cli sandbox --port 0 --seed N``, its URL read
 from its first line of output, terminated at the end of each run), so the
 platform side, its buyers included, does not share this process's CPU and GIL.
 Everything this process learns of the platforms comes through the sandbox's
@@ -68,7 +68,7 @@ What is reported (definitions):
   ``@h`` and does not count; the sandbox logs each API call on arrival). When
   the listing already showed that version's quantity and nothing was on its
   way, the dispatcher writes nothing and notes the moment it found so
-  (:attr:`hub.outbound.OutboundDispatcher.syncs`); that moment counts instead.
+  (:attr:`hub.service.outbound.OutboundDispatcher.syncs`); that moment counts instead.
   All times are wall-clock (``time.time()``): the sandbox's (push sent, call
   arrived) and the hub's (its sync notes), two processes on one machine
   reading one clock
@@ -137,19 +137,20 @@ from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.policy import PolicyBook
 from domain.stock import ReceiveStock, StockCommitted, stock_item_id
-from hub.bootstrap import Hub, bootstrap
-from hub.commands import STOCK_RULES
-from hub.commit import utc_now
-from hub.connectors import Connectors, ConnectorsConfig, Listing, ShopConfig
-from hub.embedded import parent_death_signal, start_servers
-from hub.http import POLICIES, HttpServer, create_app
-from hub.inbound import OrderIntake
-from hub.outbound import LedgerStore, OutboundDispatcher
-from hub.platforms import Platforms
-from hub.policies import load_policy_book
-from hub.runtime import run as run_loop
-from hub.sync import SyncScheduler
-from projections.base import log_head
+from eventlog.log import log_head
+from hub.bootstrap import bootstrap
+from hub.entry.http import POLICIES, HttpServer, create_app
+from hub.entry.platforms import Platforms
+from hub.infra.embedded import parent_death_signal, start_servers
+from hub.infra.runtime import run as run_loop
+from hub.infra.shops import Connectors, ConnectorsConfig, Listing, ShopConfig
+from hub.service.commands import STOCK_RULES
+from hub.service.commit import utc_now
+from hub.service.hub import Hub
+from hub.service.inbound import OrderIntake
+from hub.service.outbound import LedgerStore, OutboundDispatcher
+from hub.service.policies import load_policy_book
+from hub.service.sync import SyncScheduler
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
 
 PLATFORMS = ("wechat_shop", "douyin_shop", "kuaishou_shop", "youzan")
@@ -387,7 +388,7 @@ class SandboxProcess:
         self.process = process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.entry.cli",
             "sandbox",
             "--port",
             "0",
@@ -806,7 +807,8 @@ async def sync_times(
     brought up to a version: a stock write that takes the listing to the
     allocation of that version, applied (sandbox log, on arrival; the version is
     the request id's ``@v<version>``), or the hub finding the listing already
-    there with nothing on its way (:attr:`hub.outbound.OutboundDispatcher.syncs`,
+    there with nothing on its way
+    (:attr:`hub.service.outbound.OutboundDispatcher.syncs`,
     hub-side ``time.time()``)."""
     assert rig.platforms is not None
     syncs: dict[str, list[tuple[int, float]]] = {p: [] for p in PLATFORMS}

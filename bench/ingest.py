@@ -46,12 +46,12 @@ import contextlib
 from domain.events import Context
 from domain.stock import ReceiveStock, StockReceived, decide
 from hub.bootstrap import bootstrap
-from hub.embedded import start_servers
+from hub.infra.embedded import start_servers
+from hub.infra.relay import stream_position
+from hub.infra.runtime import run as run_loop
+from hub.infra.settings import eventsourcing_env
+from hub.infra.store import HubApplication, encode_event
 from hub.messages import STREAM, to_message
-from hub.relay import stream_position
-from hub.runtime import run as run_loop
-from hub.settings import eventsourcing_env
-from hub.store import HubApplication, encode_event
 
 BENCH_STREAM = "BENCH_BASELINE"
 

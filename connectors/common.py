@@ -354,7 +354,7 @@ class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """One platform's sync policy: the data a connector obeys (SPEC.md §4).
+    """One platform's sync policy: the data a connector obeys (docs/domain.md §4).
 
     Every rule is data, so a changed threshold or a new platform is a data
     change, not a code change.

@@ -1,9 +1,10 @@
 """Working days: review deadlines counted the way platforms count them.
 
-Platforms promise reviews in working days (SPEC §1: 1-3, 2-5, instant). A working
-day is Monday to Friday, except public holidays, plus the make-up working days
-(调休) that move a weekend day into the week. Both lists are data: the State
-Council publishes them each year and they go into the policy book.
+Platforms promise reviews in working days (docs/domain.md §1: 1-3, 2-5,
+instant). A working day is Monday to Friday, except public holidays, plus the
+make-up working days (调休) that move a weekend day into the week. Both lists
+are data: the State Council publishes them each year and they go into the
+policy book.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Identity numbers of binding subjects and the subject-consistency check.
 
 A channel account's certified subject must match the shop's business licence
-exactly (SPEC §1, 主体一致性). Enterprises carry a Unified Social Credit Code
+exactly (docs/domain.md §1, 主体一致性). Enterprises carry a Unified Social Credit Code
 (GB 32100-2015, with the GB 11714 organisation code embedded in positions 9-17);
 individual businesses carry the legal person's resident identity number
 (GB 11643-1999).
@@ -145,7 +145,7 @@ def is_valid_subject_code(kind: SubjectKind, code: str, today: date | None) -> b
     """Whether ``code`` is a valid identifier for a subject of ``kind``.
 
     An enterprise carries a Unified Social Credit Code. An individual business
-    carries the legal person's resident identity number (SPEC §1); licences
+    carries the legal person's resident identity number (docs/domain.md §1); licences
     issued since 2016 also carry a credit code, which is accepted too.
     """
     if kind == "enterprise":

@@ -3,7 +3,7 @@
 A profile says what a platform asks for before it binds a shop to a channel
 account: the materials, how long its review takes, its special requirements,
 the binding route and the data permission it grants, its qualification rules,
-its sync modes and its risk controls (SPEC §1-4, §7). The profiles live in a
+its sync modes and its risk controls (docs/domain.md §1-4, §7). The profiles live in a
 versioned policy book (``hub/policies.json``) that is decoded and checked once,
 at start. A changed threshold or a new platform is a change of that data only;
 the code reads rules by their ``kind`` and never by platform.
@@ -34,7 +34,7 @@ WorkingDays = Annotated[int, msgspec.Meta(ge=0, le=60)]
 #: A positive parameter of a sync or risk setting.
 PositiveInt = Annotated[int, msgspec.Meta(gt=0, le=1_000_000_000)]
 
-#: What a binding lets the hub pull from the shop (SPEC §2 数据权限).
+#: What a binding lets the hub pull from the shop (docs/domain.md §2 数据权限).
 DataScope = Literal[
     "orders_and_users_full", "product_information_only", "custom_mapping"
 ]
@@ -147,7 +147,7 @@ class SyncRule(PolicyData, frozen=True, kw_only=True):
 
 
 class SyncPolicy(PolicyData, frozen=True, kw_only=True):
-    """The platform's data synchronisation modes (SPEC §4)."""
+    """The platform's data synchronisation modes (docs/domain.md §4)."""
 
     orders: SyncRule | None = None
     stock: SyncRule | None = None
@@ -162,7 +162,7 @@ class TrafficLimit(PolicyData, frozen=True, kw_only=True):
 
 
 class RiskControls(PolicyData, frozen=True, kw_only=True):
-    """The platform's risk controls (SPEC §7)."""
+    """The platform's risk controls (docs/domain.md §7)."""
 
     data_protection: Code | None = None
     violation_monitoring: Code | None = None

@@ -2,7 +2,7 @@
 
 Every rule is evaluated, never stopping at the first failure, so a rejection
 tells the merchant everything to fix at once, each failure with the measured
-value and the threshold (SPEC §3).
+value and the threshold (docs/domain.md §3).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``python -m hub`` is the ``hub`` command."""
 
-from hub.cli import main
+from hub.entry.cli import main
 
 raise SystemExit(main())

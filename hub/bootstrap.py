@@ -7,32 +7,30 @@ their own servers, clock and id factory. Nothing connects at import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import signal
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import msgspec
-
 from connectors.transport import TokenStore
-from domain.events import DomainError
 from domain.policy import PolicyBook
-from hub.commands import CommandDecodeError, command_rules, decode_command
-from hub.commit import GroupCommitter, Outcome, utc_now
-from hub.connectors import Connectors, ConnectorsConfig
-from hub.inbound import OrderIntake
-from hub.messages import CommandReply, ErrorInfo, event_type
-from hub.migrate import migrate
-from hub.outbound import DEFAULT_MAX_ROUNDS, LedgerStore, OutboundDispatcher
-from hub.platforms import Platforms
-from hub.policies import load_policy_book
-from hub.processes import ProcessRunner, default_processes
-from hub.relay import Relay
-from hub.settings import eventsourcing_env
-from hub.store import HubApplication
-from hub.sync import PollCursors, SyncScheduler
+from hub.entry.platforms import Platforms
+from hub.infra.migrate import migrate
+from hub.infra.relay import Relay
+from hub.infra.settings import Settings, SettingsError, eventsourcing_env
+from hub.infra.shops import Connectors, ConnectorsConfig
+from hub.infra.store import HubApplication
+from hub.service.commands import command_rules
+from hub.service.commit import GroupCommitter, utc_now
+from hub.service.hub import Hub
+from hub.service.inbound import OrderIntake
+from hub.service.outbound import DEFAULT_MAX_ROUNDS, LedgerStore, OutboundDispatcher
+from hub.service.policies import load_policy_book
+from hub.service.processes import ProcessRunner, default_processes
+from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
@@ -58,136 +56,6 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
     ]
 
 
-@dataclass
-class Hub:
-    """A running hub: store, committer, relay, projections and process managers.
-
-    Use :meth:`execute` (typed commands) or :meth:`handle` (name + JSON bytes,
-    as NATS and the CLI do).
-    """
-
-    database_url: str
-    nats_url: str | None
-    app: HubApplication
-    committer: GroupCommitter
-    relay: Relay | None
-    projections: list[ProjectionRunner] = field(default_factory=list)
-    #: Process managers (:mod:`hub.processes`): they follow the log and run
-    #: commands through :attr:`committer`.
-    processes: list[ProjectionRunner] = field(default_factory=list)
-    #: The platform policy book the binding rules read (default: bundled).
-    policy_book: PolicyBook | None = None
-    #: Each command's rules, those that read the policy book reading this one's.
-    rules: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Load the bundled policy book and bind the rules when not given."""
-        if self.policy_book is None:
-            self.policy_book = load_policy_book()
-        if not self.rules:
-            self.rules = command_rules(self.policy_book)
-
-    async def start(self) -> None:
-        """Start committing, relaying, projecting and the process managers."""
-        await self.committer.start()
-        if self.relay is not None:
-            await self.relay.start()
-        for runner in self.projections:
-            await runner.start()
-        for process in self.processes:
-            await process.start()
-
-    async def stop(self) -> None:
-        """Stop everything started, finishing queued commands first.
-
-        The process managers stop first: what they had queued is committed,
-        and what they had not yet tracked they handle again on the next start.
-        """
-        for process in self.processes:
-            await process.stop()
-        await self.committer.stop()
-        for runner in self.projections:
-            await runner.stop()
-        if self.relay is not None:
-            await self.relay.stop()
-        await asyncio.to_thread(self.app.close)
-
-    async def execute(self, name: str, command: msgspec.Struct) -> Outcome:
-        """Run a typed command; return once its events are durable."""
-        return await self.committer.execute(self.rules[name], command)
-
-    def submit(self, name: str, command: msgspec.Struct) -> asyncio.Future[Outcome]:
-        """Queue a typed command now; its future resolves once its events are
-        durable (or raises its refusal).
-
-        The pipelined form of :meth:`execute` for an in-process caller with
-        many commands in flight (as JetStream's ``publish_async`` is for
-        publishing): no task per command, so keeping thousands in flight costs
-        a future each. Commands submitted one after another are decided in that
-        order.
-        """
-        return self.committer.submit(self.rules[name], command)
-
-    async def handle(self, name: str, payload: bytes) -> CommandReply:
-        """Decode, run and answer one command; never raises for bad input."""
-        try:
-            command = decode_command(name, payload)
-            outcome = await self.execute(name, command)
-        except CommandDecodeError as exc:
-            return CommandReply(
-                ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
-            )
-        except DomainError as exc:
-            return CommandReply(
-                ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
-            )
-        return CommandReply(
-            ok=True,
-            aggregate_id=outcome.aggregate_id,
-            version=outcome.version,
-            positions=list(outcome.positions),
-            events=[event_type(e) for e in outcome.events],
-            state=_public_state(outcome.state),
-        )
-
-    def projection(self, name: str) -> ProjectionRunner:
-        """The runner of projection ``name``."""
-        for runner in self.projections:
-            if runner.projection.name == name:
-                return runner
-        raise LookupError(f"no projection named {name!r}")
-
-    def process(self, name: str) -> ProjectionRunner:
-        """The runner of process manager ``name`` (e.g. ``order_stock``)."""
-        for runner in self.processes:
-            if runner.projection.name == name:
-                return runner
-        raise LookupError(f"no process manager named {name!r}")
-
-
-#: State fields never put in a reply: de-duplication memory and the per-order
-#: and per-reservation maps of a stock item, which grow with every open order
-#: (a hot SKU in a live session holds thousands). A reply stays a few hundred
-#: bytes; ``hub stock show`` prints the maps.
-PRIVATE_STATE_FIELDS = (
-    "recent_requests",
-    "commitments",
-    "reservations",
-    "closed_orders",
-)
-
-
-def _public_state(state: Any) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    data: dict[str, Any] = msgspec.to_builtins(state)
-    for name in PRIVATE_STATE_FIELDS:
-        data.pop(name, None)
-    if hasattr(state, "available"):
-        data["available"] = state.available
-    return data
-
-
 def bootstrap(
     *,
     database_url: str,
@@ -209,7 +77,7 @@ def bootstrap(
         new_id: the id source of every event.
         run_relay: whether this process publishes the log to ``HUB_EVENTS``.
         run_processes: whether this process runs the process managers
-            (:func:`hub.processes.default_processes`: orders move stock).
+            (:func:`hub.service.processes.default_processes`: orders move stock).
         projections: read models to keep current here (default: all).
         apply_migrations: apply pending migrations first.
         policy_book: the platform policy book the binding rules and the
@@ -284,3 +152,119 @@ def connect_platforms(
     return Platforms(
         connectors=connectors, intake=intake, outbound=outbound, scheduler=scheduler
     )
+
+
+# ----------------------------------------------------------------- from settings
+
+
+def say(*args: object) -> None:
+    """Print a line of the running hub's console output at once."""
+    print(*args, flush=True)
+
+
+def policy_book_of(settings: Settings) -> PolicyBook:
+    """The policy book of ``HUB_POLICIES_FILE``, or the bundled one."""
+    from domain.policy import PolicyBookError
+    from hub.service.policies import load_policy_book
+
+    try:
+        return load_policy_book(settings.policies_file)
+    except OSError as exc:
+        raise SettingsError(
+            f"HUB_POLICIES_FILE={settings.policies_file}: cannot read it "
+            f"({exc.strerror or exc})"
+        ) from None
+    except PolicyBookError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def servers(settings: Settings, *, start_embedded: bool) -> Iterator[tuple[str, str]]:
+    """URLs to use: the configured ones, or embedded servers.
+
+    Verbs other than ``serve`` first try embedded servers already running (a
+    ``hub serve`` in another terminal) and start them only when none answers.
+    """
+    from hub.infra.embedded import port_free, start_servers
+
+    db = settings.database_url
+    nats_url = settings.nats_url
+    if not start_embedded:
+        if not db and not port_free("127.0.0.1", settings.pg_port):
+            db = f"postgresql://postgres@127.0.0.1:{settings.pg_port}/hub"
+        if not nats_url and not port_free("127.0.0.1", settings.nats_port):
+            nats_url = f"nats://127.0.0.1:{settings.nats_port}"
+    servers = start_servers(
+        settings.home,
+        database_url=db,
+        nats_url=nats_url,
+        pg_port=settings.pg_port,
+        nats_port=settings.nats_port,
+    )
+    try:
+        yield servers.database_url, servers.nats_url
+    finally:
+        servers.stop()
+
+
+def token_store_of(database_url: str, config: ConnectorsConfig) -> Any:
+    """The configured shops' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
+    from hub.infra.tokens import PostgresTokenStore, TokenStoreError, token_key
+
+    shops = {(shop.platform, shop.shop_id) for shop in config.shops}
+    try:
+        return PostgresTokenStore(database_url, key=token_key(), shops=shops)
+    except TokenStoreError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def connectors_config_of(settings: Settings) -> ConnectorsConfig:
+    """The registry of ``HUB_CONNECTORS_FILE`` (empty when unset)."""
+    from hub.infra.shops import ConnectorsConfigError, load_connectors_config
+
+    try:
+        return load_connectors_config(settings.connectors_file)
+    except ConnectorsConfigError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+async def serve(
+    database_url: str,
+    nats_url: str,
+    policy_book: PolicyBook | None = None,
+    platforms_config: ConnectorsConfig | None = None,
+    http_port: int | None = None,
+) -> None:
+    from hub.entry.nats_api import build_broker
+
+    hub = bootstrap(
+        database_url=database_url, nats_url=nats_url, policy_book=policy_book
+    )
+    await hub.start()
+    broker = build_broker(nats_url, hub)
+    await broker.start()
+    platforms = None
+    if platforms_config is not None:
+        platforms = connect_platforms(
+            hub,
+            platforms_config,
+            token_store=token_store_of(database_url, platforms_config),
+        )
+        await platforms.start(http_port=http_port)
+        say(
+            f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
+            f"({len(platforms_config.shops)} shops)"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    say("hub is running; Ctrl-C stops it")
+    try:
+        await stop.wait()
+    finally:
+        say("stopping ...")
+        if platforms is not None:
+            await platforms.stop()
+        await broker.stop()
+        await hub.stop()

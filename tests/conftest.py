@@ -1,6 +1,6 @@
 """Shared fixtures: one real PostgreSQL and one real nats-server per session.
 
-They are started from the same wheels the hub uses (``hub.embedded``), or taken
+They are started from the same wheels the hub uses (``hub.infra.embedded``), or taken
 from ``HUB_TEST_DATABASE_URL`` / ``HUB_TEST_NATS_URL`` when set. Each test that
 asks for ``database_url`` gets a database of its own, so log positions start
 at 1; ``nats_url`` starts with no ``HUB_EVENTS`` stream.
@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from nats.js.errors import NotFoundError
 
-from hub.embedded import Servers, start_servers
+from hub.infra.embedded import Servers, start_servers
 from hub.messages import STREAM
 from tests.sandbox_fixtures import sandbox, sandbox_control  # noqa: F401
 

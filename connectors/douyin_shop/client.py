@@ -1,6 +1,6 @@
 """Douyin Shop client: the calls the hub makes on the open platform gateway.
 
-Authorisation (SPEC §2: a third-party tool with an API key): the app's key
+Authorisation (docs/domain.md §2: a third-party tool with an API key): the app's key
 and secret and ``/token/create`` (``authorization_self`` with the shop id, or
 an authorisation ``code``) give a 7-day access token and a 14-day refresh
 token; ``/token/refresh`` renews them before expiry and on

@@ -1,6 +1,6 @@
-"""Douyin Shop's sync policy as data (SPEC.md §2, §4, §7).
+"""Douyin Shop's sync policy as data (docs/domain.md §2, §4, §7).
 
-Bound through a third-party tool with an API key (SPEC §2). Orders are polled
+Bound through a third-party tool with an API key (docs/domain.md §2). Orders are polled
 with a 30-minute delay; stock is pushed one way, shop → channel, and the number
 Douyin reports is never taken as the truth; user profiles are stored separately,
 never merged.
@@ -30,18 +30,20 @@ PLATFORM = "douyin_shop"
 POLICY = SyncPolicy(
     platform=PLATFORM,
     auth="api_key",
-    # SPEC §4 "delayed 30 min": each poll reads orders at least 30 minutes old.
+    # docs/domain.md §4 "30 minutes late": each poll reads orders at least
+    # 30 minutes old.
     # Our choice: poll every 5 minutes, so an order shows within 35 minutes.
     orders=OrderSyncPolicy(
         mode="poll", push_enabled=False, poll_interval_s=300, poll_delay_s=1800
     ),
-    # SPEC §4 "one-way push (shop → channel)": the hub's number wins.
+    # docs/domain.md §4 "one-way push (shop → channel)": the hub's number wins.
     stock=StockSyncPolicy(
         direction="shop_to_channel",
         mode="realtime",
         platform_is_source_of_truth=False,
     ),
-    # SPEC §4 "stored separately": kept apart, neither merged nor de-identified
+    # docs/domain.md §4 "kept separately": kept apart, neither merged nor
+    # de-identified
     # by the hub (Douyin already masks buyer data).
     profiles=ProfileSyncPolicy(
         mode="stored_separately",
@@ -49,7 +51,7 @@ POLICY = SyncPolicy(
         deidentify=False,
         encrypt_in_transit=False,
     ),
-    # SPEC §2: the binding grants product information only. Our choice: poll
+    # docs/domain.md §2: the binding grants product information only. Our choice: poll
     # the product list every 10 minutes.
     products=ProductSyncPolicy(mode="poll", poll_interval_s=600),
     # Our defaults per shop; Douyin answers code 60000 when its limiter refuses.

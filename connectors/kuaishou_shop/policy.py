@@ -1,7 +1,7 @@
-"""Kuaishou Shop's sync policy as data (SPEC.md §4, §7).
+"""Kuaishou Shop's sync policy as data (docs/domain.md §4, §7).
 
 Orders sync on a manual trigger only; stock is calibrated on a schedule twice a
-day; user profiles go, encrypted, to the CRM (SPEC §7: data stays in local
+day; user profiles go, encrypted, to the CRM (docs/domain.md §7: data stays in local
 storage on the hub's side).
 """
 
@@ -29,9 +29,10 @@ PLATFORM = "kuaishou_shop"
 POLICY = SyncPolicy(
     platform=PLATFORM,
     auth="oauth2",
-    # SPEC §4 "manual trigger": no pushes consumed, no schedule.
+    # docs/domain.md §4 "manual trigger": no pushes consumed, no schedule.
     orders=OrderSyncPolicy(mode="manual", push_enabled=False),
-    # SPEC §4 "scheduled calibration (twice a day)". Our choice: 03:00 and 15:00
+    # docs/domain.md §4 "calibrated on a schedule, twice a day". Our choice:
+    # 03:00 and 15:00
     # Beijing time, twelve hours apart and outside evening live-stream peaks;
     # calibration writes the hub's number to Kuaishou.
     stock=StockSyncPolicy(
@@ -40,14 +41,14 @@ POLICY = SyncPolicy(
         platform_is_source_of_truth=False,
         calibration_times=("03:00", "15:00"),
     ),
-    # SPEC §4 "encrypted transfer to the CRM".
+    # docs/domain.md §4 "encrypted transfer to the CRM".
     profiles=ProfileSyncPolicy(
         mode="encrypted_transfer",
         destination="crm",
         deidentify=False,
         encrypt_in_transit=True,
     ),
-    # Our choice: the product list is read hourly; nothing in SPEC asks more.
+    # Our choice: the product list is read hourly; nothing in docs/domain.md asks more.
     products=ProductSyncPolicy(mode="poll", poll_interval_s=3600),
     # Our defaults per shop, below Kuaishou's published per-user caps (50 QPS
     # for item writes, 300 for open.order.cursor.list).

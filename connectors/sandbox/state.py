@@ -27,7 +27,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 #: What each platform keeps as its fee on settlement, in basis points
-#: (WeChat Pay 0.6 % per SPEC §5; the others are the sandbox's choice).
+#: (WeChat Pay 0.6 % per docs/domain.md §5; the others are the sandbox's choice).
 FEE_BASIS_POINTS: dict[str, int] = {
     "wechat_shop": 60,
     "douyin_shop": 500,

@@ -1,4 +1,4 @@
-"""WeChat Shop's sync policy as data (SPEC.md §2, §4, §7).
+"""WeChat Shop's sync policy as data (docs/domain.md §2, §4, §7).
 
 Orders and users sync in full through the WeChat open platform: orders arrive by
 push in real time, with a 15-second poll as the fallback for lost pushes; stock
@@ -30,14 +30,15 @@ POLICY = SyncPolicy(
     platform=PLATFORM,
     # access_token from appid + secret (or a third-party authorizer token).
     auth="app_secret",
-    # SPEC §4 "real time (every 15 s)": pushes, and a 15 s poll as the fallback.
+    # docs/domain.md §4 "real time (every 15 s)": pushes, and a 15 s poll as
+    # the fallback.
     orders=OrderSyncPolicy(mode="push", push_enabled=True, poll_interval_s=15),
-    # SPEC §4 "two-way": a change on either side is applied to the other, so a
+    # docs/domain.md §4 "two-way": a change on either side is applied to the other, so a
     # number read from WeChat may update the hub.
     stock=StockSyncPolicy(
         direction="two_way", mode="realtime", platform_is_source_of_truth=True
     ),
-    # SPEC §4 "de-identified merge"; §7 AES-256 protects what is kept.
+    # docs/domain.md §4 "de-identified merge"; §7 AES-256 protects what is kept.
     profiles=ProfileSyncPolicy(
         mode="deidentified_merge",
         destination="hub",

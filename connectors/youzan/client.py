@@ -1,6 +1,6 @@
 """Youzan client: the calls the hub makes on open.youzanyun.com.
 
-Authorisation is OAuth 2.0 (SPEC §2): :meth:`YouzanClient.authorize_url`,
+Authorisation is OAuth 2.0 (docs/domain.md §2): :meth:`YouzanClient.authorize_url`,
 then :meth:`YouzanClient.exchange_code` at ``/auth/token``; the token is
 refreshed with ``authorize_type: refresh_token`` before expiry and when the
 gateway answers a token error. The gateway reports its own errors with HTTP

@@ -1,7 +1,7 @@
-"""Youzan's sync policy as data (SPEC.md §2, §8).
+"""Youzan's sync policy as data (docs/domain.md §2, §8).
 
-SPEC §4 has no Youzan column, so every value here is our choice, made to fit
-SPEC §2 (OAuth 2.0, custom data-mapping rules) and the reference case of §8
+docs/domain.md §4 has no Youzan column, so every value here is our choice, made to fit
+docs/domain.md §2 (OAuth 2.0, custom data-mapping rules) and the reference case of §8
 (product library synchronised in real time, stock alerts within 10 s).
 """
 
@@ -30,21 +30,21 @@ POLICY = SyncPolicy(
     # Our choice: pushes, with a 60 s poll as the fallback for lost pushes.
     orders=OrderSyncPolicy(mode="push", push_enabled=True, poll_interval_s=60),
     # Our choice: two-way and real time, so a stock alert can be raised within
-    # the 10 s of SPEC §8.
+    # the 10 s of docs/domain.md §8.
     stock=StockSyncPolicy(
         direction="two_way",
         mode="realtime",
         platform_is_source_of_truth=True,
         alert_within_s=10,
     ),
-    # SPEC §2 "custom data-mapping rules": profiles follow the merchant's map.
+    # docs/domain.md §2 "custom data-mapping rules": profiles follow the merchant's map.
     profiles=ProfileSyncPolicy(
         mode="custom_mapping",
         destination="hub",
         deidentify=True,
         encrypt_in_transit=False,
     ),
-    # SPEC §8: the product library is synchronised in real time.
+    # docs/domain.md §8: the product library is synchronised in real time.
     products=ProductSyncPolicy(mode="realtime"),
     # Our defaults per shop. No published Youzan rate-limit code was found;
     # HTTP 429 is the signal, and gateway_error() surfaces gateway codes.

@@ -24,10 +24,11 @@ from connectors.sandbox.control_client import SandboxControl
 from connectors.sandbox.server import SandboxServer
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan.client import YouzanApp, YouzanClient
-from hub.authorisation import follow_redirect, grant_ref, run_route
-from hub.bootstrap import Hub, bootstrap
+from hub.bootstrap import bootstrap
+from hub.entry.nats_api import build_broker
 from hub.messages import STREAM, EventMessage
-from hub.nats_api import build_broker
+from hub.service.authorisation import follow_redirect, grant_ref, run_route
+from hub.service.hub import Hub
 from tests.binding_payloads import encode, keys, meet, qualify, request, verify
 
 pytestmark = pytest.mark.e2e

@@ -18,12 +18,13 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.binding import binding_id
-from hub.bootstrap import Hub, bootstrap
-from hub.cli import main
+from hub.bootstrap import bootstrap
+from hub.entry.cli import main
+from hub.entry.nats_api import build_broker
+from hub.infra.settings import Settings
 from hub.messages import STREAM, EventMessage
-from hub.nats_api import build_broker
-from hub.policies import BUNDLED_POLICIES, load_policy_book
-from hub.settings import Settings
+from hub.service.hub import Hub
+from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from tests.binding_payloads import (
     ACCOUNT,
     SHOP,

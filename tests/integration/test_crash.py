@@ -22,9 +22,10 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.stock import ReceiveStock
-from hub.bootstrap import Hub, bootstrap
+from hub.bootstrap import bootstrap
+from hub.infra.relay import stream_position
 from hub.messages import H_MSG_ID, H_POSITION, STREAM, EventMessage
-from hub.relay import stream_position
+from hub.service.hub import Hub
 from projections.base import rebuild
 from projections.stock import StockOnHandProjection
 from tests.conftest import wait_until

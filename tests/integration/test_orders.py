@@ -26,18 +26,20 @@ import pytest
 
 from domain import order, stock
 from domain.events import Context, DomainError, Event, project
-from hub.bootstrap import Hub, bootstrap
-from hub.commands import STOCK_RULES
-from hub.inventory import (
+from eventlog.log import log_head, read_log
+from hub.bootstrap import bootstrap
+from hub.infra.store import decode_event
+from hub.messages import H_EVENT_TYPE, EventMessage
+from hub.service.commands import STOCK_RULES
+from hub.service.hub import Hub
+from hub.service.inventory import (
     format_order,
     format_stock,
     order_history,
     read_drift,
     stock_history,
 )
-from hub.messages import H_EVENT_TYPE, EventMessage
-from hub.store import decode_event
-from projections.base import log_head, read_log, rebuild
+from projections.base import rebuild
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -568,7 +570,7 @@ def test_cli_shows_a_sku_and_an_order(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from hub.cli import main
+    from hub.entry.cli import main
 
     asyncio.run(_orders_for_the_cli(database_url))
     monkeypatch.setenv("HUB_DATABASE_URL", database_url)

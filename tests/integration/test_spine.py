@@ -13,7 +13,10 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
-from hub.bootstrap import Hub, bootstrap
+from hub.bootstrap import bootstrap
+from hub.entry.nats_api import build_broker
+from hub.entry.status import read_status
+from hub.infra.migrate import Migration, MigrationError, bundled_migrations, migrate
 from hub.messages import (
     H_AGGREGATE_ID,
     H_EVENT_TYPE,
@@ -24,9 +27,7 @@ from hub.messages import (
     STREAM,
     EventMessage,
 )
-from hub.migrate import Migration, MigrationError, bundled_migrations, migrate
-from hub.nats_api import build_broker
-from hub.status import read_status
+from hub.service.hub import Hub
 from projections.base import rebuild
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The platforms' tokens survive a restart (``hub.tokens.PostgresTokenStore``)."""
+"""The platforms' tokens survive a restart (``hub.infra.tokens.PostgresTokenStore``)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 
 from connectors.common import TokenState
 from connectors.sandbox import SandboxControl, SandboxServer
-from hub.connectors import (
+from hub.infra.migrate import migrate
+from hub.infra.shops import (
     Connectors,
     ConnectorsConfig,
     Listing,
     ShopConfig,
     load_connectors_config,
 )
-from hub.migrate import migrate
-from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
+from hub.infra.tokens import PostgresTokenStore, TokenStoreError, token_key
 
 STATE = TokenState(
     access_token="at-secret-1",

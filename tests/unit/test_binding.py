@@ -55,7 +55,7 @@ from domain.calendar import NO_HOLIDAYS
 from domain.events import Context, Event, event_class, project
 from domain.identity import Subject
 from domain.qualification import InvalidFactsError, QualificationFacts
-from hub.policies import load_policy_book
+from hub.service.policies import load_policy_book
 
 BOOK = load_policy_book()
 # Friday 26 September 2025, 10:00 in China.

@@ -20,21 +20,21 @@ from domain import binding
 from domain.calendar import NO_HOLIDAYS
 from domain.events import Context, Event
 from domain.policy import AtLeastRule, PolicyBook
-from hub.bindings import explain, format_binding, parse_binding_id
-from hub.bootstrap import Hub
-from hub.cli import main
-from hub.commands import (
+from hub.entry.cli import main
+from hub.infra.settings import Settings
+from hub.infra.store import HubApplication
+from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
+from hub.service.bindings import explain, format_binding, parse_binding_id
+from hub.service.commands import (
     COMMANDS,
     STOCK_RULES,
     BindingRules,
     PolicyBookMissingError,
     command_rules,
 )
-from hub.commit import GroupCommitter
-from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
-from hub.policies import BUNDLED_POLICIES, load_policy_book
-from hub.settings import Settings
-from hub.store import HubApplication
+from hub.service.commit import GroupCommitter
+from hub.service.hub import Hub
+from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from projections.bindings import failure_reasons
 from tests.binding_payloads import (
     ACCOUNT,

@@ -20,7 +20,7 @@ from domain.calendar import (
     review_due_on,
     working_days_between,
 )
-from hub.policies import load_policy_book
+from hub.service.policies import load_policy_book
 
 # Spring Festival 2025: 28 Jan - 4 Feb off, Sunday 26 Jan and Saturday 8 Feb worked.
 SPRING_2025 = HolidayCalendar(

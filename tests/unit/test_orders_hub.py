@@ -20,18 +20,18 @@ import pytest
 import domain
 from domain import order, stock
 from domain.events import Context, Event, registered_events
-from hub.bootstrap import Hub, _public_state
-from hub.commands import (
+from hub.infra.store import HubApplication
+from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
+from hub.service.commands import (
     COMMANDS,
     ORDER_RULES,
     STOCK_RULES,
     CommandDecodeError,
     decode_command,
 )
-from hub.commit import GroupCommitter
-from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
-from hub.processes import OrderStockProcess
-from hub.store import HubApplication
+from hub.service.commit import GroupCommitter
+from hub.service.hub import Hub, _public_state
+from hub.service.processes import OrderStockProcess
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 LINE = order.OrderLine(

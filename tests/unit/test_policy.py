@@ -1,5 +1,5 @@
-"""The policy book: the bundled data says what SPEC says, bad data is named, and a
-changed threshold changes outcomes without a code change."""
+"""The policy book: the bundled data says what docs/domain.md says, bad data is
+named, and a changed threshold changes outcomes without a code change."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from domain.policy import (
     decode_policy_book,
 )
 from domain.qualification import QualificationFacts, evaluate
-from hub.policies import BUNDLED_POLICIES, format_profile, load_policy_book
+from hub.service.policies import BUNDLED_POLICIES, format_profile, load_policy_book
 
 
 def bundled_data() -> dict[str, Any]:
@@ -53,7 +53,7 @@ def test_a_book_can_be_loaded_from_a_path(tmp_path: Path) -> None:
     assert load_policy_book(path) == load_policy_book()
 
 
-# -- SPEC §1, §2: one row per platform ------------------------------------------
+# -- docs/domain.md §1, §2: one row per platform ---------------------------
 
 PROFILE_FACTS = [
     # platform, materials, review (min, max), special requirements, route, scope
@@ -104,7 +104,7 @@ def test_profiles_hold_the_spec_facts(row: tuple[Any, ...]) -> None:
     assert _spec_row(load_policy_book().profile(row[0])) == row
 
 
-# -- SPEC §3: every rule of every profile ----------------------------------------
+# -- docs/domain.md §3: every rule of every profile ------------------------
 
 CATEGORY_RULES = [
     CategoryRule(
@@ -135,7 +135,7 @@ def test_profile_rules_are_the_common_rules_then_its_own(
     assert without_notes == [*CATEGORY_RULES, *own_rules]
 
 
-# -- SPEC §4, §7 -----------------------------------------------------------------
+# -- docs/domain.md §4, §7 -------------------------------------------------
 
 SYNC_AND_RISK = [
     # platform, orders, stock, user profile, protection, monitoring, traffic

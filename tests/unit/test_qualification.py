@@ -22,7 +22,7 @@ from domain.qualification import (
     check_qualification,
     evaluate,
 )
-from hub.policies import load_policy_book
+from hub.service.policies import load_policy_book
 
 AS_OF = date(2025, 6, 30)
 BOOK: PolicyBook = load_policy_book()

@@ -13,9 +13,9 @@ from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
 
 from domain.events import Event, register
 from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
-from hub.commands import STOCK_RULES
-from hub.commit import GroupCommitter
-from hub.store import HubApplication, MsgspecMapper, decode_event, encode_event
+from hub.infra.store import HubApplication, MsgspecMapper, decode_event, encode_event
+from hub.service.commands import STOCK_RULES
+from hub.service.commit import GroupCommitter
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

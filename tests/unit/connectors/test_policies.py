@@ -1,4 +1,4 @@
-"""The four connectors' sync policies: SPEC.md §4 facts held as data."""
+"""The four connectors' sync policies: docs/domain.md §4 facts held as data."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_policy_numbers_are_sane(policy: SyncPolicy) -> None:
         assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", time_of_day)
 
 
-# ----------------------------------------------------------------- SPEC §4 facts
+# ---------------------------------------------------------- docs/domain.md §4 facts
 
 
 def test_wechat_orders_are_pushed_with_a_15_second_poll_fallback() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-#: Advisory lock key of the migration runner ("hub.migrate").
+#: Advisory lock key of the migration runner ("hub.infra.migrate").
 LOCK_KEY = 0x6875625F6D6967
 TABLE = "hub_schema_migrations"
 

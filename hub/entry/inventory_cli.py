@@ -13,8 +13,8 @@ import asyncio
 import sys
 from typing import Any
 
-from hub.runtime import run as run_loop
-from hub.settings import Settings
+from hub.infra.runtime import run as run_loop
+from hub.infra.settings import Settings
 
 
 def add_inventory_verbs(verbs: Any) -> None:
@@ -51,8 +51,9 @@ def add_inventory_verbs(verbs: Any) -> None:
 async def _stock_show(database_url: str, sku: str) -> str:
     import psycopg
 
-    from hub.inventory import format_stock, read_drift, stock_history
-    from projections.base import ProjectionRunner, log_head
+    from eventlog.log import log_head
+    from hub.service.inventory import format_stock, read_drift, stock_history
+    from projections.base import ProjectionRunner
     from projections.inventory import StockDriftProjection
 
     history = await stock_history(database_url, sku)
@@ -69,39 +70,39 @@ async def _stock_show(database_url: str, sku: str) -> str:
 
 def cmd_stock_show(settings: Settings, args: argparse.Namespace) -> int:
     """``hub stock show SKU``."""
-    from hub.cli import _print, _servers
-    from hub.inventory import NotFoundError
-    from hub.migrate import migrate
+    from hub.bootstrap import say, servers
+    from hub.infra.migrate import migrate
+    from hub.service.inventory import NotFoundError
 
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         try:
             text = asyncio.run(_stock_show(db, args.sku))
         except NotFoundError as exc:
             print(f"hub: error: {exc}", file=sys.stderr)
             return 1
-    _print(text)
+    say(text)
     return 0
 
 
 def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
     """``hub orders show PLATFORM ORDER_ID``."""
-    from hub.cli import _print, _servers
-    from hub.inventory import NotFoundError, format_order, order_history
+    from hub.bootstrap import say, servers
+    from hub.service.inventory import NotFoundError, format_order, order_history
 
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         try:
             history = asyncio.run(order_history(db, args.platform, args.order_id))
         except NotFoundError as exc:
             print(f"hub: error: {exc}", file=sys.stderr)
             return 1
-    _print(format_order(history))
+    say(format_order(history))
     return 0
 
 
 async def _run_process(database_url: str, name: str) -> None:
     from hub.bootstrap import bootstrap
-    from hub.cli import _run_worker
+    from hub.infra.runtime import run_until_signal
 
     hub = bootstrap(
         database_url=database_url,
@@ -114,7 +115,7 @@ async def _run_process(database_url: str, name: str) -> None:
     hub.processes = [runner]
     await hub.start()
     try:
-        await _run_worker(_forever)
+        await run_until_signal(_forever)
     finally:
         await hub.stop()
 
@@ -125,17 +126,17 @@ async def _forever() -> None:
 
 def cmd_process(settings: Settings, args: argparse.Namespace) -> int:
     """``hub process NAME``: one process manager with its own committer."""
-    from hub.cli import _servers
-    from hub.migrate import migrate
-    from hub.processes import PROCESSES
-    from hub.settings import SettingsError
+    from hub.bootstrap import servers
+    from hub.infra.migrate import migrate
+    from hub.infra.settings import SettingsError
+    from hub.service.processes import PROCESSES
 
     if args.name not in PROCESSES:
         raise SettingsError(
             f"process manager {args.name!r} does not exist; known: "
             f"{', '.join(sorted(PROCESSES))}"
         )
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         run_loop(_run_process(db, args.name))
     return 0

@@ -22,7 +22,7 @@ from domain.policy import (
 )
 
 #: The policy book shipped with the hub.
-BUNDLED_POLICIES = Path(__file__).with_name("policies.json")
+BUNDLED_POLICIES = Path(__file__).parent.parent / "policies.json"
 
 
 def load_policy_book(path: Path | None = None) -> PolicyBook:

@@ -27,11 +27,11 @@ from domain.binding import (
     binding_id,
     check_data_scope,
 )
-from hub.commands import BINDING_RULES, COMMANDS, ORDER_RULES
-from hub.connectors import Connectors, ShopConfig
+from hub.infra.shops import Connectors, ShopConfig
+from hub.service.commands import BINDING_RULES, COMMANDS, ORDER_RULES
 
 if TYPE_CHECKING:
-    from hub.bootstrap import Hub
+    from hub.service.hub import Hub
 
 
 def order_rules(hub: Hub) -> Any:

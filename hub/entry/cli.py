@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hub.runtime import run as run_loop
-from hub.settings import Settings, SettingsError
+from hub.bootstrap import (
+    connectors_config_of,
+    policy_book_of,
+    serve,
+    servers,
+)
+from hub.infra.runtime import run as run_loop
+from hub.infra.runtime import run_until_signal
+from hub.infra.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from domain.policy import PolicyBook
-    from hub.connectors import ConnectorsConfig
+    from hub.infra.shops import ConnectorsConfig
     from projections.base import Projection
 
 
@@ -36,122 +40,13 @@ def _print(*args: object) -> None:
     print(*args, flush=True)
 
 
-def _policy_book(settings: Settings) -> PolicyBook:
-    """The policy book of ``HUB_POLICIES_FILE``, or the bundled one."""
-    from domain.policy import PolicyBookError
-    from hub.policies import load_policy_book
-
-    try:
-        return load_policy_book(settings.policies_file)
-    except OSError as exc:
-        raise SettingsError(
-            f"HUB_POLICIES_FILE={settings.policies_file}: cannot read it "
-            f"({exc.strerror or exc})"
-        ) from None
-    except PolicyBookError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-@contextlib.contextmanager
-def _servers(settings: Settings, *, start_embedded: bool) -> Iterator[tuple[str, str]]:
-    """URLs to use: the configured ones, or embedded servers.
-
-    Verbs other than ``serve`` first try embedded servers already running (a
-    ``hub serve`` in another terminal) and start them only when none answers.
-    """
-    from hub.embedded import port_free, start_servers
-
-    db = settings.database_url
-    nats_url = settings.nats_url
-    if not start_embedded:
-        if not db and not port_free("127.0.0.1", settings.pg_port):
-            db = f"postgresql://postgres@127.0.0.1:{settings.pg_port}/hub"
-        if not nats_url and not port_free("127.0.0.1", settings.nats_port):
-            nats_url = f"nats://127.0.0.1:{settings.nats_port}"
-    servers = start_servers(
-        settings.home,
-        database_url=db,
-        nats_url=nats_url,
-        pg_port=settings.pg_port,
-        nats_port=settings.nats_port,
-    )
-    try:
-        yield servers.database_url, servers.nats_url
-    finally:
-        servers.stop()
-
-
-async def _serve(
-    database_url: str,
-    nats_url: str,
-    policy_book: PolicyBook | None = None,
-    platforms_config: ConnectorsConfig | None = None,
-    http_port: int | None = None,
-) -> None:
-    from hub.bootstrap import bootstrap, connect_platforms
-    from hub.nats_api import build_broker
-
-    hub = bootstrap(
-        database_url=database_url, nats_url=nats_url, policy_book=policy_book
-    )
-    await hub.start()
-    broker = build_broker(nats_url, hub)
-    await broker.start()
-    platforms = None
-    if platforms_config is not None:
-        platforms = connect_platforms(
-            hub,
-            platforms_config,
-            token_store=_token_store(database_url, platforms_config),
-        )
-        await platforms.start(http_port=http_port)
-        _print(
-            f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
-            f"({len(platforms_config.shops)} shops)"
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    _print("hub is running; Ctrl-C stops it")
-    try:
-        await stop.wait()
-    finally:
-        _print("stopping ...")
-        if platforms is not None:
-            await platforms.stop()
-        await broker.stop()
-        await hub.stop()
-
-
-def _token_store(database_url: str, config: ConnectorsConfig) -> Any:
-    """The configured shops' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
-    from hub.tokens import PostgresTokenStore, TokenStoreError, token_key
-
-    shops = {(shop.platform, shop.shop_id) for shop in config.shops}
-    try:
-        return PostgresTokenStore(database_url, key=token_key(), shops=shops)
-    except TokenStoreError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _connectors_config(settings: Settings) -> ConnectorsConfig:
-    """The registry of ``HUB_CONNECTORS_FILE`` (empty when unset)."""
-    from hub.connectors import ConnectorsConfigError, load_connectors_config
-
-    try:
-        return load_connectors_config(settings.connectors_file)
-    except ConnectorsConfigError as exc:
-        raise SettingsError(str(exc)) from None
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    book = _policy_book(settings)
-    platforms_config = _connectors_config(settings)
-    with _servers(settings, start_embedded=True) as (db, nats_url):
+    book = policy_book_of(settings)
+    platforms_config = connectors_config_of(settings)
+    with servers(settings, start_embedded=True) as (db, nats_url):
         _print(f"HUB_DATABASE_URL={db}")
         _print(f"HUB_NATS_URL={nats_url}")
-        from hub.migrate import migrate
+        from hub.infra.migrate import migrate
 
         applied = migrate(db)
         if applied:
@@ -160,25 +55,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"policy book: {settings.policies_file or 'bundled'} "
             f"(revision {book.revision})"
         )
-        run_loop(_serve(db, nats_url, book, platforms_config, settings.http_port))
+        run_loop(serve(db, nats_url, book, platforms_config, settings.http_port))
     _print("stopped")
     return 0
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.migrate import migrate
+    from hub.infra.migrate import migrate
 
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         applied = migrate(db)
     _print(f"applied: {', '.join(applied)}" if applied else "nothing to apply")
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.migrate import migrate
-    from hub.status import format_status, read_status
+    from hub.entry.status import format_status, read_status
+    from hub.infra.migrate import migrate
 
-    with _servers(settings, start_embedded=False) as (db, nats_url):
+    with servers(settings, start_embedded=False) as (db, nats_url):
         migrate(db)
         status = asyncio.run(read_status(db, nats_url))
     if args.json:
@@ -189,7 +84,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.nats_api import asyncapi_document
+    from hub.entry.nats_api import asyncapi_document
 
     text = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
     if args.out == "-":
@@ -219,44 +114,30 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if json.loads(reply).get("ok") else 1
 
 
-async def _run_worker(coro_factory: object) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(coro_factory())  # type: ignore[operator]
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    waiter.cancel()
-
-
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.relay import Relay
+    from hub.infra.relay import Relay
 
-    with _servers(settings, start_embedded=False) as (db, nats_url):
+    with servers(settings, start_embedded=False) as (db, nats_url):
         relay = Relay(db, nats_url)
-        run_loop(_run_worker(relay.run))
+        run_loop(run_until_signal(relay.run))
     return 0
 
 
 def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
     from hub.bootstrap import default_projections
-    from hub.migrate import migrate
+    from hub.infra.migrate import migrate
     from projections.base import ProjectionRunner
 
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        book = _policy_book(settings)
+        book = policy_book_of(settings)
         names = args.names or [p.name for p in default_projections(book)]
         runners = [ProjectionRunner(_projection(name, book), db) for name in names]
 
         async def run_all() -> None:
             await asyncio.gather(*(runner.run() for runner in runners))
 
-        run_loop(_run_worker(run_all))
+        run_loop(run_until_signal(run_all))
     return 0
 
 
@@ -272,12 +153,12 @@ def _projection(name: str, policy_book: PolicyBook | None = None) -> Projection:
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.migrate import migrate
+    from hub.infra.migrate import migrate
     from projections.base import rebuild
 
-    with _servers(settings, start_embedded=False) as (db, _):
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
-        projection = _projection(args.name, _policy_book(settings))
+        projection = _projection(args.name, policy_book_of(settings))
         position = asyncio.run(rebuild(db, projection))
     _print(f"projection {args.name} rebuilt up to log position {position}")
     return 0
@@ -285,9 +166,9 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_policies_show(settings: Settings, args: argparse.Namespace) -> int:
     from domain.policy import UnknownPlatformError
-    from hub.policies import format_profile
+    from hub.service.policies import format_profile
 
-    book = _policy_book(settings)
+    book = policy_book_of(settings)
     try:
         profile = book.profile(args.platform)
     except UnknownPlatformError as exc:
@@ -381,8 +262,8 @@ def _run_binding_command(
             **fields,
         }
     )
-    book = _policy_book(settings)
-    with _servers(settings, start_embedded=False) as (db, nats_url):
+    book = policy_book_of(settings)
+    with servers(settings, start_embedded=False) as (db, nats_url):
         raw, via = asyncio.run(
             _binding_command(
                 db, nats_url, name, payload, book=book, timeout=args.timeout
@@ -412,21 +293,21 @@ def cmd_bindings_unbind(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bindings_show(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.bindings import (
+    from hub.service.bindings import (
         BindingNotFoundError,
         binding_history,
         format_binding,
         parse_binding_id,
         today_in_china,
     )
-    from hub.commit import utc_now
+    from hub.service.commit import utc_now
 
     try:
         binding_id = parse_binding_id(args.binding)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    book = _policy_book(settings)
-    with _servers(settings, start_embedded=False) as (db, _):
+    book = policy_book_of(settings)
+    with servers(settings, start_embedded=False) as (db, _):
         try:
             history = asyncio.run(binding_history(db, binding_id))
         except BindingNotFoundError as exc:
@@ -442,8 +323,9 @@ async def _caught_up_bindings(
     """The bindings table, first brought up to the log's head."""
     import psycopg
 
-    from hub.bindings import read_bindings
-    from projections.base import ProjectionRunner, log_head
+    from eventlog.log import log_head
+    from hub.service.bindings import read_bindings
+    from projections.base import ProjectionRunner
     from projections.bindings import BindingsProjection
 
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
@@ -458,12 +340,12 @@ async def _caught_up_bindings(
 
 
 def cmd_bindings_list(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.bindings import format_bindings, overdue_only, today_in_china
-    from hub.commit import utc_now
-    from hub.migrate import migrate
+    from hub.infra.migrate import migrate
+    from hub.service.bindings import format_bindings, overdue_only, today_in_china
+    from hub.service.commit import utc_now
 
-    book = _policy_book(settings)
-    with _servers(settings, start_embedded=False) as (db, _):
+    book = policy_book_of(settings)
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         rows = asyncio.run(_caught_up_bindings(db, book, args.platform))
     today = today_in_china(utc_now())
@@ -493,15 +375,15 @@ async def _sync_orders(
     """Pull one binding's orders of the last ``hours`` in this process."""
     from datetime import timedelta
 
-    from hub.bindings import parse_binding_id
-    from hub.bootstrap import bootstrap, connect_platforms
-    from hub.commands import BINDING_RULES
-    from hub.commit import utc_now
+    from hub.bootstrap import bootstrap, connect_platforms, token_store_of
+    from hub.service.bindings import parse_binding_id
+    from hub.service.commands import BINDING_RULES
+    from hub.service.commit import utc_now
 
     hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
     await hub.start()
     platforms = connect_platforms(
-        hub, config, token_store=_token_store(database_url, config)
+        hub, config, token_store=token_store_of(database_url, config)
     )
     try:
         state = await hub.committer.load(
@@ -529,11 +411,11 @@ async def _sync_orders(
 
 
 def cmd_sync_orders(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.connectors import UnknownShopError
-    from hub.migrate import migrate
+    from hub.infra.migrate import migrate
+    from hub.infra.shops import UnknownShopError
 
-    config = _connectors_config(settings)
-    with _servers(settings, start_embedded=False) as (db, _):
+    config = connectors_config_of(settings)
+    with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         try:
             text, ok = asyncio.run(_sync_orders(db, config, args.binding, args.hours))
@@ -675,10 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(func=cmd_rebuild)
     _add_policies_and_bindings(verbs)
     _add_sync(verbs)
-    from hub.sandbox_cli import add_sandbox_parser
+    from hub.entry.sandbox_cli import add_sandbox_parser
 
     add_sandbox_parser(verbs)
-    from hub.inventory_cli import add_inventory_verbs
+    from hub.entry.inventory_cli import add_inventory_verbs
 
     add_inventory_verbs(verbs)
     return parser
@@ -687,8 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hub`` command."""
     args = build_parser().parse_args(argv)
-    from hub.embedded import EmbeddedError
-    from hub.migrate import MigrationError
+    from hub.infra.embedded import EmbeddedError
+    from hub.infra.migrate import MigrationError
 
     try:
         settings = Settings.from_env()

@@ -24,43 +24,9 @@ from typing import Annotated, Any
 import msgspec
 
 from connectors.common import ShopClient, TokenState
-from connectors.douyin_shop import client as douyin_client
-from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
-from connectors.kuaishou_shop import client as kuaishou_client
-from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
+from connectors.registry import CONNECTORS, connector
 from connectors.transport import MemoryTokenStore, TokenStore
-from connectors.wechat_shop import client as wechat_client
-from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
-from connectors.youzan import client as youzan_client
-from connectors.youzan.client import YouzanApp, YouzanClient
 from domain.allocation import LIST_ALL, AllocationRule
-
-#: The credential fields each platform needs, for API calls and for pushes.
-REQUIRED_CREDENTIALS: Mapping[str, tuple[str, ...]] = {
-    # app_id/app_secret: API token; push_token, encoding_aes_key: push
-    # signature and decryption; username: the ToUserName pushes are sent to.
-    "wechat_shop": (
-        "app_id",
-        "app_secret",
-        "push_token",
-        "encoding_aes_key",
-        "username",
-    ),
-    # app_key/app_secret: request signing and the push event-sign.
-    "douyin_shop": ("app_key", "app_secret"),
-    # sign_secret: request signing; message_key: push decryption.
-    "kuaishou_shop": ("app_id", "app_secret", "sign_secret", "message_key"),
-    # client_secret: the push sign and the token calls.
-    "youzan": ("client_id", "client_secret"),
-}
-
-#: Where each platform's API lives unless the file says otherwise.
-DEFAULT_BASE_URLS: Mapping[str, str] = {
-    "wechat_shop": wechat_client.DEFAULT_BASE_URL,
-    "douyin_shop": douyin_client.DEFAULT_BASE_URL,
-    "kuaishou_shop": kuaishou_client.DEFAULT_BASE_URL,
-    "youzan": youzan_client.DEFAULT_BASE_URL,
-}
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -131,12 +97,13 @@ class ConnectorsConfig(
         seen: set[tuple[str, str]] = set()
         for index, shop in enumerate(self.shops):
             where = f"shops[{index}] ({shop.platform}/{shop.shop_id})"
-            required = REQUIRED_CREDENTIALS.get(shop.platform)
-            if required is None:
+            platform = CONNECTORS.get(shop.platform)
+            if platform is None:
                 raise ValueError(
                     f"{where}: platform {shop.platform!r} has no connector; known: "
-                    f"{', '.join(REQUIRED_CREDENTIALS)}"
+                    f"{', '.join(CONNECTORS)}"
                 )
+            required = platform.credentials
             missing = [name for name in required if not shop.credentials.get(name)]
             if missing:
                 raise ValueError(
@@ -248,40 +215,18 @@ class Connectors:
         return client
 
     def _build(self, shop: ShopConfig) -> ShopClient:
-        creds = shop.credentials
+        platform = connector(shop.platform)
         base_url = (
             shop.base_url
             or self.config.base_urls.get(shop.platform)
-            or DEFAULT_BASE_URLS[shop.platform]
+            or platform.default_base_url
         )
         options: dict[str, Any] = {
             "base_url": base_url,
             "token_store": self.tokens,
             **self._options,
         }
-        if shop.platform == "wechat_shop":
-            return WechatShopClient(
-                credentials={
-                    shop.shop_id: WechatCredentials(
-                        app_id=creds["app_id"], app_secret=creds["app_secret"]
-                    )
-                },
-                **options,
-            )
-        if shop.platform == "douyin_shop":
-            app = DouyinApp(app_key=creds["app_key"], app_secret=creds["app_secret"])
-            return DouyinShopClient(app=app, **options)
-        if shop.platform == "kuaishou_shop":
-            ks = KuaishouApp(
-                app_id=creds["app_id"],
-                app_secret=creds["app_secret"],
-                sign_secret=creds["sign_secret"],
-            )
-            return KuaishouShopClient(app=ks, **options)
-        yz = YouzanApp(
-            client_id=creds["client_id"], client_secret=creds["client_secret"]
-        )
-        return YouzanClient(app=yz, **options)
+        return platform.build_client(shop.credentials, shop.shop_id, options)
 
     async def ready_client(self, shop: ShopConfig) -> ShopClient:
         """The shop's client, with a first token fetched when the platform can.
@@ -297,8 +242,8 @@ class Connectors:
         async with self._locks.setdefault(key, asyncio.Lock()):
             if key not in self._authorised:
                 has_token = self.tokens.get(shop.platform, shop.shop_id) is not None
-                if isinstance(client, DouyinShopClient) and not has_token:
-                    await client.authorise(shop.shop_id)
+                if connector(shop.platform).self_authorised and not has_token:
+                    await client.authorise(shop.shop_id)  # type: ignore[attr-defined]
                 self._authorised.add(key)
         return client
 
@@ -310,12 +255,10 @@ class Connectors:
         Raises:
             ValueError: the platform has no code flow.
         """
-        client = self.client(shop)
-        if isinstance(client, KuaishouShopClient):
-            return await client.exchange_code(shop.shop_id, code)
-        if isinstance(client, YouzanClient):
-            return await client.exchange_code(shop.shop_id, code, redirect_uri)
-        raise ValueError(f"{shop.platform} authorises without a consent code")
+        exchange = connector(shop.platform).exchange_code
+        if exchange is None:
+            raise ValueError(f"{shop.platform} authorises without a consent code")
+        return await exchange(self.client(shop), shop.shop_id, code, redirect_uri)
 
     async def aclose(self) -> None:
         """Close every client's HTTP connections."""

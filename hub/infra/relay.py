@@ -32,10 +32,10 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from psycopg import sql
 
+from eventlog.codec import EVENTS_TABLE, decode_event
+from eventlog.log import NOTIFY_SAFETY_S, read_log
 from hub.messages import H_POSITION, STREAM, SUBJECT_PREFIX, headers_for, subject_for
 from hub.messages import to_message as _to_message
-from hub.store import EVENTS_TABLE, decode_event
-from projections.base import NOTIFY_SAFETY_S, read_log
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from connectors.common import PlatformCallError, PushResult, SyncPolicy, backoff_delay_s
+from connectors.registry import POLICIES
 from domain import push as stock_push
 from domain.allocation import allocate
 from domain.binding import Binding, binding_id
@@ -55,14 +56,13 @@ from domain.stock import (
     StockReleased,
     stock_item_id,
 )
-from hub.commands import BINDING_RULES, STOCK_RULES
-from hub.commit import log_unawaited
-from hub.connectors import Connectors, Listing, ShopConfig
-from hub.http import POLICIES
+from hub.infra.shops import Connectors, Listing, ShopConfig
+from hub.service.commands import BINDING_RULES, STOCK_RULES
+from hub.service.commit import log_unawaited
 from projections.base import Projection, ProjectionRunner
 
 if TYPE_CHECKING:
-    from hub.bootstrap import Hub
+    from hub.service.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ class OutboundDispatcher(Projection):
 
     def _react(self, events: Sequence[Event]) -> None:
         """The shortcut: the moment a stock change is durable (a
-        :meth:`hub.commit.GroupCommitter.listen` listener), make sure each of
+        :meth:`hub.service.commit.GroupCommitter.listen` listener), make sure each of
         the SKU's real-time listings has a worker coming, so the platforms hear
         of it one HTTP call after the commit rather than after a NOTIFY, a read
         of the log and the push request's own commit.

@@ -10,7 +10,7 @@
    the platform sends is answered **400** with a message naming the problem;
 3. for a platform whose policy consumes pushes (``orders.push_enabled``), each
    order it announces is read from the platform and its commands are stored
-   (:class:`hub.inbound.OrderIntake`); only then is the platform's success body
+   (:class:`hub.service.inbound.OrderIntake`); only then is the platform's success body
    answered (200). A platform that is polled instead (Douyin, Kuaishou) has its
    push verified, decoded and acknowledged, and nothing stored.
 
@@ -46,30 +46,22 @@ from connectors.common import (
 )
 from connectors.douyin_shop import protocol as douyin_protocol
 from connectors.douyin_shop import translate as douyin_translate
-from connectors.douyin_shop.policy import POLICY as DOUYIN_POLICY
 from connectors.kuaishou_shop import protocol as kuaishou_protocol
 from connectors.kuaishou_shop import translate as kuaishou_translate
-from connectors.kuaishou_shop.policy import POLICY as KUAISHOU_POLICY
 from connectors.mapping import TranslateError
+from connectors.registry import POLICIES
 from connectors.wechat_shop import protocol as wechat_protocol
 from connectors.wechat_shop import translate as wechat_translate
-from connectors.wechat_shop.policy import POLICY as WECHAT_POLICY
 from connectors.youzan import protocol as youzan_protocol
 from connectors.youzan import translate as youzan_translate
-from connectors.youzan.policy import POLICY as YOUZAN_POLICY
 from domain.binding import DataScopeError
 from domain.events import DomainError
 from domain.order import UnmappedSkuError
-from hub.connectors import Connectors, ShopConfig
-from hub.inbound import Ingested, MalformedOrderError, OrderIntake
+from hub.infra.shops import Connectors, ShopConfig
+from hub.service.inbound import Ingested, MalformedOrderError, OrderIntake
 
 log = logging.getLogger(__name__)
 
-#: Every platform's sync policy (SPEC §4), by code.
-POLICIES: Mapping[str, SyncPolicy] = {
-    p.platform: p
-    for p in (WECHAT_POLICY, DOUYIN_POLICY, KUAISHOU_POLICY, YOUZAN_POLICY)
-}
 #: Push kinds that announce an order change worth reading.
 ORDER_KINDS = frozenset(
     {

@@ -1,6 +1,6 @@
 """When orders are pulled and stock calibrated: the sync policies, on a clock.
 
-Each platform's :class:`connectors.common.SyncPolicy` (SPEC §4) says it, as
+Each platform's :class:`connectors.common.SyncPolicy` (docs/domain.md §4) says it, as
 data, and :class:`SyncScheduler` only reads it:
 
 * WeChat Shop: orders arrive by push; a poll every ``poll_interval_s`` (15 s)
@@ -29,12 +29,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from connectors.common import PlatformCallError, SyncPolicy
+from connectors.registry import POLICIES
 from domain.binding import DataScopeError
 from domain.events import DomainError
-from hub.connectors import ShopConfig
-from hub.http import POLICIES
-from hub.inbound import MalformedOrderError, OrderIntake
-from hub.outbound import OutboundDispatcher
+from hub.infra.shops import ShopConfig
+from hub.service.inbound import MalformedOrderError, OrderIntake
+from hub.service.outbound import OutboundDispatcher
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from domain.events import Context, DomainError, Event, project
-from hub.store import HubApplication
+from hub.infra.store import HubApplication
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class GroupCommitter:
         reaction commands and their refusals are only logged at debug level:
         a reactor is a shortcut for a follower whose log-driven path runs the
         same commands again, idempotently (see
-        :class:`hub.processes.OrderStockProcess`). Reactions of reactions are
+        :class:`hub.service.processes.OrderStockProcess`). Reactions of reactions are
         not run. A reactor must be quick and must not raise.
         """
         self._reactors.append(reactor)

@@ -9,7 +9,9 @@ projection step is a handful of those. Elsewhere the standard loop is used.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,3 +24,20 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # pragma: no cover - platforms without uvloop
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+async def run_until_signal(
+    coro_factory: Callable[[], Coroutine[Any, Any, object]],
+) -> None:
+    """Run ``coro_factory()`` until it ends or SIGINT/SIGTERM comes; then cancel it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(coro_factory())
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    waiter.cancel()

@@ -10,9 +10,9 @@ import psycopg
 from nats.js.errors import NotFoundError
 from psycopg import sql
 
+from eventlog.codec import EVENTS_TABLE, decode_event
+from hub.infra.relay import stream_position
 from hub.messages import STREAM
-from hub.relay import stream_position
-from hub.store import EVENTS_TABLE, decode_event
 
 
 @dataclass(frozen=True)

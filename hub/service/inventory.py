@@ -18,8 +18,8 @@ from psycopg import sql
 
 from domain import order, stock
 from domain.events import Event, project
+from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type, payload_of
-from hub.store import EVENTS_TABLE, decode_event
 
 #: Open orders and reservations ``hub stock show`` lists before summing up.
 LISTED = 20

@@ -35,8 +35,8 @@ import psycopg
 
 from domain import order, stock
 from domain.events import DomainError, Event
-from hub.commands import ORDER_RULES, STOCK_RULES
-from hub.commit import AggregateRules, GroupCommitter, Outcome
+from hub.service.commands import ORDER_RULES, STOCK_RULES
+from hub.service.commit import AggregateRules, GroupCommitter, Outcome
 from projections.base import Projection, ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class OrderStockProcess(Projection):
         self.reacted = 0
 
     def plan(self, events: Sequence[Event]) -> list[tuple[AggregateRules, Any]]:
-        """The shortcut (a :meth:`hub.commit.GroupCommitter.react` reactor):
+        """The shortcut (a :meth:`hub.service.commit.GroupCommitter.react` reactor):
         the stock commands of the order events a command has just decided, run
         in the same transaction as the order's events, so an order's stock
         moves in the group commit that stores it rather than after a NOTIFY, a

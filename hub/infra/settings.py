@@ -99,5 +99,5 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "8",
         "POSTGRES_LOCK_TIMEOUT": "30",
-        "APPLICATION_RECORDER_TOPIC": "hub.store:HubRecorder",
+        "APPLICATION_RECORDER_TOPIC": "hub.infra.store:HubRecorder",
     }

@@ -1,6 +1,6 @@
 """Binding authorisation: run the platform's route, then record the grant.
 
-Each platform authorises a binding its own way (SPEC §2): WeChat Shop by the
+Each platform authorises a binding its own way (docs/domain.md §2): WeChat Shop by the
 shop's own appid and secret (WeChat internal authorisation), Douyin Shop by the
 app's API key (self-use grant), Kuaishou Shop and Youzan by the OAuth 2.0
 authorisation-code flow. The route is chosen by the profile's

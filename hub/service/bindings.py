@@ -20,8 +20,8 @@ from psycopg import sql
 from domain import binding
 from domain.calendar import HolidayCalendar, china_date
 from domain.events import Event, project
+from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type
-from hub.store import EVENTS_TABLE, decode_event
 from projections.bindings import failure_reasons
 
 _decode_state = msgspec.json.Decoder(binding.Binding).decode

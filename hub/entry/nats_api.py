@@ -15,9 +15,9 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
 
-from hub.bootstrap import Hub
-from hub.commands import COMMANDS
 from hub.messages import STREAM, EventMessage
+from hub.service.commands import COMMANDS
+from hub.service.hub import Hub
 
 QUEUE_GROUP = "hub"
 HANDLER_CONCURRENCY = 512

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from hub.connectors import Connectors
-from hub.http import HttpServer, WebhookStats, create_app
-from hub.inbound import OrderIntake
-from hub.outbound import OutboundDispatcher
-from hub.sync import SyncScheduler
+from hub.entry.http import HttpServer, WebhookStats, create_app
+from hub.infra.shops import Connectors
+from hub.service.inbound import OrderIntake
+from hub.service.outbound import OutboundDispatcher
+from hub.service.sync import SyncScheduler
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The entry points: HTTP (webhooks), NATS request/reply, the CLI."""

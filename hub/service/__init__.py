@@ -1,0 +1,5 @@
+"""The service layer.
+
+Commands, the group committer, process managers, and the platforms' inbound,
+outbound and sync.
+"""
