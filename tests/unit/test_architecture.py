@@ -157,7 +157,7 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
         pytest.param(
             "hub",
             marks=pytest.mark.xfail(
-                strict=True, reason="webhooks move into connectors/<platform>/webhook.py"
+                strict=True, reason="webhooks move into connectors/*/webhook.py"
             ),
         ),
         "projections",
