@@ -56,6 +56,26 @@ class Projection(ABC):
             await self.apply(cur, event, position)
 
 
+class BatchProjection(Projection):
+    """A projection that folds a whole batch at once: one event is a batch of one.
+
+    Subclasses implement only :meth:`apply_batch` (read the batch's rows, fold
+    the events in memory, write each row once).
+    """
+
+    async def apply(
+        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
+    ) -> None:
+        """Fold one event as a batch of one."""
+        await self.apply_batch(cur, [(event, position)])
+
+    @abstractmethod
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Write the effect of consecutive events."""
+
+
 class ProjectionRunner:
     """Keeps one projection current with the log.
 

@@ -15,7 +15,7 @@ import psycopg
 
 from domain import stock
 from domain.events import Event
-from projections.base import Projection
+from projections.base import BatchProjection
 
 _STOCK_CLASSES: tuple[type[Event], ...] = typing.get_args(stock.StockEvent)
 #: Every stock item event, by stable topic.
@@ -50,7 +50,7 @@ _UPSERT_INVENTORY = (
 )
 
 
-class InventoryProjection(Projection):
+class InventoryProjection(BatchProjection):
     """Table ``inventory``: one row per hub SKU with every stock state.
 
     Columns: ``on_hand``, ``committed``, ``reserved``, ``safety``,
@@ -63,12 +63,6 @@ class InventoryProjection(Projection):
     name: ClassVar[str] = "inventory"
     tables: ClassVar[tuple[str, ...]] = ("inventory",)
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Fold one event into its SKU's row."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
@@ -136,7 +130,7 @@ _UPSERT_DRIFT = (
 )
 
 
-class StockDriftProjection(Projection):
+class StockDriftProjection(BatchProjection):
     """Table ``stock_drift``: per hub SKU, platform and shop, the last drift found.
 
     Only drifts beyond the report's tolerance are events
@@ -147,12 +141,6 @@ class StockDriftProjection(Projection):
     name: ClassVar[str] = "stock_drift"
     tables: ClassVar[tuple[str, ...]] = ("stock_drift",)
     topics: ClassVar[tuple[str, ...]] = (stock.StockDriftDetected.TOPIC,)
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Upsert the (SKU, platform, shop) row with the drift the event found."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]

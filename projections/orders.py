@@ -17,7 +17,7 @@ import psycopg
 
 from domain import order
 from domain.events import Event
-from projections.base import Projection
+from projections.base import BatchProjection
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(order.Order).decode
@@ -40,7 +40,7 @@ _UPSERT = (
 )
 
 
-class OrdersProjection(Projection):
+class OrdersProjection(BatchProjection):
     """Table ``orders``: one row per order, for ``hub orders show`` and reports.
 
     Columns: the order's keys (``platform``, ``platform_order_id``,
@@ -54,12 +54,6 @@ class OrdersProjection(Projection):
     name: ClassVar[str] = "orders"
     tables: ClassVar[tuple[str, ...]] = ("orders",)
     topics: ClassVar[tuple[str, ...]] = ORDER_TOPICS
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Fold one event into its order's row."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]

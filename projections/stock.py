@@ -7,7 +7,7 @@ from typing import ClassVar
 import psycopg
 
 from domain.events import Event
-from projections.base import Projection
+from projections.base import BatchProjection
 from projections.inventory import STOCK_TOPICS, stock_event
 
 _UPSERT = (
@@ -22,7 +22,7 @@ _UPSERT = (
 )
 
 
-class StockOnHandProjection(Projection):
+class StockOnHandProjection(BatchProjection):
     """Table ``stock_on_hand``: one row per SKU with its on-hand quantity.
 
     It folds every stock item event (each records on hand after it); the
@@ -34,12 +34,6 @@ class StockOnHandProjection(Projection):
     name: ClassVar[str] = "stock_on_hand"
     tables: ClassVar[tuple[str, ...]] = ("stock_on_hand",)
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Upsert the SKU's row with the on-hand quantity the event records."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
