@@ -7,6 +7,7 @@ and the columns are read off the new state.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import ClassVar
 
@@ -123,3 +124,81 @@ class BindingsProjection(Projection):
                 event.occurred_at,
             ),
         )
+
+
+class BindingRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the ``bindings`` table.
+
+    Attributes:
+        id: the binding's aggregate id.
+        channel_account: the channel (视频号) account.
+        platform: the platform code.
+        shop_id: the shop's id on the platform.
+        status: the binding's status.
+        requested_on: the day (China time) it was last requested.
+        review_due_on: the last day of the platform's review (None: unknown).
+        data_scope: what the binding lets the hub pull.
+        failure_reasons: why it is held up now (failed rules, mismatches,
+            suspension).
+        position: log position of the last event applied.
+        state: the binding's whole folded state.
+    """
+
+    id: uuid.UUID
+    channel_account: str
+    platform: str
+    shop_id: str
+    status: str
+    requested_on: date
+    review_due_on: date | None
+    data_scope: str | None
+    failure_reasons: tuple[str, ...]
+    position: int
+    state: binding.Binding
+
+    def is_overdue(self, today: date, calendar: HolidayCalendar) -> bool:
+        """Whether the platform's review is still running past its promise."""
+        return binding.review_overdue(self.state, today, calendar)
+
+
+class BindingsView:
+    """Reads of the ``bindings`` table.
+
+    Args:
+        database_url: PostgreSQL holding the table.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def all(self, *, platform: str | None = None) -> list[BindingRow]:
+        """Every binding (of ``platform`` only, if given), by platform and keys."""
+        query = (
+            "SELECT id, channel_account, platform, shop_id, status, requested_on, "
+            "review_due_on, data_scope, failure_reasons, position, state::text "
+            "FROM bindings"
+        )
+        params: tuple[str, ...] = ()
+        if platform is not None:
+            query += " WHERE platform = %s"
+            params = (platform,)
+        query += " ORDER BY platform, channel_account, shop_id"
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        return [
+            BindingRow(
+                id=r[0],
+                channel_account=r[1],
+                platform=r[2],
+                shop_id=r[3],
+                status=r[4],
+                requested_on=r[5],
+                review_due_on=r[6],
+                data_scope=r[7],
+                failure_reasons=tuple(r[8]),
+                position=int(r[9]),
+                state=_decode_state(r[10]),
+            )
+            for r in rows
+        ]

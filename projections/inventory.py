@@ -9,8 +9,10 @@ events and are carried over from the stored row.
 from __future__ import annotations
 
 import typing
+from datetime import datetime
 from typing import ClassVar, cast
 
+import msgspec
 import psycopg
 
 from domain import stock
@@ -161,3 +163,51 @@ class StockDriftProjection(BatchProjection):
                 position,
             )
         await cur.executemany(_UPSERT_DRIFT, list(last.values()))
+
+
+class DriftRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of ``stock_drift``: a platform shop's last drift beyond tolerance."""
+
+    platform: str
+    shop_id: str
+    reported: int
+    expected: int
+    drift: int
+    tolerance: int
+    detected_at: datetime
+    position: int
+
+
+class StockDriftView:
+    """Reads of the ``stock_drift`` table.
+
+    Args:
+        database_url: PostgreSQL holding the table.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def of_sku(self, sku: str) -> list[DriftRow]:
+        """Every platform shop's row for ``sku``, by platform and shop."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute(
+                "SELECT platform, shop_id, reported, expected, drift, tolerance, "
+                "detected_at, position FROM stock_drift WHERE sku = %s "
+                "ORDER BY platform, shop_id",
+                (sku,),
+            )
+            rows = await cur.fetchall()
+        return [
+            DriftRow(
+                platform=r[0],
+                shop_id=r[1],
+                reported=int(r[2]),
+                expected=int(r[3]),
+                drift=int(r[4]),
+                tolerance=int(r[5]),
+                detected_at=r[6],
+                position=int(r[7]),
+            )
+            for r in rows
+        ]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import date, datetime
-from typing import Any
 
-import msgspec
 import psycopg
 from psycopg import sql
 
@@ -22,48 +20,11 @@ from domain.calendar import HolidayCalendar, china_date
 from domain.events import Event, project
 from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type
-from projections.bindings import failure_reasons
-
-_decode_state = msgspec.json.Decoder(binding.Binding).decode
+from projections.bindings import BindingRow, BindingsView, failure_reasons
 
 
 class BindingNotFoundError(LookupError):
     """No binding has the id asked for."""
-
-
-class BindingRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One row of the ``bindings`` table.
-
-    Attributes:
-        id: the binding's aggregate id.
-        channel_account: the channel (视频号) account.
-        platform: the platform code.
-        shop_id: the shop's id on the platform.
-        status: the binding's status.
-        requested_on: the day (China time) it was last requested.
-        review_due_on: the last day of the platform's review (None: unknown).
-        data_scope: what the binding lets the hub pull.
-        failure_reasons: why it is held up now (failed rules, mismatches,
-            suspension).
-        position: log position of the last event applied.
-        state: the binding's whole folded state.
-    """
-
-    id: uuid.UUID
-    channel_account: str
-    platform: str
-    shop_id: str
-    status: str
-    requested_on: date
-    review_due_on: date | None
-    data_scope: str | None
-    failure_reasons: tuple[str, ...]
-    position: int
-    state: binding.Binding
-
-    def is_overdue(self, today: date, calendar: HolidayCalendar) -> bool:
-        """Whether the platform's review is still running past its promise."""
-        return binding.review_overdue(self.state, today, calendar)
 
 
 def today_in_china(now: datetime) -> date:
@@ -91,35 +52,7 @@ async def read_bindings(
     database_url: str, *, platform: str | None = None
 ) -> list[BindingRow]:
     """Every binding in the ``bindings`` table (of ``platform`` only, if given)."""
-    query = (
-        "SELECT id, channel_account, platform, shop_id, status, requested_on, "
-        "review_due_on, data_scope, failure_reasons, position, state::text "
-        "FROM bindings"
-    )
-    params: tuple[Any, ...] = ()
-    if platform is not None:
-        query += " WHERE platform = %s"
-        params = (platform,)
-    query += " ORDER BY platform, channel_account, shop_id"
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(query, params)
-        rows = await cur.fetchall()
-    return [
-        BindingRow(
-            id=r[0],
-            channel_account=r[1],
-            platform=r[2],
-            shop_id=r[3],
-            status=r[4],
-            requested_on=r[5],
-            review_due_on=r[6],
-            data_scope=r[7],
-            failure_reasons=tuple(r[8]),
-            position=int(r[9]),
-            state=_decode_state(r[10]),
-        )
-        for r in rows
-    ]
+    return await BindingsView(database_url).all(platform=platform)
 
 
 def overdue_only(

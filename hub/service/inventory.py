@@ -9,7 +9,6 @@ prints an order's state and its whole history from the log.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from domain import order, stock
 from domain.events import Event, project
 from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type, payload_of
+from projections.inventory import DriftRow, StockDriftView
 
 #: Open orders and reservations ``hub stock show`` lists before summing up.
 LISTED = 20
@@ -27,19 +27,6 @@ LISTED = 20
 
 class NotFoundError(LookupError):
     """The log has no stock item or order with the key asked for."""
-
-
-class DriftRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One row of ``stock_drift``: a platform shop's last drift beyond tolerance."""
-
-    platform: str
-    shop_id: str
-    reported: int
-    expected: int
-    drift: int
-    tolerance: int
-    detected_at: datetime
-    position: int
 
 
 async def aggregate_history(
@@ -88,27 +75,7 @@ async def order_history(
 
 async def read_drift(database_url: str, sku: str) -> list[DriftRow]:
     """Every platform shop's row of ``stock_drift`` for ``sku``."""
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(
-            "SELECT platform, shop_id, reported, expected, drift, tolerance, "
-            "detected_at, position FROM stock_drift WHERE sku = %s "
-            "ORDER BY platform, shop_id",
-            (sku,),
-        )
-        rows = await cur.fetchall()
-    return [
-        DriftRow(
-            platform=r[0],
-            shop_id=r[1],
-            reported=int(r[2]),
-            expected=int(r[3]),
-            drift=int(r[4]),
-            tolerance=int(r[5]),
-            detected_at=r[6],
-            position=int(r[7]),
-        )
-        for r in rows
-    ]
+    return await StockDriftView(database_url).of_sku(sku)
 
 
 def _listed(refs: dict[str, int]) -> list[str]:

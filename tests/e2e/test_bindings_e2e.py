@@ -24,12 +24,12 @@ from connectors.sandbox.control_client import SandboxControl
 from connectors.sandbox.server import SandboxServer
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan.client import YouzanApp, YouzanClient
-from hub.bootstrap import bootstrap
-from hub.entry.nats_api import build_broker
 from hub.messages import STREAM, EventMessage
 from hub.service.authorisation import follow_redirect, grant_ref, run_route
 from hub.service.hub import Hub
+from hub.service.policies import load_policy_book, sync_policies
 from tests.binding_payloads import encode, keys, meet, qualify, request, verify
+from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +40,8 @@ CONSENT_SHOP_PARAM = {"kuaishou_shop": "shop_id", "youzan": "kdt_id"}
 
 @pytest.fixture
 async def hub(database_url: str, nats_url: str) -> AsyncIterator[Hub]:
-    running = bootstrap(database_url=database_url, nats_url=nats_url, clock=lambda: NOW)
-    await running.start()
-    broker = build_broker(nats_url, running)
-    await broker.start()
-    yield running
-    await broker.stop()
-    await running.stop()
+    async with serving_hub(database_url, nats_url, lambda: NOW) as running:
+        yield running
 
 
 async def send(nc: nats.NATS, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +52,13 @@ async def send(nc: nats.NATS, name: str, payload: dict[str, Any]) -> dict[str, A
 
 
 def client_for(platform: str, url: str, credentials: dict[str, str]) -> Any:
+    policy = sync_policies(load_policy_book())[platform]
     if platform == "wechat_shop":
-        return WechatShopClient(base_url=url)
+        return WechatShopClient(base_url=url, policy=policy)
     if platform == "douyin_shop":
         return DouyinShopClient(
             base_url=url,
+            policy=policy,
             app=DouyinApp(
                 app_key=credentials["app_key"], app_secret=credentials["app_secret"]
             ),
@@ -69,6 +66,7 @@ def client_for(platform: str, url: str, credentials: dict[str, str]) -> Any:
     if platform == "kuaishou_shop":
         return KuaishouShopClient(
             base_url=url,
+            policy=policy,
             app=KuaishouApp(
                 app_id=credentials["app_id"],
                 app_secret=credentials["app_secret"],
@@ -77,6 +75,7 @@ def client_for(platform: str, url: str, credentials: dict[str, str]) -> Any:
         )
     return YouzanClient(
         base_url=url,
+        policy=policy,
         app=YouzanApp(
             client_id=credentials["client_id"],
             client_secret=credentials["client_secret"],

@@ -20,7 +20,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from domain.binding import binding_id
 from hub.bootstrap import bootstrap
 from hub.entry.cli import main
-from hub.entry.nats_api import build_broker
 from hub.infra.settings import Settings
 from hub.messages import STREAM, EventMessage
 from hub.service.hub import Hub
@@ -35,6 +34,7 @@ from tests.binding_payloads import (
     to_active,
 )
 from tests.conftest import wait_until
+from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,8 @@ NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def hub(database_url: str, nats_url: str) -> AsyncIterator[Hub]:
-    running = bootstrap(database_url=database_url, nats_url=nats_url, clock=lambda: NOW)
-    await running.start()
-    broker = build_broker(nats_url, running)
-    await broker.start()
-    yield running
-    await broker.stop()
-    await running.stop()
+    async with serving_hub(database_url, nats_url, lambda: NOW) as running:
+        yield running
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -12,7 +10,7 @@ from hypothesis import given as hypothesis_given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from domain.events import Context, DomainError, Event, event_class, project
+from domain.events import DomainError, Event, event_class, project
 from domain.stock import (
     AdjustStock,
     CommitStock,
@@ -47,30 +45,7 @@ from domain.stock import (
     mutate,
     stock_item_id,
 )
-
-NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
-
-def ctx() -> Context:
-    counter = iter(range(1, 1_000_000))
-    return Context(now=NOW, new_id=lambda: uuid.UUID(int=next(counter)))
-
-
-def given(*commands: StockCommand) -> StockItem:
-    state: StockItem | None = None
-    for command in commands:
-        state = project(mutate, state, decide(state, command, ctx()))
-    assert state is not None
-    return state
-
-
-def when(state: StockItem | None, command: StockCommand) -> list[Event]:
-    return decide(state, command, ctx())
-
-
-def then(state: StockItem, command: StockCommand) -> StockItem:
-    after: StockItem = project(mutate, state, when(state, command))
-    return after
+from tests.stock_steps import ctx, given, then, when
 
 
 def lv(item: Any) -> tuple[int, int, int, int, int]:

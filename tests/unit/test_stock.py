@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
-from domain.events import Context, Event, project
 from domain.stock import (
     AdjustStock,
     CountStock,
@@ -19,28 +17,9 @@ from domain.stock import (
     StockCounted,
     StockReceived,
     UnknownSkuError,
-    decide,
-    mutate,
     stock_item_id,
 )
-
-NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
-
-def ctx() -> Context:
-    counter = iter(range(1, 1_000_000))
-    return Context(now=NOW, new_id=lambda: uuid.UUID(int=next(counter)))
-
-
-def given(*commands: object) -> object:
-    state = None
-    for command in commands:
-        state = project(mutate, state, decide(state, command, ctx()))  # type: ignore[arg-type]
-    return state
-
-
-def when(state: object, command: object) -> list[Event]:
-    return decide(state, command, ctx())  # type: ignore[arg-type]
+from tests.stock_steps import NOW, given, when
 
 
 def test_receive_creates_the_item_with_a_derived_id() -> None:
