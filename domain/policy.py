@@ -17,6 +17,7 @@ import msgspec
 
 from domain.calendar import CalendarError, HolidayCalendar, check_calendar
 from domain.events import DomainError
+from domain.settlement import SettlementPolicy, check_settlement
 
 #: Policy book schema versions this code reads.
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -212,6 +213,7 @@ class PolicyBook(PolicyData, frozen=True, kw_only=True):
         common_rules: Rules every platform applies (category licences).
         profiles: Profiles by platform code.
         holiday_calendar: Holidays and make-up working days for review deadlines.
+        settlement: Rates and payment channels of payouts (none: no payouts).
     """
 
     schema_version: Annotated[int, msgspec.Meta(ge=1)]
@@ -219,6 +221,7 @@ class PolicyBook(PolicyData, frozen=True, kw_only=True):
     profiles: Annotated[dict[PlatformCode, PlatformProfile], msgspec.Meta(min_length=1)]
     common_rules: tuple[QualificationRule, ...] = ()
     holiday_calendar: HolidayCalendar = HolidayCalendar()
+    settlement: SettlementPolicy | None = None
 
     def profile(self, platform: str) -> PlatformProfile:
         """The profile of ``platform``.
@@ -319,6 +322,11 @@ def decode_policy_book(data: bytes) -> PolicyBook:
         raise PolicyBookError(f"$.holiday_calendar: {exc}") from None
     for key, profile in book.profiles.items():
         _check_profile(key, profile)
+    if book.settlement is not None:
+        try:
+            check_settlement(book.settlement)
+        except ValueError as exc:
+            raise PolicyBookError(f"$.settlement: {exc}") from None
     profiles = {
         key: msgspec.structs.replace(
             profile, rules=(*book.common_rules, *profile.rules)

@@ -46,6 +46,15 @@ from domain.order import (
     OrderShipped,
     OrderStockRefused,
 )
+from domain.payout import (
+    CommissionAgreed,
+    LiveSessionScheduled,
+    PayoutRefused,
+    PayoutReversed,
+    PayoutScheduled,
+    PayoutSettled,
+    PayoutVoided,
+)
 from domain.push import (
     StockPushDeadLettered,
     StockPushFailed,
@@ -621,6 +630,104 @@ class BindingUnboundV1(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
+# -- payouts (docs/ledger.md) ---------------------------------------------------
+
+
+class SplitV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A sale's (or a refund's) parts in fen; they add up to its amount."""
+
+    streamer_fen: int
+    platform_fen: int
+    payment_fen: int
+    merchant_fen: int
+
+
+class CommissionAgreedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A binding's sales pay ``streamer`` a commission of ``rate`` (decimal text)."""
+
+    channel_account: str
+    platform: str
+    shop_id: str
+    streamer: str
+    rate: str
+
+
+class LiveSessionScheduledV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Orders placed on the binding in ``[starts_at, ends_at)`` pay ``streamer``
+    a commission of ``rate``."""
+
+    channel_account: str
+    platform: str
+    shop_id: str
+    session_id: str
+    starts_at: datetime
+    ends_at: datetime
+    streamer: str
+    rate: str
+
+
+class PayoutScheduledV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A paid order's split, pending until ``settles_on`` (its channel's T+n)."""
+
+    platform: str
+    platform_order_id: str
+    shop_id: str
+    channel: str
+    amount_fen: int
+    streamer: str
+    streamer_rate: str
+    platform_rate: str
+    payment_rate: str
+    agreement: str
+    split: SplitV1
+    paid_at: datetime
+    settles_on: date
+
+
+class PayoutReversedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A refund's reversal of the split, in proportion, pending until ``settles_on``."""
+
+    platform: str
+    platform_order_id: str
+    shop_id: str
+    channel: str
+    streamer: str
+    refund_id: str
+    amount_fen: int
+    refunded_fen: int
+    split: SplitV1
+    refunded_at: datetime
+    settles_on: date
+
+
+class PayoutSettledV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Payout ``payout`` (``sale`` or ``refund:<id>``) settled on ``settled_on``."""
+
+    platform: str
+    platform_order_id: str
+    payout: str
+    channel: str
+    settled_on: date
+
+
+class PayoutVoidedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Pending payouts that will never settle (refunded in full before)."""
+
+    platform: str
+    platform_order_id: str
+    payouts: list[str]
+    reason: str = ""
+
+
+class PayoutRefusedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The order's payout could not be scheduled; ``reason`` names the rule."""
+
+    platform: str
+    platform_order_id: str
+    code: str
+    reason: str = ""
+
+
 #: Internal event class → public payload struct.
 PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockReceived: StockReceivedV1,
@@ -660,6 +767,13 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockPushSent: StockPushSentV1,
     StockPushFailed: StockPushFailedV1,
     StockPushDeadLettered: StockPushDeadLetteredV1,
+    CommissionAgreed: CommissionAgreedV1,
+    LiveSessionScheduled: LiveSessionScheduledV1,
+    PayoutScheduled: PayoutScheduledV1,
+    PayoutReversed: PayoutReversedV1,
+    PayoutSettled: PayoutSettledV1,
+    PayoutVoided: PayoutVoidedV1,
+    PayoutRefused: PayoutRefusedV1,
 }
 
 
