@@ -207,25 +207,50 @@ def servers(settings: Settings, *, start_embedded: bool) -> Iterator[tuple[str, 
         servers.stop()
 
 
-def token_store_of(database_url: str, config: ConnectorsConfig) -> Any:
-    """The configured shops' tokens in PostgreSQL, sealed with ``HUB_TOKEN_KEY``."""
+def master_key_of(settings: Settings, env: Mapping[str, str] | None = None) -> bytes:
+    """The master key (``HUB_MASTER_KEY``, else ``HUB_HOME/master.key``, made once)."""
+    from hub.infra.keys import MasterKeyError, master_key
+
+    try:
+        return master_key(settings.home, env)
+    except MasterKeyError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def token_store_of(
+    database_url: str, config: ConnectorsConfig, key: bytes | None = None
+) -> Any:
+    """The configured shops' tokens in PostgreSQL, sealed under the master key.
+
+    ``key`` None reads ``HUB_MASTER_KEY`` (unset: tokens stored unsealed).
+    """
     from hub.infra.tokens import PostgresTokenStore, TokenStoreError, token_key
 
     shops = {(shop.platform, shop.shop_id) for shop in config.shops}
     try:
-        return PostgresTokenStore(database_url, key=token_key(), shops=shops)
+        return PostgresTokenStore(
+            database_url, key=token_key() if key is None else key, shops=shops
+        )
     except TokenStoreError as exc:
         raise SettingsError(str(exc)) from None
 
 
-def connectors_config_of(settings: Settings) -> ConnectorsConfig:
-    """The registry of ``HUB_CONNECTORS_FILE`` (empty when unset)."""
+def connectors_config_of(
+    settings: Settings, key: bytes | None = None
+) -> ConnectorsConfig:
+    """The registry of ``HUB_CONNECTORS_FILE`` (empty when unset).
+
+    Its ``sealed:`` credentials are opened with ``key`` (the master key).
+    """
+    from hub.infra.keys import SealError, open_credentials
     from hub.infra.shops import ConnectorsConfigError, load_connectors_config
 
     try:
-        return load_connectors_config(settings.connectors_file)
+        return open_credentials(load_connectors_config(settings.connectors_file), key)
     except ConnectorsConfigError as exc:
         raise SettingsError(str(exc)) from None
+    except SealError as exc:
+        raise SettingsError(f"HUB_CONNECTORS_FILE: {exc}") from None
 
 
 async def serve(
@@ -234,6 +259,8 @@ async def serve(
     policy_book: PolicyBook | None = None,
     platforms_config: ConnectorsConfig | None = None,
     http_port: int | None = None,
+    *,
+    master_key: bytes | None = None,
 ) -> None:
     from hub.entry.nats_api import build_broker
 
@@ -248,7 +275,7 @@ async def serve(
         platforms = connect_platforms(
             hub,
             platforms_config,
-            token_store=token_store_of(database_url, platforms_config),
+            token_store=token_store_of(database_url, platforms_config, master_key),
         )
         await platforms.start(http_port=http_port)
         say(

@@ -22,6 +22,7 @@ import msgspec
 
 from hub.bootstrap import (
     connectors_config_of,
+    master_key_of,
     policy_book_of,
     serve,
     servers,
@@ -42,7 +43,8 @@ def _print(*args: object) -> None:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     book = policy_book_of(settings)
-    platforms_config = connectors_config_of(settings)
+    key = master_key_of(settings)
+    platforms_config = connectors_config_of(settings, key)
     with servers(settings, start_embedded=True) as (db, nats_url):
         _print(f"HUB_DATABASE_URL={db}")
         _print(f"HUB_NATS_URL={nats_url}")
@@ -55,7 +57,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"policy book: {settings.policies_file or 'bundled'} "
             f"(revision {book.revision})"
         )
-        run_loop(serve(db, nats_url, book, platforms_config, settings.http_port))
+        run_loop(
+            serve(
+                db,
+                nats_url,
+                book,
+                platforms_config,
+                settings.http_port,
+                master_key=key,
+            )
+        )
     _print("stopped")
     return 0
 
@@ -370,7 +381,12 @@ def cmd_bindings_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _sync_orders(
-    database_url: str, config: ConnectorsConfig, binding: str, hours: float
+    database_url: str,
+    config: ConnectorsConfig,
+    binding: str,
+    hours: float,
+    *,
+    key: bytes | None = None,
 ) -> tuple[str, bool]:
     """Pull one binding's orders of the last ``hours`` in this process."""
     from datetime import timedelta
@@ -383,7 +399,7 @@ async def _sync_orders(
     hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
     await hub.start()
     platforms = connect_platforms(
-        hub, config, token_store=token_store_of(database_url, config)
+        hub, config, token_store=token_store_of(database_url, config, key)
     )
     try:
         state = await hub.committer.load(
@@ -414,11 +430,14 @@ def cmd_sync_orders(settings: Settings, args: argparse.Namespace) -> int:
     from hub.infra.migrate import migrate
     from hub.infra.shops import UnknownShopError
 
-    config = connectors_config_of(settings)
+    key = master_key_of(settings)
+    config = connectors_config_of(settings, key)
     with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         try:
-            text, ok = asyncio.run(_sync_orders(db, config, args.binding, args.hours))
+            text, ok = asyncio.run(
+                _sync_orders(db, config, args.binding, args.hours, key=key)
+            )
         except (UnknownShopError, ValueError) as exc:
             print(f"hub: error: {exc}", file=sys.stderr)
             return 1

@@ -8,33 +8,35 @@ loaded when the store is opened, and this process's own ``put`` keeps it
 current. (Two hub processes refreshing the same shop's token would each keep
 their own; run one per shop.)
 
-With ``HUB_TOKEN_KEY`` set (32 bytes, base64), each row is sealed with AES-GCM
-(the platform and shop are the associated data, so a row copied to another
-shop does not open); without it rows are stored in the clear and a warning is
-logged once. A sealed row with a missing or wrong key is refused by name.
+Given the master key (``hub.infra.keys``: ``hub serve`` always has one), each
+row is sealed with AES-256-GCM (the platform and shop are the associated data,
+so a row copied to another shop does not open); without one (tests) rows are
+stored in the clear and a warning is logged once. A sealed row with a missing
+or wrong key is refused by name.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import msgspec
 import psycopg
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from connectors.common import TokenState
+from hub.infra.keys import (
+    MASTER_KEY_SETTING,
+    MasterKeyError,
+    Sealer,
+    SealError,
+    configured_key,
+)
 
 log = logging.getLogger(__name__)
 
 #: The setting holding the key that seals tokens at rest.
-KEY_SETTING = "HUB_TOKEN_KEY"
-_NONCE_BYTES = 12
+KEY_SETTING = MASTER_KEY_SETTING
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(TokenState).decode
@@ -44,26 +46,16 @@ class TokenStoreError(RuntimeError):
     """The stored tokens cannot be read; the message names the setting."""
 
 
-def token_key(env: dict[str, str] | None = None) -> bytes | None:
-    """The key of ``HUB_TOKEN_KEY`` (None when unset).
+def token_key(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The master key a setting gives (None when unset).
 
     Raises:
         TokenStoreError: it is not 32 bytes in base64.
     """
-    raw = (os.environ if env is None else env).get(KEY_SETTING, "")
-    if not raw:
-        return None
     try:
-        key = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise TokenStoreError(
-            f"{KEY_SETTING}: must be 32 bytes in base64 (e.g. from "
-            "`python -c 'import os,base64;print(base64.b64encode(os.urandom(32))"
-            ".decode())'`)"
-        )
-    return key
+        return configured_key(env)
+    except MasterKeyError as exc:
+        raise TokenStoreError(str(exc)) from None
 
 
 class PostgresTokenStore:
@@ -85,7 +77,7 @@ class PostgresTokenStore:
         shops: Collection[tuple[str, str]] | None = None,
     ) -> None:
         self._conn = psycopg.connect(database_url, autocommit=True)
-        self._aead = AESGCM(key) if key is not None else None
+        self._sealer = Sealer(key) if key is not None else None
         if key is None and (shops is None or shops):
             log.warning(
                 "%s is not set: platform tokens are stored unsealed", KEY_SETTING
@@ -133,26 +125,23 @@ class PostgresTokenStore:
 
     def _seal(self, platform: str, shop_id: str, state: TokenState) -> Any:
         plain = _encode(state)
-        if self._aead is None:
+        if self._sealer is None:
             return False, plain
-        nonce = os.urandom(_NONCE_BYTES)
-        return True, nonce + self._aead.encrypt(nonce, plain, _aad(platform, shop_id))
+        return True, self._sealer.seal(plain, _aad(platform, shop_id))
 
     def _open(
         self, platform: str, shop_id: str, sealed: bool, blob: bytes
     ) -> TokenState:
         if not sealed:
             return _decode(blob)
-        if self._aead is None:
+        if self._sealer is None:
             raise TokenStoreError(
                 f"the token of {platform}/{shop_id} is sealed: set {KEY_SETTING} "
                 "to the key it was sealed with"
             )
         try:
-            plain = self._aead.decrypt(
-                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(platform, shop_id)
-            )
-        except InvalidTag:
+            plain = self._sealer.open(blob, _aad(platform, shop_id))
+        except SealError:
             raise TokenStoreError(
                 f"the token of {platform}/{shop_id} does not open with "
                 f"{KEY_SETTING}: it was sealed with another key"
@@ -160,5 +149,5 @@ class PostgresTokenStore:
         return _decode(plain)
 
 
-def _aad(platform: str, shop_id: str) -> bytes:
-    return f"{platform}/{shop_id}".encode()
+def _aad(platform: str, shop_id: str) -> str:
+    return f"{platform}/{shop_id}"

@@ -68,7 +68,7 @@ def test_sealed_tokens_open_only_with_their_key(db: str) -> None:
 
     with PostgresTokenStore(db, key=key) as reopened:
         assert reopened.get("kuaishou_shop", "900001") == STATE
-    with pytest.raises(TokenStoreError, match="HUB_TOKEN_KEY") as unkeyed:
+    with pytest.raises(TokenStoreError, match="HUB_MASTER_KEY") as unkeyed:
         PostgresTokenStore(db)
     assert "kuaishou_shop/900001" in str(unkeyed.value)
     with pytest.raises(TokenStoreError, match="another key"):
