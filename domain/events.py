@@ -60,6 +60,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     originator_version: int
     event_id: uuid.UUID
     occurred_at: datetime
+    #: The input this event descends from: every event a command and its
+    #: reactions cause carries the same one (None: stored before it was kept).
+    correlation_id: str | None = None
+    #: The event that called for this one (None: a command from outside).
+    causation_id: uuid.UUID | None = None
 
     @property
     def event_platform(self) -> str | None:
@@ -69,10 +74,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class Context:
-    """What a decision may not invent itself: the time and fresh ids."""
+    """What a decision may not invent itself: the time, fresh ids, and the
+    causal ids its events carry."""
 
     now: datetime
     new_id: Callable[[], uuid.UUID] = uuid.uuid4
+    correlation_id: str | None = None
+    causation_id: uuid.UUID | None = None
 
     def meta(self, originator_id: uuid.UUID, version: int) -> dict[str, Any]:
         """Metadata fields for the event at ``version`` of an aggregate."""
@@ -81,6 +89,8 @@ class Context:
             "originator_version": version,
             "event_id": self.new_id(),
             "occurred_at": self.now,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
         }
 
 

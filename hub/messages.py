@@ -93,6 +93,10 @@ H_VERSION = "Hub-Aggregate-Version"
 H_POSITION = "Hub-Position"
 H_EVENT_TYPE = "Hub-Event-Type"
 H_SCHEMA_VERSION = "Hub-Schema-Version"
+#: The input the event descends from, and the event that called for it
+#: (absent on events stored before the hub kept them).
+H_CORRELATION_ID = "Hub-Correlation-Id"
+H_CAUSATION_ID = "Hub-Causation-Id"
 
 
 # -- event payloads (the ``data`` of an envelope) ------------------------------
@@ -848,7 +852,7 @@ def to_message(event: Event, position: int) -> EventMessage:
 
 def headers_for(event: Event, position: int) -> dict[str, str]:
     """The NATS headers of an event's message."""
-    return {
+    headers = {
         H_MSG_ID: str(event.event_id),
         H_AGGREGATE_ID: str(event.originator_id),
         H_AGGREGATE_TYPE: type(event).AGGREGATE,
@@ -857,6 +861,11 @@ def headers_for(event: Event, position: int) -> dict[str, str]:
         H_EVENT_TYPE: event_type(event),
         H_SCHEMA_VERSION: str(SCHEMA_VERSION),
     }
+    if event.correlation_id is not None:
+        headers[H_CORRELATION_ID] = event.correlation_id
+    if event.causation_id is not None:
+        headers[H_CAUSATION_ID] = str(event.causation_id)
+    return headers
 
 
 # -- commands and replies on hub.cmd.* -----------------------------------------

@@ -15,6 +15,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
 
+from hub.entry.queries import QueryReply, QueryRequest, add_queries
 from hub.messages import STREAM, EventMessage
 from hub.service.commands import COMMANDS
 from hub.service.hub import Hub
@@ -34,6 +35,7 @@ def build_broker(nats_url: str, hub: Hub | None) -> NatsBroker:
     broker = NatsBroker(nats_url, logger=None)
     for spec in COMMANDS.values():
         _subscribe(broker, spec.name, spec.subject, spec.summary, hub)
+    add_queries(broker, hub)
     broker.publisher(
         EVENTS_SUBJECT,
         title=STREAM,
@@ -91,7 +93,8 @@ def asyncapi_document(nats_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]
     structs: list[Any] = [spec.type for spec in COMMANDS.values()]
     from hub.messages import PAYLOADS, CommandReply
 
-    structs += [CommandReply, EventMessage, *PAYLOADS.values()]
+    structs += [CommandReply, EventMessage, QueryRequest, QueryReply]
+    structs += PAYLOADS.values()
     _, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
     )
@@ -103,6 +106,8 @@ def asyncapi_document(nats_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]
                 message["payload"] = {
                     "$ref": f"#/components/schemas/{spec.type.__name__}"
                 }
+        if "hub.query" in key or "hub:query" in key:
+            message["payload"] = {"$ref": "#/components/schemas/QueryRequest"}
         if "hub.events" in key or STREAM in key:
             message["payload"] = {"$ref": "#/components/schemas/EventMessage"}
     document["components"]["schemas"]["CommandReply"] = components["CommandReply"]

@@ -72,6 +72,10 @@ class _Pending:
     #: Asked for by a reactor (:meth:`GroupCommitter.react`); its own events
     #: call for no further reactions.
     reaction: bool = False
+    #: The causal ids its events carry (None: a command from outside, whose
+    #: events start a correlation of their own).
+    correlation_id: str | None = None
+    causation_id: uuid.UUID | None = None
     aggregate_id: uuid.UUID = field(init=False)
 
     def __post_init__(self) -> None:
@@ -193,14 +197,25 @@ class GroupCommitter:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    def submit(self, rules: AggregateRules, command: Any) -> asyncio.Future[Outcome]:
+    def submit(
+        self, rules: AggregateRules, command: Any, *, cause: Event | None = None
+    ) -> asyncio.Future[Outcome]:
         """Queue ``command`` now and return its future (what :meth:`execute`
         awaits). Commands submitted one after another are decided in that
-        order. A listener uses this to react without awaiting."""
+        order. A listener uses this to react without awaiting.
+
+        ``cause`` is the event that calls for the command: its events then
+        carry the cause's correlation id, and its id as their causation id.
+        Without one, the command's request id (or a fresh id) correlates them.
+        """
         if self._worker is None:
             raise RuntimeError("GroupCommitter.start() was not called")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(command, rules, future))
+        pending = _Pending(command, rules, future)
+        if cause is not None:
+            pending.correlation_id = cause.correlation_id
+            pending.causation_id = cause.event_id
+        self._queue.put_nowait(pending)
         return future
 
     def _tell(self, events: list[Event]) -> None:
@@ -226,13 +241,16 @@ class GroupCommitter:
                 await self._worker
             self._worker = None
 
-    async def execute(self, rules: AggregateRules, command: Any) -> Outcome:
-        """Run ``command``; return once its events are durable.
+    async def execute(
+        self, rules: AggregateRules, command: Any, *, cause: Event | None = None
+    ) -> Outcome:
+        """Run ``command``; return once its events are durable (``cause``: see
+        :meth:`submit`).
 
         Raises:
             DomainError: the command broke a rule; nothing was stored.
         """
-        return await self.submit(rules, command)
+        return await self.submit(rules, command, cause=cause)
 
     async def latest(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
         """The newest state this committer knows of one aggregate.
@@ -413,7 +431,7 @@ class GroupCommitter:
         decided: list[tuple[_Pending, list[Event], Any]] = []
         refused: list[tuple[_Pending, DomainError]] = []
         deferred: list[_Pending] = []
-        ctx = Context(now=self._clock(), new_id=self._new_id)
+        moment = self._clock()
         work = list(batch)
         index = 0
         while index < len(work):
@@ -423,6 +441,14 @@ class GroupCommitter:
                 continue
             aid = pending.aggregate_id
             state = states[aid] if aid in states else self._cache.get(aid)
+            ctx = Context(
+                now=moment,
+                new_id=self._new_id,
+                correlation_id=pending.correlation_id
+                or getattr(pending.command, "request_id", None)
+                or str(self._new_id()),
+                causation_id=pending.causation_id,
+            )
             try:
                 events = pending.rules.decide(state, pending.command, ctx)
             except DomainError as exc:
@@ -447,19 +473,28 @@ class GroupCommitter:
         later: list[_Pending] = []
         loop = asyncio.get_running_loop()
         for reactor in self._reactors:
-            try:
-                asked = reactor(events)
-            except Exception:
-                log.exception("reactor %r failed", reactor)
-                continue
-            for rules, command in asked:
-                future: asyncio.Future[Outcome] = loop.create_future()
-                future.add_done_callback(log_unawaited)
-                pending = _Pending(command, rules, future, reaction=True)
-                known = pending.aggregate_id in states or (
-                    pending.aggregate_id in self._cache
-                )
-                (now if known else later).append(pending)
+            # One event at a time, so each command knows the event it answers.
+            for event in events:
+                try:
+                    asked = reactor([event])
+                except Exception:
+                    log.exception("reactor %r failed", reactor)
+                    continue
+                for rules, command in asked:
+                    future: asyncio.Future[Outcome] = loop.create_future()
+                    future.add_done_callback(log_unawaited)
+                    pending = _Pending(
+                        command,
+                        rules,
+                        future,
+                        reaction=True,
+                        correlation_id=event.correlation_id,
+                        causation_id=event.event_id,
+                    )
+                    known = pending.aggregate_id in states or (
+                        pending.aggregate_id in self._cache
+                    )
+                    (now if known else later).append(pending)
         return now, later
 
     def _queue_deferred(self, deferred: list[_Pending]) -> None:

@@ -297,6 +297,8 @@ class PushJob:
     #: their rounds record nothing; the log-driven request for the same stock
     #: version follows and records the outcome (usually "no change").
     record: bool = True
+    #: The push's request event: its outcome records carry its causal ids.
+    cause: Event | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -475,7 +477,7 @@ class OutboundDispatcher(Projection):
                             bindings,
                             calibrate=shop,
                         )
-        await self._issue(wanted)
+        await self._issue(wanted, newest)
         for sku in newest:
             self._wake(sku)  # more stock, or a sale elsewhere, may make room
 
@@ -521,12 +523,17 @@ class OutboundDispatcher(Projection):
         return wanted
 
     async def _issue(
-        self, wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]]
+        self,
+        wanted: list[tuple[ShopConfig, Listing, stock_push.RequestStockPush]],
+        causes: Mapping[str, Event] | None = None,
     ) -> int:
-        """Store the requests together (one group commit) and queue their pushes."""
+        """Store the requests together (one group commit) and queue their
+        pushes; ``causes`` are the stock events they answer, by SKU."""
         outcomes = await asyncio.gather(
             *(
-                self.hub.committer.execute(STOCK_PUSH_RULES, command)
+                self.hub.committer.execute(
+                    STOCK_PUSH_RULES, command, cause=(causes or {}).get(command.sku)
+                )
                 for _, _, command in wanted
             )
         )
@@ -549,6 +556,7 @@ class OutboundDispatcher(Projection):
                             quantity=pushed.quantity,
                             target_version=pushed.target_version,
                             calibration=pushed.reason == "calibration",
+                            cause=pushed,
                         )
                     )
         return queued
@@ -738,6 +746,7 @@ class OutboundDispatcher(Projection):
                     return
                 if job.record:
                     await self._record(
+                        job,
                         stock_push.RecordStockPushSent(
                             **keys,
                             attempts=result.attempts,
@@ -751,6 +760,7 @@ class OutboundDispatcher(Projection):
                 break
             if job.record:
                 await self._record(
+                    job,
                     stock_push.RecordStockPushFailed(
                         **keys,
                         outcome=result.outcome,  # type: ignore[arg-type]
@@ -771,6 +781,7 @@ class OutboundDispatcher(Projection):
         assert last is not None
         if job.record:
             await self._record(
+                job,
                 stock_push.DeadLetterStockPush(
                     **keys,
                     outcome=last.outcome,  # type: ignore[arg-type]
@@ -914,7 +925,7 @@ class OutboundDispatcher(Projection):
             expected=max(expected, 0),
             request_id=f"{job.request_id}:calibrated",
         )
-        future = self.hub.committer.submit(STOCK_RULES, command)
+        future = self.hub.committer.submit(STOCK_RULES, command, cause=job.cause)
         future.add_done_callback(log_unawaited)
 
     async def _save(
@@ -1040,9 +1051,13 @@ class OutboundDispatcher(Projection):
         await self._save(job, ledger)
         return result
 
-    async def _record(self, command: stock_push.StockPushCommand) -> None:
+    async def _record(
+        self, job: PushJob, command: stock_push.StockPushCommand
+    ) -> None:
         try:
-            await self.hub.committer.execute(STOCK_PUSH_RULES, command)
+            await self.hub.committer.execute(
+                STOCK_PUSH_RULES, command, cause=job.cause
+            )
         except DomainError:
             log.exception("recording %s failed", type(command).__name__)
 

@@ -61,7 +61,10 @@ _ACTIONS: dict[type[Any], order.StockAction] = {
 
 
 async def execute_in_order(
-    committer: GroupCommitter, rules: AggregateRules, commands: Sequence[Any]
+    committer: GroupCommitter,
+    rules: AggregateRules,
+    commands: Sequence[Any],
+    causes: Sequence[Event | None] = (),
 ) -> list[Outcome | BaseException]:
     """Run ``commands`` through the committer, queued in the order given.
 
@@ -69,9 +72,14 @@ async def execute_in_order(
     them in queue order, each against the state the earlier ones left. Returns
     each command's outcome or exception, in order. Cancelling the caller does
     not cancel the commands: they finish (a process that was stopped handles
-    them again, idempotently, on its next start).
+    them again, idempotently, on its next start). ``causes``, when given, are
+    the events that call for each command (see
+    :meth:`hub.service.commit.GroupCommitter.submit`).
     """
-    tasks = [asyncio.ensure_future(committer.execute(rules, c)) for c in commands]
+    tasks = [
+        asyncio.ensure_future(committer.execute(rules, c, cause=cause))
+        for c, cause in zip(commands, causes or [None] * len(commands), strict=True)
+    ]
     return await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -154,17 +162,23 @@ class OrderStockProcess(Projection):
         if not effects:
             return
         results = await execute_in_order(
-            self.committer, STOCK_RULES, [command for _, command in effects]
+            self.committer,
+            STOCK_RULES,
+            [command for _, command in effects],
+            [event for event, _ in effects],
         )
         _raise_failures(results)
         self.commands += len(effects)
-        refusals = [
-            self._refusal(event, command, result)
+        refused = [
+            (event, self._refusal(event, command, result))
             for (event, command), result in zip(effects, results, strict=True)
             if isinstance(result, DomainError)
         ]
+        refusals = [refusal for _, refusal in refused]
         if refusals:
-            recorded = await execute_in_order(self.committer, ORDER_RULES, refusals)
+            recorded = await execute_in_order(
+                self.committer, ORDER_RULES, refusals, [event for event, _ in refused]
+            )
             _raise_failures(recorded)
             for result in recorded:
                 if isinstance(result, DomainError):

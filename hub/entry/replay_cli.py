@@ -1,0 +1,96 @@
+"""The replay verbs: ``hub history``, ``hub state``, ``hub trace`` and
+``hub projections rebuild|list``.
+
+Wired into :func:`hub.entry.cli.build_parser` with
+``add_replay_verbs(verbs, projection_verbs)``. The reads come from
+:mod:`hub.service.replay` (the log itself); the projection verbs from
+:mod:`projections.rebuild` (blue-green versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+
+from hub.infra.settings import Settings
+
+
+def add_replay_verbs(verbs: Any, projection_verbs: Any) -> None:
+    """Add ``history``, ``state``, ``trace`` and ``projections rebuild|list``.
+
+    Args:
+        verbs: The object ``ArgumentParser.add_subparsers`` returned.
+        projection_verbs: The sub-parsers of ``hub projections``.
+    """
+    ref_help = (
+        "aggregate id, or sku:SKU, PLATFORM:order:ID, "
+        "binding:CHANNEL:PLATFORM:SHOP, stock_push:PLATFORM:SHOP:SKU"
+    )
+    history = verbs.add_parser(
+        "history", help="every event of one aggregate, oldest first"
+    )
+    history.add_argument("ref", help=ref_help)
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(func=cmd_history)
+    state = verbs.add_parser("state", help="one aggregate as it was at a point")
+    state.add_argument("ref", help=ref_help)
+    state.add_argument(
+        "--at", required=True, help="log position (integer) or ISO 8601 time"
+    )
+    state.add_argument("--json", action="store_true", help="print JSON")
+    state.set_defaults(func=cmd_state)
+    trace = verbs.add_parser(
+        "trace", help="every event caused by the inputs behind one aggregate"
+    )
+    trace.add_argument("ref", help=ref_help + ", or a correlation id")
+    trace.add_argument("--json", action="store_true", help="print JSON")
+    trace.set_defaults(func=cmd_trace)
+
+
+def _read(
+    settings: Settings,
+    args: argparse.Namespace,
+    read: Callable[[str], Coroutine[Any, Any, Any]],
+    text: Callable[[Any], str],
+) -> int:
+    from hub.bootstrap import say, servers
+    from hub.service.replay import ReplayError
+
+    with servers(settings, start_embedded=False) as (db, _):
+        try:
+            result: Any = asyncio.run(read(db))
+        except ReplayError as exc:
+            print(f"hub: error: {exc}", file=sys.stderr)
+            return 1
+    say(msgspec.json.encode(result).decode() if args.json else text(result))
+    return 0
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub history REF [--json]``."""
+    from hub.service import replay
+
+    read = functools.partial(replay.history, ref=args.ref)
+    return _read(settings, args, read, replay.format_history)
+
+
+def cmd_state(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub state REF --at POSITION|TIME [--json]``."""
+    from hub.service import replay
+
+    read = functools.partial(replay.state_at, ref=args.ref, at=args.at)
+    return _read(settings, args, read, replay.format_state)
+
+
+def cmd_trace(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub trace REF [--json]``."""
+    from hub.service import replay
+
+    read = functools.partial(replay.trace, ref=args.ref)
+    return _read(settings, args, read, replay.format_history)
