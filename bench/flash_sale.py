@@ -142,13 +142,14 @@ from hub.bootstrap import bootstrap
 from hub.entry.http import POLICIES, HttpServer, create_app
 from hub.entry.platforms import Platforms
 from hub.infra.embedded import parent_death_signal, start_servers
+from hub.infra.ledgers import LedgerStore
 from hub.infra.runtime import run as run_loop
 from hub.infra.shops import Connectors, ConnectorsConfig, Listing, ShopConfig
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import utc_now
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
-from hub.service.outbound import LedgerStore, OutboundDispatcher
+from hub.service.outbound import OutboundDispatcher
 from hub.service.policies import load_policy_book
 from hub.service.sync import SyncScheduler
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify

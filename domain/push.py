@@ -68,6 +68,26 @@ def push_request_id(platform: str, shop_id: str, sku: str, target_version: int) 
     return f"sp-{stock_push_id(platform, shop_id, sku).hex[:16]}-v{target_version}"
 
 
+#: Ends the request id of a drift report a calibration push files.
+_CALIBRATED = ":calibrated"
+
+
+def calibration_report_id(request_id: str) -> str:
+    """The request id of the drift report filed by the push ``request_id`` when
+    its calibration read the platform (one report per push)."""
+    return request_id + _CALIBRATED
+
+
+def is_calibration_report(request_id: str | None) -> bool:
+    """Whether ``request_id`` names a report a calibration push filed
+    (:func:`calibration_report_id`), not one reported from outside the hub."""
+    return (
+        request_id is not None
+        and request_id.startswith("sp-")
+        and request_id.endswith(_CALIBRATED)
+    )
+
+
 class UnknownPushRequestError(DomainError):
     """An outcome names a request id the listing never issued."""
 

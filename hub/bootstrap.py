@@ -18,6 +18,7 @@ from typing import Any
 from connectors.transport import TokenStore
 from domain.policy import PolicyBook
 from hub.entry.platforms import Platforms
+from hub.infra.ledgers import LedgerStore
 from hub.infra.migrate import migrate
 from hub.infra.relay import Relay
 from hub.infra.settings import Settings, SettingsError, eventsourcing_env
@@ -27,7 +28,7 @@ from hub.service.commands import command_rules
 from hub.service.commit import GroupCommitter, utc_now
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
-from hub.service.outbound import DEFAULT_MAX_ROUNDS, LedgerStore, OutboundDispatcher
+from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
 from hub.service.sync import PollCursors, SyncScheduler

@@ -23,6 +23,12 @@ aggregate records it), so a listing never works through stale numbers.
 Only listings of active bindings are pushed, and only on platforms whose
 stock policy is real time; platforms calibrated on a schedule (Kuaishou,
 twice a day) are pushed by :meth:`OutboundDispatcher.calibrate`.
+
+The arithmetic (each listing's ledger, the plan of a write, the headroom guard
+and the invariant it keeps: a SKU's listings together never may show more than
+is available) is :mod:`domain.listing_ledger`; this module does the I/O around
+it: queues and workers, platform calls, the ledger store, retry rounds and the
+events recorded.
 """
 
 from __future__ import annotations
@@ -39,14 +45,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from connectors.common import PlatformCallError, PushResult, SyncPolicy, backoff_delay_s
 from connectors.registry import POLICIES
+from domain import listing_ledger
 from domain import push as stock_push
 from domain.allocation import allocate
 from domain.binding import Binding, binding_id
 from domain.events import Context, DomainError, Event, registered_events
+from domain.listing_ledger import Listed, ListingLedger, PendingWrite, WritePlan
 from domain.stock import (
     ReportPlatformStock,
     StockCommitted,
@@ -56,6 +63,7 @@ from domain.stock import (
     StockReleased,
     stock_item_id,
 )
+from hub.infra.ledgers import LedgerStore
 from hub.infra.shops import Connectors, Listing, ShopConfig
 from hub.service.commands import BINDING_RULES, STOCK_RULES
 from hub.service.commit import log_unawaited
@@ -100,6 +108,14 @@ STOCK_PUSH_RULES = StockPushRules()
 ORDER_MOVES = (StockCommitted, StockReleased)
 
 
+def _shares(
+    available: int, listed: Sequence[tuple[ShopConfig, Listing]]
+) -> dict[str, int]:
+    """What :func:`domain.allocation.allocate` gives each of ``listed``, by
+    shop key: the one allocation both the requests and the plans use."""
+    return allocate(available, {shop.key: listing.rule for shop, listing in listed})
+
+
 def _newest_levels(events: Sequence[Event]) -> dict[str, Any]:
     """The last stock-levels event of each SKU among ``events``."""
     newest: dict[str, Any] = {}
@@ -108,121 +124,6 @@ def _newest_levels(events: Sequence[Event]) -> dict[str, Any]:
         if isinstance(event, StockLevels) and isinstance(sku, str):
             newest[sku] = event
     return newest
-
-
-@dataclass
-class _Ledger:
-    """What the hub has written to one listing since it took the listing over.
-
-    The platform shows ``baseline + written - (sold - sold_at_baseline) -
-    unseen``, where ``sold`` is what the hub knows that platform has sold and
-    ``unseen`` the sales it has not heard of yet. A push therefore sends
-    ``target - (baseline + written - (sold - sold_at_baseline))``: the unseen
-    sales stay subtracted, so a push never puts sold units back on sale (reading
-    the platform's number and sending ``target - number`` would).
-
-    ``in_flight`` is the delta of the write on its way now, and ``uncertain``
-    a write whose outcome is unknown (its call failed after retries: it may
-    have been applied). The next push of the listing sends that write again
-    under its own request id first (the platform applies a request id once),
-    so it is applied once or not at all, never twice.
-    """
-
-    baseline: int
-    sold_at_baseline: int
-    written: int = 0
-    in_flight: int = 0
-    uncertain: tuple[str, int] | None = None
-
-    def showing(self, sold: int) -> int:
-        """What the platform shows but for the sales the hub has not seen."""
-        return self.baseline + self.written - (sold - self.sold_at_baseline)
-
-    def at_most(self, sold: int) -> int:
-        """The most the platform may show now: counting the write in flight
-        and an uncertain one as applied when they raise it, and a reduction
-        as not yet applied."""
-        pending = max(self.in_flight, 0)
-        if self.uncertain is not None:
-            pending += max(self.uncertain[1], 0)
-        return self.showing(sold) + pending
-
-
-class LedgerStore:
-    """The dispatcher's ledgers in PostgreSQL (``stock_ledgers``).
-
-    A restarted hub goes on from what it wrote instead of reading each
-    platform again (a read counts the sales the hub has not heard of yet,
-    which would later be subtracted twice and over-list by them). Each write's
-    intent is saved before it is sent (``pending``), so a write cut off by a
-    crash is sent again under its own request id first: applied once.
-
-    Args:
-        database_url: PostgreSQL holding ``stock_ledgers`` (migrated).
-    """
-
-    def __init__(self, database_url: str) -> None:
-        self._pool = AsyncConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=4,
-            open=False,
-            kwargs={"autocommit": True},
-        )
-
-    async def open(self) -> None:
-        """Open the connections."""
-        await self._pool.open()
-
-    async def close(self) -> None:
-        """Close the connections."""
-        await self._pool.close()
-
-    async def load(self) -> dict[tuple[str, str, str], _Ledger]:
-        """Every saved ledger, a pending write as one of unknown outcome."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT platform, shop_id, sku, baseline, sold_at_baseline, written, "
-                "pending_request, pending_delta FROM stock_ledgers"
-            )
-            rows = await cur.fetchall()
-        ledgers = {}
-        for platform, shop_id, sku, base, sold, written, request, delta in rows:
-            ledger = _Ledger(baseline=int(base), sold_at_baseline=int(sold))
-            ledger.written = int(written)
-            if request is not None and delta is not None:
-                ledger.uncertain = (str(request), int(delta))
-            ledgers[(str(platform), str(shop_id), str(sku))] = ledger
-        return ledgers
-
-    async def save(
-        self,
-        key: tuple[str, str, str],
-        ledger: _Ledger,
-        pending: tuple[str, int] | None = None,
-    ) -> None:
-        """Save one listing's ledger (and the write about to be sent)."""
-        request, delta = pending or ledger.uncertain or (None, None)
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO stock_ledgers (platform, shop_id, sku, baseline, "
-                "sold_at_baseline, written, pending_request, pending_delta) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (platform, shop_id, sku) DO UPDATE SET "
-                "baseline = EXCLUDED.baseline, "
-                "sold_at_baseline = EXCLUDED.sold_at_baseline, "
-                "written = EXCLUDED.written, "
-                "pending_request = EXCLUDED.pending_request, "
-                "pending_delta = EXCLUDED.pending_delta, updated_at = now()",
-                (
-                    *key,
-                    ledger.baseline,
-                    ledger.sold_at_baseline,
-                    ledger.written,
-                    request,
-                    delta,
-                ),
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,26 +147,6 @@ class ListingSync:
 
 #: How many :class:`ListingSync` records the dispatcher keeps.
 SYNCS_KEPT = 200_000
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One round's numbers for a listing (see :meth:`OutboundDispatcher._plan`)."""
-
-    #: What the allocation wants the listing to show.
-    target: int
-    #: What this round takes it to (below ``target`` while the headroom guard
-    #: holds back part of a raise).
-    send: int
-    #: What the ledger says it shows now (but for unseen sales).
-    showing: int
-    #: The stock item version it was computed from (None: no state yet).
-    version: int | None = None
-
-    @property
-    def held_back(self) -> bool:
-        """Whether part of a raise waits for other listings to come down."""
-        return self.send < self.target
 
 
 @dataclass(frozen=True)
@@ -345,7 +226,9 @@ class OutboundDispatcher(Projection):
         self._sleep = sleep
         self._jitter = jitter
         self._wanted: dict[tuple[str, str, str], PushJob] = {}
-        self._ledgers: dict[tuple[str, str, str], _Ledger] = {}
+        #: Each listing's ledger. Replaced, never changed in place; a plan and
+        #: its claim replace it with no await between them (see :meth:`_send`).
+        self._ledgers: dict[tuple[str, str, str], ListingLedger] = {}
         self._known_active: dict[tuple[str, str], bool] = {}
         self._workers: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         #: Pushes the headroom guard holds back, by SKU (see :meth:`_plan`).
@@ -451,9 +334,9 @@ class OutboundDispatcher(Projection):
                 platform = getattr(event, "platform", None)
                 if isinstance(event, ORDER_MOVES) and platform:
                     moved.setdefault(sku, set()).add(platform)
-                if isinstance(event, StockDriftDetected) and not (
-                    event.request_id or ""
-                ).startswith("sp-"):
+                if isinstance(
+                    event, StockDriftDetected
+                ) and not stock_push.is_calibration_report(event.request_id):
                     # Reported from outside (not by a calibration of this
                     # dispatcher): calibrate that listing.
                     drifted.setdefault(sku, set()).add((event.platform, event.shop_id))
@@ -501,7 +384,7 @@ class OutboundDispatcher(Projection):
         ]
         if not listed:
             return []
-        quantities = allocate(available, {shop.key: ls.rule for shop, ls in listed})
+        quantities = _shares(available, listed)
         wanted = []
         for shop, listing in listed:
             if calibrate is not None:
@@ -581,51 +464,35 @@ class OutboundDispatcher(Projection):
         )
         return item
 
-    def _plan(self, job: PushJob, item: StockItem, ledger: _Ledger) -> _Plan:
-        """What the listing should show now, and what it may show.
+    def _listed(self, job: PushJob, item: StockItem) -> dict[str, Listed]:
+        """Every listing of ``job``'s SKU as the headroom guard sees it now:
+        its target, its platform's known sales and its ledger, by shop key.
 
-        The target and every listing's known sales come from one state, so the
-        target never counts units of a platform's sales that the ledger's
-        subtraction would add back.
-
-        The headroom guard: the listings of a SKU together may never show more
-        than is available. A listing's target (from :func:`allocate`) assumes
-        every other listing already shows its own target, which is not so while
-        their reductions are on their way: when a sale on one platform shifts
-        units from the others to it, raising it first would let two platforms
-        sell the same units. So a raise is capped at ``available`` less the
-        most every other listing may show (its ledger, counting writes in
-        flight or of unknown outcome as applied when they raise it, and a
-        reduction as applied only once acknowledged); the rest of the raise
-        waits until those reductions land. A listing the hub has not written
-        yet counts as showing its target. Reductions are never held back.
+        The targets and every listing's sales come from one state, so a target
+        never counts units of a platform's sales that the ledger's subtraction
+        would add back. Listings of bindings not known to be active get no share
+        (the job's own always does); a listing the hub has not read yet counts
+        at its target (see :func:`domain.listing_ledger.plan_write`).
         """
         sku = job.listing.hub_sku
         listings = self.connectors.listings_of(sku)
-        rules = {
-            shop.key: listing.rule
-            for shop, listing in listings
-            if self._known_active.get((shop.platform, shop.shop_id), False)
-            or shop.key == job.shop.key
+        targets = _shares(
+            item.available,
+            [
+                (shop, listing)
+                for shop, listing in listings
+                if self._known_active.get((shop.platform, shop.shop_id), False)
+                or shop.key == job.shop.key
+            ],
+        )
+        return {
+            shop.key: Listed(
+                target=targets.get(shop.key, 0),
+                sold=item.platform_sold.get(shop.platform, 0),
+                ledger=self._ledgers.get((shop.platform, shop.shop_id, sku)),
+            )
+            for shop, _ in listings
         }
-        targets = allocate(item.available, rules)
-        sold = item.platform_sold.get(job.shop.platform, 0)
-        showing = ledger.showing(sold)
-        target = targets[job.shop.key]
-        if target <= showing:
-            return _Plan(target, target, showing, item.version)
-        others = 0
-        for shop, _ in listings:
-            key = (shop.platform, shop.shop_id, sku)
-            if key == job.key:
-                continue
-            other = self._ledgers.get(key)
-            if other is not None:
-                others += other.at_most(item.platform_sold.get(shop.platform, 0))
-            else:
-                others += targets.get(shop.key, 0)
-        room = item.available - others
-        return _Plan(target, max(showing, min(target, room)), showing, item.version)
 
     # ------------------------------------------------------------------ calibration
 
@@ -806,25 +673,22 @@ class OutboundDispatcher(Projection):
 
     async def _send(self, job: PushJob) -> _Round:
         """One round: send the difference between what the listing may show
-        now and what the ledger says it shows.
+        now and what its ledger says it shows.
 
         The first push of a listing (and a calibration) reads the platform's
-        number as the ledger's baseline; later pushes do not read: see
-        :class:`_Ledger`. A write of unknown outcome is sent again first.
+        number as the ledger's baseline; later pushes do not read (see
+        :class:`domain.listing_ledger.ListingLedger`). A write of unknown
+        outcome is sent again first. The plan and its claim are one step with
+        no await between them, so no other listing plans against ledgers that
+        miss this write (:func:`domain.listing_ledger.claim` checks it).
         """
         shop, listing = job.shop, job.listing
         sku = listing.hub_sku
-        before = self._ledgers.pop(job.key, None) if job.calibration else None
         try:
             client = await self.connectors.ready_client(shop)
-            ledger = await self._ledger(job, client)
-            if before is not None:
-                self._report_drift(
-                    job, ledger.baseline, before.showing(ledger.sold_at_baseline)
-                )
+            if job.calibration or job.key not in self._ledgers:
+                await self._read_baseline(job, client)
         except PlatformCallError as exc:
-            if before is not None and job.key not in self._ledgers:
-                self._ledgers[job.key] = before  # the read failed: keep counting
             return _Round(
                 self._result(
                     job,
@@ -834,21 +698,24 @@ class OutboundDispatcher(Projection):
                     code=exc.code,
                 )
             )
-        if ledger.uncertain is not None:
-            result = await self._settle_uncertain(job, client, ledger)
+        if self._ledgers[job.key].uncertain is not None:
+            result = await self._settle_uncertain(job, client)
             if result is not None:
                 return _Round(result)
         item = await self._state(sku)
         wakes = self._wakes.get(sku, 0)
         if item is None and not job.record:
             return _Round(self._result(job, "sent", "no stock state yet"))
+        # From here to the claim: no await.
+        ledger = self._ledgers[job.key]
         if item is None:
             shown = ledger.showing(0)
-            plan = _Plan(target=job.quantity, send=job.quantity, showing=shown)
+            plan = WritePlan(target=job.quantity, send=job.quantity, showing=shown)
         else:
-            plan = self._plan(job, item, ledger)
-        delta = plan.send - plan.showing
-        if delta == 0:
+            plan = listing_ledger.plan_write(
+                shop.key, self._listed(job, item), item.available, item.version
+            )
+        if plan.delta == 0:
             message = (
                 f"no change yet: shows {plan.showing} of {plan.target} until "
                 "other listings come down"
@@ -862,26 +729,65 @@ class OutboundDispatcher(Projection):
                 wakes,
                 plan.version,
             )
-        result = await self._write(job, client, ledger, plan)
-        return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
-
-    async def _write(
-        self, job: PushJob, client: Any, ledger: _Ledger, plan: _Plan
-    ) -> PushResult:
-        """Send the plan's change and account for it in the ledger."""
-        delta = plan.send - plan.showing
         # The state version the quantity came from: ``@v`` when the write
         # brings the listing to its target, ``@h`` when part is held back.
         mark = "h" if plan.held_back else "v"
-        request_id = (
-            f"{job.request_id}:{ledger.written}:{delta:+d}@{mark}{plan.version}"
+        write = PendingWrite(
+            request_id=(
+                f"{job.request_id}:{ledger.written}:{plan.delta:+d}"
+                f"@{mark}{plan.version}"
+            ),
+            delta=plan.delta,
         )
-        listing = job.listing
-        if not await self._save(job, ledger, pending=(request_id, delta)):
+        self._claim(job, item, write)
+        result = await self._write(job, client, write)
+        if result.outcome == "rejected" and write.delta < 0:
+            # The platform has sold more than the hub has heard of: it cannot
+            # take the whole reduction. Take it to zero instead (the sales the
+            # hub has not seen yet account for the rest). Had an earlier attempt
+            # landed, the ledger now overstates the listing: never an oversell.
+            result = await self._clamp_to_zero(job, client, plan.showing)
+        return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
+
+    def _claim(self, job: PushJob, item: StockItem | None, write: PendingWrite) -> None:
+        """Record ``write`` as on its way in the listing's ledger, checked
+        against the SKU's other listings as they stand now.
+
+        Raises:
+            HeadroomExceededError: a raise the invariant does not allow (a
+                plan made against stale ledgers: a bug, never sent).
+        """
+        if item is None:
+            self._ledgers[job.key] = self._ledgers[job.key].claimed(write)
+            return
+        self._ledgers[job.key] = listing_ledger.claim(
+            job.shop.key, self._listed(job, item), write, item.available
+        )
+
+    def _release(self, job: PushJob) -> None:
+        """The write claimed is known not to have been applied: take it off the
+        ledger, and wake the raises held back for room it was holding."""
+        ledger = self._ledgers[job.key]
+        self._ledgers[job.key] = ledger.released()
+        if ledger.in_flight is not None and ledger.in_flight.delta > 0:
+            self._wake(job.listing.hub_sku)
+
+    async def _write(
+        self, job: PushJob, client: Any, write: PendingWrite
+    ) -> PushResult:
+        """Save the claimed write's intent, send it, and settle the ledger by
+        the answer: applied, not applied (a refused reduction), or unknown."""
+        try:
+            saved = await self._save(job)
+        except BaseException:
+            self._release(job)  # not sent
+            raise
+        if not saved:
             # Never a write whose intent is not saved: a crash after it would
             # leave the restarted hub counting it out.
+            self._release(job)
             return self._result(job, "failed", "ledger not saved; write not sent")
-        ledger.in_flight = delta
+        listing = job.listing
         try:
             result = await self._push(
                 job,
@@ -889,28 +795,26 @@ class OutboundDispatcher(Projection):
                 job.shop.shop_id,
                 listing.platform_sku_id,
                 product_id=listing.product_id,
-                delta=delta,
-                request_id=request_id,
+                delta=write.delta,
+                request_id=write.request_id,
             )
-        finally:
-            ledger.in_flight = 0
+        except BaseException:
+            # Cut off mid-call: it may have landed.
+            self._ledgers[job.key] = self._ledgers[job.key].unsettled()
+            raise
         if result.ok:
-            ledger.written += delta
-            if delta < 0:
+            self._ledgers[job.key] = self._ledgers[job.key].applied()
+            if write.delta < 0:
                 self._wake(listing.hub_sku)
-        elif result.outcome == "rejected" and delta < 0:
-            # The platform has sold more than the hub has heard of: it cannot
-            # take the whole reduction. Take it to zero instead (the sales the
-            # hub has not seen yet account for the rest). Had an earlier attempt
-            # landed, the ledger now overstates the listing: never an oversell.
-            result = await self._clamp_to_zero(job, client, ledger, plan.showing)
+        elif result.outcome == "rejected" and write.delta < 0:
+            self._release(job)
         else:
             # Not known to be unapplied: an attempt may have landed before the
             # call failed (a timeout, an answer abandoned as slow, then a
             # refusal or a token the platform would not renew). The next push
             # sends it again under its own request id first: applied once.
-            ledger.uncertain = (request_id, delta)
-        await self._save(job, ledger)
+            self._ledgers[job.key] = self._ledgers[job.key].unsettled()
+        await self._save(job)
         return result
 
     def _report_drift(self, job: PushJob, reported: int, expected: int) -> None:
@@ -923,43 +827,45 @@ class OutboundDispatcher(Projection):
             shop_id=job.shop.shop_id,
             reported=max(reported, 0),
             expected=max(expected, 0),
-            request_id=f"{job.request_id}:calibrated",
+            request_id=stock_push.calibration_report_id(job.request_id),
         )
         future = self.hub.committer.submit(STOCK_RULES, command, cause=job.cause)
         future.add_done_callback(log_unawaited)
 
-    async def _save(
-        self, job: PushJob, ledger: _Ledger, pending: tuple[str, int] | None = None
-    ) -> bool:
-        """Save the listing's ledger; False (logged) when the database failed."""
+    async def _save(self, job: PushJob) -> bool:
+        """Save the listing's ledger as it is now; False (logged) when the
+        database failed."""
         if self.ledger_store is None:
             return True
         try:
-            await self.ledger_store.save(job.key, ledger, pending)
+            await self.ledger_store.save(job.key, self._ledgers[job.key])
         except (psycopg.Error, OSError) as exc:
             log.warning("ledger of %s not saved: %s", job.key, exc)
             return False
         return True
 
-    async def _ledger(self, job: PushJob, client: Any) -> _Ledger:
-        """The listing's ledger; the first one reads the platform's number.
+    async def _read_baseline(self, job: PushJob, client: Any) -> None:
+        """Read the platform's number into a new ledger for the listing (its
+        first push, or a calibration, which records the drift it finds).
+
+        While the read is out, the listing keeps counting at its old ledger's
+        bound (a calibrated listing) or at its target (a listing never read).
 
         Raises:
-            PlatformCallError: The read failed.
+            PlatformCallError: The read failed (the old ledger stays).
         """
-        ledger = self._ledgers.get(job.key)
-        if ledger is None:
-            listing = job.listing
-            item = await self._state(listing.hub_sku)
-            sold = item.platform_sold.get(job.shop.platform, 0) if item else 0
-            current = await client.fetch_stock(
-                job.shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
-            )
-            ledger = _Ledger(baseline=current, sold_at_baseline=sold)
-            self._ledgers[job.key] = ledger
-            await self._save(job, ledger)
-            self._wake(listing.hub_sku)
-        return ledger
+        listing = job.listing
+        item = await self._state(listing.hub_sku)
+        sold = item.platform_sold.get(job.shop.platform, 0) if item else 0
+        current = await client.fetch_stock(
+            job.shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+        )
+        before = self._ledgers.get(job.key)
+        if before is not None:
+            self._report_drift(job, current, before.showing(sold))
+        self._ledgers[job.key] = ListingLedger(baseline=current, sold_at_baseline=sold)
+        await self._save(job)
+        self._wake(listing.hub_sku)
 
     async def _push(
         self, job: PushJob, client: Any, shop_id: str, sku_id: str, **kw: Any
@@ -980,14 +886,12 @@ class OutboundDispatcher(Projection):
             )
         return result
 
-    async def _settle_uncertain(
-        self, job: PushJob, client: Any, ledger: _Ledger
-    ) -> PushResult | None:
+    async def _settle_uncertain(self, job: PushJob, client: Any) -> PushResult | None:
         """Send a write of unknown outcome again under its own request id: the
         platform applies it now or answers that it already has. Returns the
         failure when its outcome is still unknown, else None."""
+        ledger = self._ledgers[job.key]
         assert ledger.uncertain is not None
-        request_id, delta = ledger.uncertain
         listing = job.listing
         result: PushResult = await self._push(
             job,
@@ -995,20 +899,19 @@ class OutboundDispatcher(Projection):
             job.shop.shop_id,
             listing.platform_sku_id,
             product_id=listing.product_id,
-            delta=delta,
-            request_id=request_id,
+            delta=ledger.uncertain.delta,
+            request_id=ledger.uncertain.request_id,
         )
-        if result.ok:
-            ledger.written += delta
-        elif result.outcome == "failed":
-            return result
-        ledger.uncertain = None  # applied now, or refused: settled either way
-        await self._save(job, ledger)
+        if not result.ok and result.outcome != "rejected":
+            return result  # failed or rate limited: still unknown
+        # Applied now (or before), or refused: settled either way.
+        self._ledgers[job.key] = self._ledgers[job.key].settled(applied=result.ok)
+        await self._save(job)
         self._wake(listing.hub_sku)
         return None
 
     async def _clamp_to_zero(
-        self, job: PushJob, client: Any, ledger: _Ledger, showing: int
+        self, job: PushJob, client: Any, showing: int
     ) -> PushResult:
         shop, listing = job.shop, job.listing
         try:
@@ -1027,29 +930,13 @@ class OutboundDispatcher(Projection):
             return self._result(
                 job, "sent", f"no change: at zero (hub's ledger {showing})"
             )
-        request_id = f"{job.request_id}:{ledger.written}:to-zero:{current}"
-        if not await self._save(job, ledger, pending=(request_id, -current)):
-            return self._result(job, "failed", "ledger not saved; write not sent")
-        ledger.in_flight = -current
-        try:
-            result: PushResult = await self._push(
-                job,
-                client,
-                shop.shop_id,
-                listing.platform_sku_id,
-                product_id=listing.product_id,
-                delta=-current,
-                request_id=request_id,
-            )
-        finally:
-            ledger.in_flight = 0
-        if result.ok:
-            ledger.written -= current
-            self._wake(listing.hub_sku)
-        elif result.outcome == "failed":
-            ledger.uncertain = (request_id, -current)
-        await self._save(job, ledger)
-        return result
+        ledger = self._ledgers[job.key]
+        write = PendingWrite(
+            request_id=f"{job.request_id}:{ledger.written}:to-zero:{current}",
+            delta=-current,
+        )
+        self._ledgers[job.key] = ledger.claimed(write)  # a reduction: no guard
+        return await self._write(job, client, write)
 
     async def _record(
         self, job: PushJob, command: stock_push.StockPushCommand
