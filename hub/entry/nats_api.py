@@ -43,7 +43,9 @@ def build_broker(nats_url: str, hub: Hub | None) -> NatsBroker:
             "Every event of the hub's log, in log order, exactly once, on JetStream "
             f"stream {STREAM}. Headers: Nats-Msg-Id (event id), Hub-Aggregate-Id, "
             "Hub-Aggregate-Type, Hub-Aggregate-Version, Hub-Position, "
-            "Hub-Event-Type, Hub-Schema-Version. Platform is '_' when none."
+            "Hub-Event-Type, Hub-Schema-Version, Hub-Correlation-Id (the input the "
+            "event descends from), Hub-Causation-Id (the event that called for "
+            "it). Platform is '_' when none."
         ),
         schema=dict[str, Any],
     )

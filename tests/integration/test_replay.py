@@ -11,16 +11,20 @@ from typing import Any
 
 import msgspec
 import nats
+import psycopg
 import pytest
 
 from domain import order, push, stock
+from eventlog.log import log_head
 from hub.bootstrap import bootstrap
 from hub.entry.cli import main
+from hub.messages import H_CAUSATION_ID, H_CORRELATION_ID, STREAM
 from hub.service.commands import STOCK_RULES
 from hub.service.hub import Hub
 from hub.service.outbound import STOCK_PUSH_RULES
 from hub.service.replay import ReplayError, history, resolve, state_at, trace
 from tests.binding_payloads import ACCOUNT, SHOP, encode, request, verify
+from tests.conftest import wait_until
 from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.integration
@@ -164,10 +168,6 @@ async def test_an_orders_stock_commands_carry_its_correlation_and_cause(
     assert order_placed.correlation_id is not None
     assert order_placed.causation_id is None
     item = stock.stock_item_id("A1")
-
-    async def committed() -> bool:
-        return len(await hub.committer.load(STOCK_RULES, item) and [1]) > 0
-
     events = await trace(hub.database_url, "wechat_shop:order:7")
     assert [e.type for e in events] == ["OrderPlaced", "StockCommitted"]
     assert {e.correlation_id for e in events} == {order_placed.correlation_id}
@@ -250,3 +250,35 @@ async def test_reads_over_nats(database_url: str, nats_url: str) -> None:
             assert reply["error"]["code"] == "invalid"
         finally:
             await nc.close()
+
+
+async def test_subscribers_see_the_causal_ids_in_the_headers(
+    database_url: str, nats_url: str
+) -> None:
+    running = bootstrap(database_url=database_url, nats_url=nats_url, projections=[])
+    await running.start()
+    nc = await nats.connect(nats_url)
+    try:
+        await running.execute("stock.receive", stock.ReceiveStock(sku="A1", quantity=5))
+        placed = await running.execute("order.place", _place("5", 1))
+        [order_placed] = placed.events
+        item = stock.stock_item_id("A1")
+
+        async def committed() -> bool:
+            state = await running.committer.load(STOCK_RULES, item)
+            return bool(state.committed)
+
+        await wait_until(committed)
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            head = await log_head(conn)
+        assert running.relay is not None
+        await running.relay.wait_for(head)
+        msg = await nc.jetstream().get_last_msg(
+            STREAM, "hub.events.stock.StockCommitted.wechat_shop"
+        )
+        assert msg.headers is not None
+        assert msg.headers[H_CORRELATION_ID] == order_placed.correlation_id
+        assert msg.headers[H_CAUSATION_ID] == str(order_placed.event_id)
+    finally:
+        await nc.close()
+        await running.stop()
