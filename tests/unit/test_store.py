@@ -138,9 +138,14 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
     finally:
         release.set()
         await committer.stop()
-    assert first.positions == (1,) and third.positions == (3,)
+    # The caller who gave up hears nothing; whether its command was still in
+    # the batch depends on when the cancel landed (while the batch was being
+    # decided it is dropped, once written it is stored): the others' are stored
+    # once each, in order, either way.
     assert tasks[1].cancelled()
+    assert first.positions[0] < third.positions[0]
     assert len(app.load_events(first.aggregate_id)) == 1
+    assert len(app.load_events(third.aggregate_id)) == 1
 
 
 async def test_a_batch_that_loses_a_race_is_decided_again_on_fresh_state(
