@@ -296,9 +296,15 @@ StockCommand = (
 
 @register
 class StockReceived(StockLevels, Event, frozen=True, kw_only=True):
-    """Units of a SKU arrived and are now on hand."""
+    """Units of a SKU arrived and are now on hand.
+
+    Version 2 records ``previous_on_hand``, the units on hand before the
+    receipt; a version 1 event is upcast on read (:meth:`upcast_v1`), the
+    stored row is never rewritten.
+    """
 
     TOPIC: ClassVar[str] = "stock.StockReceived"
+    VERSION: ClassVar[int] = 2
     AGGREGATE: ClassVar[str] = "stock"
 
     sku: str
@@ -309,6 +315,14 @@ class StockReceived(StockLevels, Event, frozen=True, kw_only=True):
     committed: int = 0
     reserved: int = 0
     safety: int = 0
+    previous_on_hand: int = 0
+
+    @classmethod
+    def upcast_v1(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Version 1 had no ``previous_on_hand``: a receipt adds ``quantity``
+        to what was on hand, so it was ``on_hand - quantity``."""
+        raw["previous_on_hand"] = raw["on_hand"] - raw["quantity"]
+        return raw
 
 
 @register
@@ -710,6 +724,7 @@ def _receive(
         quantity=command.quantity,
         reference=command.reference,
         request_id=command.request_id,
+        previous_on_hand=0 if state is None else state.on_hand,
         **now,
     )
 

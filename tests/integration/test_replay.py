@@ -26,6 +26,7 @@ from hub.service.replay import ReplayError, history, resolve, state_at, trace
 from tests.binding_payloads import ACCOUNT, SHOP, encode, request, verify
 from tests.conftest import wait_until
 from tests.hub_steps import serving_hub
+from tests.unit.test_upcasting import v1_receipt
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +283,37 @@ async def test_subscribers_see_the_causal_ids_in_the_headers(
     finally:
         await nc.close()
         await running.stop()
+
+
+async def test_stored_version_one_rows_read_back_as_version_two(hub: Hub) -> None:
+    # Rows as version 1 wrote them, inserted raw: the hub never rewrites them.
+    rows = [(1, v1_receipt(5, 5, version=1)), (2, v1_receipt(3, 8, version=2))]
+    item = stock.stock_item_id("A1")
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        for version, state in rows:
+            await conn.execute(
+                "INSERT INTO hub_events (originator_id, originator_version, topic, "
+                "state) VALUES (%s, %s, 'stock.StockReceived:v1', %s)",
+                (item, version, state),
+            )
+        await conn.commit()
+    events = await history(hub.database_url, "sku:A1")
+    assert [e.payload["previous_on_hand"] for e in events] == [0, 5]
+    # A new receipt is decided on the upcast state and stored at version 2.
+    outcome = await hub.execute(
+        "stock.receive", stock.ReceiveStock(sku="A1", quantity=2)
+    )
+    [received] = outcome.events
+    assert (received.on_hand, received.previous_on_hand) == (10, 8)  # type: ignore[attr-defined]
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT topic, state FROM hub_events WHERE originator_id = %s "
+            "ORDER BY originator_version",
+            (item,),
+            binary=True,
+        )
+        stored = await cur.fetchall()
+    assert [(t, bytes(s)) for t, s in stored[:2]] == [
+        ("stock.StockReceived:v1", state) for _, state in rows
+    ], "the stored v1 rows are unchanged"
+    assert stored[2][0] == "stock.StockReceived:v2"
