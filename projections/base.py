@@ -89,6 +89,8 @@ class ProjectionRunner:
         self.database_url = database_url
         self._stored_topics = stored_topics(projection.topics)
         self.position = 0
+        #: Most events read and applied in one transaction.
+        self.batch_size = BATCH_SIZE
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Condition()
@@ -149,11 +151,15 @@ class ProjectionRunner:
                 # position still moves over the others, up to the head seen.
                 head = await log_head(conn)
                 rows = await read_log(
-                    conn, position, BATCH_SIZE, topics=self._stored_topics, upto=head
+                    conn,
+                    position,
+                    self.batch_size,
+                    topics=self._stored_topics,
+                    upto=head,
                 )
-                last = rows[-1][0] if len(rows) == BATCH_SIZE else head
+                last = rows[-1][0] if len(rows) == self.batch_size else head
             else:
-                rows = await read_log(conn, position, BATCH_SIZE)
+                rows = await read_log(conn, position, self.batch_size)
                 last = rows[-1][0] if rows else position
             if last <= position:
                 self.position = position

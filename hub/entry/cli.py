@@ -163,18 +163,6 @@ def _projection(name: str, policy_book: PolicyBook | None = None) -> Projection:
     return found[name]
 
 
-def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.infra.migrate import migrate
-    from projections.base import rebuild
-
-    with servers(settings, start_embedded=False) as (db, _):
-        migrate(db)
-        projection = _projection(args.name, policy_book_of(settings))
-        position = asyncio.run(rebuild(db, projection))
-    _print(f"projection {args.name} rebuilt up to log position {position}")
-    return 0
-
-
 def cmd_policies_show(settings: Settings, args: argparse.Namespace) -> int:
     from domain.policy import UnknownPlatformError
     from hub.service.policies import format_profile
@@ -571,9 +559,6 @@ def build_parser() -> argparse.ArgumentParser:
     project.set_defaults(func=cmd_project)
     projections = verbs.add_parser("projections", help="manage read models")
     pverbs = projections.add_subparsers(dest="pverb", required=True)
-    rebuild = pverbs.add_parser("rebuild", help="empty and replay one projection")
-    rebuild.add_argument("name")
-    rebuild.set_defaults(func=cmd_rebuild)
     _add_policies_and_bindings(verbs)
     _add_sync(verbs)
     from hub.entry.sandbox_cli import add_sandbox_parser

@@ -14,11 +14,14 @@ import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hub.infra.settings import Settings
+from hub.infra.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from projections.base import Projection
 
 
 def add_replay_verbs(verbs: Any, projection_verbs: Any) -> None:
@@ -51,6 +54,21 @@ def add_replay_verbs(verbs: Any, projection_verbs: Any) -> None:
     trace.add_argument("ref", help=ref_help + ", or a correlation id")
     trace.add_argument("--json", action="store_true", help="print JSON")
     trace.set_defaults(func=cmd_trace)
+    rebuild = projection_verbs.add_parser(
+        "rebuild",
+        help="build a new version of a projection's tables beside the serving one, "
+        "then switch to it (resumes a killed rebuild)",
+    )
+    rebuild.add_argument("name")
+    rebuild.add_argument(
+        "--batch", type=int, default=None, help="events per transaction"
+    )
+    rebuild.set_defaults(func=cmd_projections_rebuild)
+    listing = projection_verbs.add_parser(
+        "list", help="each projection's version, position and lag"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_projections_list)
 
 
 def _read(
@@ -94,3 +112,74 @@ def cmd_trace(settings: Settings, args: argparse.Namespace) -> int:
 
     read = functools.partial(replay.trace, ref=args.ref)
     return _read(settings, args, read, replay.format_history)
+
+
+def _projections(settings: Settings) -> dict[str, Projection]:
+    from hub.bootstrap import default_projections, policy_book_of
+
+    return {p.name: p for p in default_projections(policy_book_of(settings))}
+
+
+def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub projections rebuild NAME``: blue-green, with a progress bar."""
+    from hub.bootstrap import say, servers
+    from hub.infra.migrate import migrate
+    from projections.rebuild import (
+        REBUILD_BATCH,
+        ProgressBar,
+        RebuildError,
+        rebuild_blue_green,
+    )
+
+    known = _projections(settings)
+    if args.name not in known:
+        names = ", ".join(sorted(known))
+        raise SettingsError(f"projection {args.name!r} does not exist; known: {names}")
+    bar = ProgressBar(args.name, sys.stderr.write)
+    with servers(settings, start_embedded=False) as (db, _):
+        migrate(db)
+        try:
+            version, position = asyncio.run(
+                rebuild_blue_green(
+                    db,
+                    known[args.name],
+                    batch=args.batch or REBUILD_BATCH,
+                    progress=bar,
+                )
+            )
+        except RebuildError as exc:
+            print(f"hub: error: {exc}", file=sys.stderr)
+            return 1
+    say(
+        f"projection {args.name} version {version} serving from log position {position}"
+    )
+    return 0
+
+
+def cmd_projections_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub projections list [--json]``."""
+    from hub.bootstrap import say, servers
+    from hub.infra.migrate import migrate
+    from projections.rebuild import list_versions
+
+    with servers(settings, start_embedded=False) as (db, _):
+        migrate(db)
+        infos = asyncio.run(list_versions(db, list(_projections(settings).values())))
+    if args.json:
+        say(msgspec.json.encode(infos).decode())
+        return 0
+    say(
+        f"{'projection':<20} {'version':>7} {'position':>10} "
+        f"{'behind':>8} {'seconds':>8}"
+    )
+    for info in infos:
+        building = (
+            f"  (building v{info.building} at {info.building_position})"
+            if info.building is not None
+            else ""
+        )
+        say(
+            f"{info.name:<20} {info.version:>7} {info.position:>10} "
+            f"{info.events_behind:>8} {info.seconds_behind:>8.1f}{building}"
+        )
+    return 0

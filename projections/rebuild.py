@@ -1,0 +1,428 @@
+"""Blue-green rebuilds: a new version of a projection's tables is built from the
+log beside the serving one, then switched in atomically.
+
+The serving version's tables are the ones readers use, in schema ``public``.
+A rebuild creates schema ``proj_<name>_v<N>`` holding an empty copy of each
+table (``LIKE ... INCLUDING ALL``) and a ``projection_tracking`` table of its
+own, and feeds it the log through a :class:`projections.base.ProjectionRunner`
+whose connection's ``search_path`` puts that schema first: the projection's
+own SQL, which names its tables unqualified, writes the new version while the
+old one keeps serving. Each batch and the version's position commit together,
+so a rebuild killed at any point resumes where it stopped (the version's row
+in ``projection_versions`` says which schema to go on with).
+
+The switch is one transaction: it locks the serving version's tracking row
+(so the live runner, if any, is between batches), moves the old tables out
+and the new ones into ``public``, sets the serving position to the new
+version's, records the switch in ``projection_versions`` and drops the old
+version. A reader sees the old tables or the new ones, never neither; the
+live runner goes on from the new position into the new tables.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from eventlog.codec import EVENTS_TABLE, decode_event
+from eventlog.log import log_head
+from projections.base import Projection, ProjectionRunner
+
+#: Called with (position reached, position to reach) as a rebuild goes on.
+Progress = Callable[[int, int], None]
+
+#: Events a rebuild reads and applies in one transaction.
+REBUILD_BATCH = 5000
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class RebuildError(Exception):
+    """A projection cannot be rebuilt blue-green (the message says why)."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One projection's serving version and any version being built."""
+
+    name: str
+    version: int
+    position: int
+    events_behind: int
+    seconds_behind: float
+    building: int | None = None
+    building_position: int | None = None
+
+
+def version_schema(name: str, version: int) -> str:
+    """The schema holding version ``version`` of projection ``name`` while it
+    is built."""
+    return f"proj_{name}_v{version}"
+
+
+def _check_name(projection: Projection) -> None:
+    if not _NAME.match(projection.name):
+        raise RebuildError(
+            f"projection name {projection.name!r} must match {_NAME.pattern} "
+            "to name a schema"
+        )
+    if not projection.tables:
+        raise RebuildError(
+            f"projection {projection.name!r} owns no tables: nothing to rebuild"
+        )
+
+
+async def _refuse_uncopyable(
+    conn: psycopg.AsyncConnection[object], projection: Projection
+) -> None:
+    """Refuse tables that ``LIKE ... INCLUDING ALL`` would not copy faithfully:
+    with triggers, foreign keys or sequences, a copy would lose rules or share
+    counters with the old version."""
+    cur = await conn.execute(
+        "SELECT c.relname, "
+        "  EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
+        "          AND NOT t.tgisinternal), "
+        "  EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contype = 'f' "
+        "          AND (k.conrelid = c.oid OR k.confrelid = c.oid)), "
+        "  EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = c.oid "
+        "          AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+        "          AND d.objid IN (SELECT oid FROM pg_class WHERE relkind = 'S')) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relname = ANY(%s)",
+        (list(projection.tables),),
+    )
+    found: dict[str, tuple[bool, bool, bool]] = {
+        str(r[0]): (bool(r[1]), bool(r[2]), bool(r[3]))  # type: ignore[index]
+        for r in await cur.fetchall()
+    }
+    for table in projection.tables:
+        if table not in found:
+            raise RebuildError(f"table {table!r} of {projection.name!r} does not exist")
+        triggers, foreign, sequence = found[table]
+        why = [
+            w
+            for w, has in (
+                ("triggers", triggers),
+                ("foreign keys", foreign),
+                ("sequences", sequence),
+            )
+            if has
+        ]
+        if why:
+            raise RebuildError(
+                f"table {table!r} of {projection.name!r} has {' and '.join(why)}: a "
+                "blue-green copy would not keep them; rebuild it in place"
+            )
+
+
+async def _serving_version(conn: psycopg.AsyncConnection[object], name: str) -> int:
+    cur = await conn.execute(
+        "SELECT version FROM projection_versions WHERE name = %s "
+        "AND status = 'serving'",
+        (name,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 1  # type: ignore[index]
+
+
+async def _building(
+    conn: psycopg.AsyncConnection[object], name: str
+) -> tuple[int, str] | None:
+    cur = await conn.execute(
+        "SELECT version, schema_name FROM projection_versions WHERE name = %s "
+        "AND status = 'building'",
+        (name,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))  # type: ignore[index]
+
+
+async def _start_version(
+    conn: psycopg.AsyncConnection[object], projection: Projection
+) -> tuple[int, str]:
+    """The version being built: the one a killed rebuild left, else a new one
+    (its schema, empty tables and tracking made in one transaction)."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO projection_tracking (name) VALUES (%s) "
+            "ON CONFLICT (name) DO NOTHING",
+            (projection.name,),
+        )
+        building = await _building(conn, projection.name)
+        if building is not None:
+            return building
+        await _refuse_uncopyable(conn, projection)
+        cur = await conn.execute(
+            "SELECT coalesce(max(version), 1) FROM projection_versions WHERE name = %s",
+            (projection.name,),
+        )
+        row = await cur.fetchone()
+        version = int(row[0]) + 1  # type: ignore[index]
+        schema = version_schema(projection.name, version)
+        await conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for table in (*projection.tables, "projection_tracking"):
+            await conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
+                    sql.Identifier(schema, table), sql.Identifier("public", table)
+                )
+            )
+        await conn.execute(
+            sql.SQL("INSERT INTO {} (name) VALUES (%s)").format(
+                sql.Identifier(schema, "projection_tracking")
+            ),
+            (projection.name,),
+        )
+        await conn.execute(
+            "INSERT INTO projection_versions (name, version, schema_name, status) "
+            "VALUES (%s, %s, %s, 'building')",
+            (projection.name, version, schema),
+        )
+    return version, schema
+
+
+async def _catch_up(
+    database_url: str,
+    projection: Projection,
+    schema: str,
+    batch: int,
+    progress: Progress | None,
+) -> int:
+    """Feed the version in ``schema`` the log up to the head seen now."""
+    runner = ProjectionRunner(projection, database_url)
+    runner.batch_size = batch
+    async with await psycopg.AsyncConnection.connect(
+        database_url, options=f"-c search_path={schema},public"
+    ) as conn:
+        target = await log_head(conn)
+        await conn.commit()
+        while True:
+            await runner.step(conn)
+            if progress is not None:
+                progress(runner.position, target)
+            if runner.position >= target:
+                return runner.position
+
+
+async def _switch(
+    conn: psycopg.AsyncConnection[object],
+    projection: Projection,
+    version: int,
+    schema: str,
+) -> int:
+    """Put the built version in place of the serving one, atomically."""
+    name = projection.name
+    async with conn.transaction():
+        # The live runner holds this row while it applies a batch: wait for it.
+        await conn.execute(
+            "SELECT position FROM public.projection_tracking WHERE name = %s "
+            "FOR UPDATE",
+            (name,),
+        )
+        cur = await conn.execute(
+            sql.SQL("SELECT position FROM {} WHERE name = %s").format(
+                sql.Identifier(schema, "projection_tracking")
+            ),
+            (name,),
+        )
+        row = await cur.fetchone()
+        position = int(row[0]) if row else 0  # type: ignore[index]
+        old = await _serving_version(conn, name)
+        retired = version_schema(name, old)
+        await conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(retired))
+        )
+        for table in projection.tables:
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier("public", table), sql.Identifier(retired)
+                )
+            )
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA public").format(
+                    sql.Identifier(schema, table)
+                )
+            )
+        await conn.execute(
+            "UPDATE public.projection_tracking SET position = %s, updated_at = now() "
+            "WHERE name = %s",
+            (position, name),
+        )
+        await conn.execute(
+            "INSERT INTO projection_versions (name, version, schema_name, status, "
+            "switched_at) VALUES (%s, %s, 'public', 'retired', now()) "
+            "ON CONFLICT (name, version) DO UPDATE SET status = 'retired', "
+            "switched_at = now()",
+            (name, old),
+        )
+        await conn.execute(
+            "UPDATE projection_versions SET status = 'serving', schema_name = "
+            "'public', switched_at = now() WHERE name = %s AND version = %s",
+            (name, version),
+        )
+        for gone in (retired, schema):
+            await conn.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(gone))
+            )
+    return position
+
+
+async def rebuild_blue_green(
+    database_url: str,
+    projection: Projection,
+    *,
+    batch: int = REBUILD_BATCH,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Build a new version of ``projection`` from the log and switch it in.
+
+    Resumes the version a killed rebuild left. Returns the version now serving
+    and the log position it was switched in at.
+
+    Raises:
+        RebuildError: the projection's tables cannot be copied (see the message),
+            or another rebuild of it is running.
+    """
+    _check_name(projection)
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True
+    ) as conn:
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))",
+            (f"projection_rebuild:{projection.name}",),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            raise RebuildError(
+                f"another rebuild of {projection.name!r} is running; wait for it"
+            )
+        await conn.set_autocommit(False)
+        version, schema = await _start_version(conn, projection)
+        await _catch_up(database_url, projection, schema, batch, progress)
+        position = await _switch(conn, projection, version, schema)
+    return version, position
+
+
+async def _event_time(
+    conn: psycopg.AsyncConnection[object], position: int
+) -> datetime | None:
+    cur = await conn.execute(
+        sql.SQL("SELECT topic, state FROM {} WHERE notification_id = %s").format(
+            sql.Identifier(EVENTS_TABLE)
+        ),
+        (position,),
+        binary=True,
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return decode_event(str(row[0]), bytes(row[1])).occurred_at  # type: ignore[index]
+
+
+async def list_versions(
+    database_url: str, projections: Sequence[Projection]
+) -> list[VersionInfo]:
+    """Each projection's serving version, position and lag, and the version
+    being built, if any, with its position."""
+    infos = []
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        head = await log_head(conn)
+        head_time = await _event_time(conn, head)
+        for projection in projections:
+            cur = await conn.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s",
+                (projection.name,),
+            )
+            row = await cur.fetchone()
+            position = int(row[0]) if row else 0
+            seconds = 0.0
+            if position < head and head_time is not None:
+                then = await _event_time(conn, position + 1)
+                if then is not None:
+                    seconds = max((head_time - then).total_seconds(), 0.0)
+            building = await _building(conn, projection.name)
+            building_position = None
+            if building is not None:
+                cur = await conn.execute(
+                    sql.SQL("SELECT position FROM {} WHERE name = %s").format(
+                        sql.Identifier(building[1], "projection_tracking")
+                    ),
+                    (projection.name,),
+                )
+                built = await cur.fetchone()
+                building_position = int(built[0]) if built else 0
+            infos.append(
+                VersionInfo(
+                    name=projection.name,
+                    version=await _serving_version(conn, projection.name),
+                    position=position,
+                    events_behind=head - position,
+                    seconds_behind=seconds,
+                    building=None if building is None else building[0],
+                    building_position=building_position,
+                )
+            )
+    return infos
+
+
+class ProgressBar:
+    """A one-line progress bar on a text stream: done, rate and time left.
+
+    Args:
+        label: what is being done (shown first).
+        write: where the line goes (e.g. ``sys.stderr.write``).
+        clock: monotonic seconds (injected for tests).
+        every: least seconds between two redraws.
+    """
+
+    WIDTH = 30
+
+    def __init__(
+        self,
+        label: str,
+        write: Callable[[str], object],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        every: float = 0.2,
+    ) -> None:
+        self.label = label
+        self._write = write
+        self._clock = clock
+        self._every = every
+        self._start = clock()
+        self._first: int | None = None
+        self._drawn = float("-inf")
+
+    def __call__(self, position: int, target: int) -> None:
+        """Redraw for ``position`` of ``target`` (at most every ``every`` s)."""
+        now = self._clock()
+        if self._first is None:
+            self._first = position
+        if position < target and now - self._drawn < self._every:
+            return
+        self._drawn = now
+        self._write("\r" + self.line(position, target, now))
+        if position >= target:
+            self._write("\n")
+
+    def line(self, position: int, target: int, now: float) -> str:
+        """The bar's text at ``now``."""
+        done = 1.0 if target <= 0 else min(position / target, 1.0)
+        filled = int(done * self.WIDTH)
+        elapsed = max(now - self._start, 1e-9)
+        rate = (position - (self._first or 0)) / elapsed
+        left = (target - position) / rate if rate > 0 else float("inf")
+        eta = "--" if left == float("inf") else f"{left:.0f}s"
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"{done:4.0%} {position:,}/{target:,}  {rate:,.0f} events/s  "
+            f"{eta} left"
+        )
