@@ -14,7 +14,8 @@ platform returns the money, so the connector sends a full refund.
 Money is integers of fen: a line's total is ``quantity * unit_price_fen -
 discount_fen`` (never below zero; the per-line discount is where coupons plug
 in), the order's total is the sum of its lines, and refunds never exceed what
-was paid. Buyers appear only as an opaque ``buyer_ref``.
+was paid. Buyers appear only as an opaque ``buyer_ref`` and, sealed under the
+key of their data subject, as a :class:`domain.personal.SealedBuyer`.
 
 Platforms push out of order and more than once. The rules:
 
@@ -45,6 +46,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from domain.events import Context, DomainError, Event, State, derive_id, register
+from domain.personal import SealedBuyer
 from domain.policy import PlatformCode
 from domain.stock import (
     CommitStock,
@@ -229,6 +231,7 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
     channel_account: Reference = ""
     buyer_ref: Reference = ""
     placed_at: datetime | None = None
+    buyer: SealedBuyer | None = None
 
 
 class PayOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -355,6 +358,7 @@ class OrderPlaced(Event, frozen=True, kw_only=True):
     total_fen: int
     buyer_ref: str = ""
     placed_at: datetime | None = None
+    buyer: SealedBuyer | None = None
 
 
 @register
@@ -624,6 +628,7 @@ def _place(
         total_fen=order_total(placement.lines),
         buyer_ref=placement.buyer_ref,
         placed_at=placement.placed_at,
+        buyer=placement.buyer,
     )
 
 

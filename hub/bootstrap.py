@@ -20,6 +20,7 @@ from domain.policy import PolicyBook
 from hub.entry.platforms import Platforms
 from hub.infra.ledgers import LedgerStore
 from hub.infra.migrate import migrate
+from hub.infra.redaction import install_log_redaction
 from hub.infra.relay import Relay
 from hub.infra.settings import Settings, SettingsError, eventsourcing_env
 from hub.infra.shops import Connectors, ConnectorsConfig
@@ -29,6 +30,7 @@ from hub.service.commit import GroupCommitter, utc_now
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
+from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
 from hub.service.sync import PollCursors, SyncScheduler
@@ -36,6 +38,7 @@ from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
 from projections.orders import OrdersProjection
+from projections.profiles import CustomerProfilesProjection
 from projections.stock import StockOnHandProjection
 from projections.stock_pushes import StockPushesProjection
 
@@ -54,6 +57,7 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
         OrdersProjection(),
         StockDriftProjection(),
         StockPushesProjection(),
+        CustomerProfilesProjection(),
     ]
 
 
@@ -121,6 +125,7 @@ def connect_platforms(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     jitter: Callable[[], float] = random.random,
     max_push_rounds: int = DEFAULT_MAX_ROUNDS,
+    personal: PersonalData | None = None,
 ) -> Platforms:
     """Build the hub's side of the shop platforms (it starts nothing).
 
@@ -134,11 +139,19 @@ def connect_platforms(
         sleep: The wait between rounds of a failing stock push.
         jitter: Numbers in [0, 1) for that wait's jitter.
         max_push_rounds: Rounds of a stock push before it is dead-lettered.
+        personal: Seals the buyers of incoming orders under the profile policy
+            of the book (None: buyers are dropped).
     """
+    install_log_redaction()
     connectors = Connectors(
         config, token_store=token_store, client_options=client_options
     )
-    intake = OrderIntake(hub, connectors)
+    intake = OrderIntake(
+        hub,
+        connectors,
+        personal=personal,
+        profiles=profile_policies(hub.policy_book or load_policy_book()),
+    )
     outbound = OutboundDispatcher(
         hub,
         connectors,
@@ -236,6 +249,17 @@ def token_store_of(
         raise SettingsError(str(exc)) from None
 
 
+def personal_data_of(
+    database_url: str, master_key: bytes | None
+) -> PersonalData | None:
+    """Buyers sealed under subject keys kept under ``master_key`` (None: none)."""
+    from hub.infra.subjects import SubjectKeys
+
+    if master_key is None:
+        return None
+    return PersonalData(SubjectKeys(database_url, master_key), master_key)
+
+
 def connectors_config_of(
     settings: Settings, key: bytes | None = None
 ) -> ConnectorsConfig:
@@ -272,11 +296,13 @@ async def serve(
     broker = build_broker(nats_url, hub)
     await broker.start()
     platforms = None
+    personal = personal_data_of(database_url, master_key)
     if platforms_config is not None:
         platforms = connect_platforms(
             hub,
             platforms_config,
             token_store=token_store_of(database_url, platforms_config, master_key),
+            personal=personal,
         )
         await platforms.start(http_port=http_port)
         say(

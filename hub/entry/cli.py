@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.replay_cli import add_replay_verbs
 
     add_replay_verbs(verbs, pverbs)
+    from hub.entry.profiles_cli import add_profiles_verbs
+
+    add_profiles_verbs(verbs)
     return parser
 
 

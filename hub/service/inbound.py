@@ -9,10 +9,16 @@ a step already taken decides nothing), so a replay changes nothing.
 
 Every pull first checks the shop's binding: it must be active and its data
 scope must allow orders (:func:`domain.binding.check_data_scope`).
+
+The buyer's personal data is sealed under the key of its data subject before
+any command is made (:class:`hub.service.personal.PersonalData`, under the
+profile policy of the platform): the placement carries only ciphertext and the
+subject's id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +33,13 @@ from domain.binding import (
     binding_id,
     check_data_scope,
 )
+from domain.personal import ProfilePolicy, SealedBuyer
 from hub.infra.shops import Connectors, ShopConfig
 from hub.service.commands import BINDING_RULES, COMMANDS, ORDER_RULES
 
 if TYPE_CHECKING:
     from hub.service.hub import Hub
+    from hub.service.personal import PersonalData
 
 
 def order_rules(hub: Hub) -> Any:
@@ -49,14 +57,19 @@ class MalformedOrderError(ValueError):
 
 
 def order_commands(
-    platform_order: PlatformOrder, listing_map: dict[str, str], channel_account: str
+    platform_order: PlatformOrder,
+    listing_map: dict[str, str],
+    channel_account: str,
+    buyer: SealedBuyer | None = None,
 ) -> list[order.OrderCommand]:
     """The commands that bring the hub's order to the platform's status.
 
     ``created`` places it; ``paid`` pays it (placing it first if needed);
     ``shipped`` and ``completed`` add the later steps; ``cancelled`` cancels
     it (an order the hub already has as paid is refunded instead, see
-    :meth:`OrderIntake.apply`). Every line must map to a hub SKU.
+    :meth:`OrderIntake.apply`). Every line must map to a hub SKU. ``buyer`` is
+    the sealed buyer the placement carries (the platform's plain buyer never
+    enters a command).
 
     Raises:
         domain.order.UnmappedSkuError: lines name SKUs the listing map lacks
@@ -96,6 +109,8 @@ def order_commands(
         order.PlaceOrder,
         where,
     )
+    if buyer is not None:
+        placement = msgspec.structs.replace(placement, buyer=buyer)
     status = platform_order.status
     if status == "created":
         return [placement]
@@ -155,12 +170,39 @@ class OrderIntake:
     Args:
         hub: The running hub (its committer stores the commands).
         connectors: The registry (clients, listing maps, channel accounts).
+        personal: Seals the buyers (None: buyers are dropped, nothing of them
+            is stored).
+        profiles: Each platform's profile policy (a platform without one
+            keeps no personal data).
     """
 
-    def __init__(self, hub: Hub, connectors: Connectors) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        connectors: Connectors,
+        *,
+        personal: PersonalData | None = None,
+        profiles: Mapping[str, ProfilePolicy] | None = None,
+    ) -> None:
         self.hub = hub
         self.connectors = connectors
         self.rules = order_rules(hub)
+        self.personal = personal
+        self.profiles = dict(profiles or {})
+
+    async def sealed_buyer(self, platform_order: PlatformOrder) -> SealedBuyer | None:
+        """The order's buyer sealed under the platform's profile policy."""
+        policy = self.profiles.get(platform_order.platform)
+        buyer = platform_order.buyer
+        if self.personal is None or policy is None or buyer is None:
+            return None
+        return await self.personal.seal(
+            policy,
+            platform=platform_order.platform,
+            shop_id=platform_order.shop_id,
+            order_id=platform_order.order_id,
+            buyer=buyer,
+        )
 
     async def binding_of(self, shop: ShopConfig) -> Binding | None:
         """The shop's binding as the log has it (None if never requested).
@@ -212,7 +254,10 @@ class OrderIntake:
             domain.events.DomainError: a step the hub's order cannot take.
         """
         commands = order_commands(
-            platform_order, shop.listing_map(), shop.channel_account
+            platform_order,
+            shop.listing_map(),
+            shop.channel_account,
+            await self.sealed_buyer(platform_order),
         )
         result = Ingested(
             platform=platform_order.platform,

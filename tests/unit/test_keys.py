@@ -92,3 +92,18 @@ def test_sealed_app_secrets_of_the_connectors_file_open_with_the_master_key() ->
         open_credentials(config, None)
     with pytest.raises(SealError, match="youzan/42001/client_secret"):
         open_credentials(config, os.urandom(32))
+
+
+def test_reveal_needs_the_operators_key(tmp_path: Path) -> None:
+    from hub.entry.profiles_cli import _check_operator_key
+    from hub.infra.settings import SettingsError
+
+    master = master_key(tmp_path / "home", {})
+    with pytest.raises(SettingsError, match="--key-file"):
+        _check_operator_key(None, master)
+    other = tmp_path / "other.key"
+    other.write_text(encode_key(os.urandom(32)))
+    other.chmod(0o600)
+    with pytest.raises(SettingsError, match="not the hub's master key"):
+        _check_operator_key(other, master)
+    _check_operator_key(tmp_path / "home" / KEY_FILE, master)
