@@ -27,6 +27,7 @@ from hub.infra.shops import Connectors, ConnectorsConfig
 from hub.infra.store import HubApplication
 from hub.service.commands import command_rules
 from hub.service.commit import GroupCommitter, utc_now
+from hub.service.crm import CrmOutbox
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
@@ -126,6 +127,7 @@ def connect_platforms(
     jitter: Callable[[], float] = random.random,
     max_push_rounds: int = DEFAULT_MAX_ROUNDS,
     personal: PersonalData | None = None,
+    crm: CrmOutbox | None = None,
 ) -> Platforms:
     """Build the hub's side of the shop platforms (it starts nothing).
 
@@ -141,6 +143,7 @@ def connect_platforms(
         max_push_rounds: Rounds of a stock push before it is dead-lettered.
         personal: Seals the buyers of incoming orders under the profile policy
             of the book (None: buyers are dropped).
+        crm: Where the profiles of the CRM transfer mode are sent.
     """
     install_log_redaction()
     connectors = Connectors(
@@ -150,6 +153,7 @@ def connect_platforms(
         hub,
         connectors,
         personal=personal,
+        crm=crm,
         profiles=profile_policies(hub.policy_book or load_policy_book()),
     )
     outbound = OutboundDispatcher(
@@ -260,6 +264,42 @@ def personal_data_of(
     return PersonalData(SubjectKeys(database_url, master_key), master_key)
 
 
+def crm_outbox_of(
+    database_url: str,
+    personal: PersonalData | None,
+    master_key: bytes | None,
+    env: Mapping[str, str] | None = None,
+) -> CrmOutbox | None:
+    """The CRM of ``HUB_CRM_URL`` with the key of ``HUB_CRM_KEY`` (or none).
+
+    The key is 32 bytes in base64, or a ``sealed:`` value (``hub secrets seal
+    crm - crm_key``) opened with the master key.
+    """
+    import os
+
+    from hub.infra.keys import (
+        MasterKeyError,
+        Sealer,
+        SealError,
+        credential_context,
+        decode_key,
+    )
+
+    env = os.environ if env is None else env
+    url = env.get("HUB_CRM_URL", "")
+    if not url or personal is None or master_key is None:
+        return None
+    raw = env.get("HUB_CRM_KEY", "")
+    try:
+        opened = Sealer(master_key).open_text(
+            raw, credential_context("crm", "-", "crm_key")
+        )
+        key = decode_key(opened, "HUB_CRM_KEY")
+    except (SealError, MasterKeyError) as exc:
+        raise SettingsError(str(exc)) from None
+    return CrmOutbox(database_url, personal.keys, url=url, key=key)
+
+
 def connectors_config_of(
     settings: Settings, key: bytes | None = None
 ) -> ConnectorsConfig:
@@ -303,6 +343,7 @@ async def serve(
             platforms_config,
             token_store=token_store_of(database_url, platforms_config, master_key),
             personal=personal,
+            crm=crm_outbox_of(database_url, personal, master_key),
         )
         await platforms.start(http_port=http_port)
         say(

@@ -1,4 +1,4 @@
-"""The sandbox ASGI application: four platforms and the control API."""
+"""The sandbox ASGI application: four platforms, a CRM and the control API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from connectors.sandbox import control, douyin, kuaishou, wechat, youzan
+from connectors.sandbox import control, crm, douyin, kuaishou, wechat, youzan
 from connectors.sandbox.config import SandboxConfig
 from connectors.sandbox.crowd import Crowds
 from connectors.sandbox.pushes import PushSender
@@ -42,6 +42,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     http = httpx.AsyncClient()
     pushes = PushSender(state, http)
     crowds = Crowds(state, pushes)
+    crm_state = crm.CrmState()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,6 +61,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             *douyin.routes(state, pushes),
             *kuaishou.routes(state, pushes),
             *youzan.routes(state, pushes),
+            *crm.routes(crm_state),
         ],
         lifespan=lifespan,
         # A client that gives up on a call mid-request (a timeout, or a slow
@@ -69,4 +71,5 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     app.state.sandbox = state
     app.state.pushes = pushes
     app.state.crowds = crowds
+    app.state.crm = crm_state
     return app

@@ -33,11 +33,14 @@ from domain.binding import (
     binding_id,
     check_data_scope,
 )
-from domain.personal import ProfilePolicy, SealedBuyer
+from domain.personal import ENCRYPTED_TRANSFER_TO_CRM, ProfilePolicy, SealedBuyer
 from hub.infra.shops import Connectors, ShopConfig
 from hub.service.commands import BINDING_RULES, COMMANDS, ORDER_RULES
+from hub.service.crm import crm_ref_of
+from hub.service.personal import plain_fields
 
 if TYPE_CHECKING:
+    from hub.service.crm import CrmOutbox
     from hub.service.hub import Hub
     from hub.service.personal import PersonalData
 
@@ -174,6 +177,8 @@ class OrderIntake:
             is stored).
         profiles: Each platform's profile policy (a platform without one
             keeps no personal data).
+        crm: Where profiles of the CRM transfer mode go (None: such profiles
+            are dropped, the hub keeps only the subject).
     """
 
     def __init__(
@@ -183,12 +188,14 @@ class OrderIntake:
         *,
         personal: PersonalData | None = None,
         profiles: Mapping[str, ProfilePolicy] | None = None,
+        crm: CrmOutbox | None = None,
     ) -> None:
         self.hub = hub
         self.connectors = connectors
         self.rules = order_rules(hub)
         self.personal = personal
         self.profiles = dict(profiles or {})
+        self.crm = crm
 
     async def sealed_buyer(self, platform_order: PlatformOrder) -> SealedBuyer | None:
         """The order's buyer sealed under the platform's profile policy."""
@@ -196,13 +203,31 @@ class OrderIntake:
         buyer = platform_order.buyer
         if self.personal is None or policy is None or buyer is None:
             return None
-        return await self.personal.seal(
+        to_crm = self.crm is not None and policy.mode == ENCRYPTED_TRANSFER_TO_CRM
+        sealed = await self.personal.seal(
             policy,
             platform=platform_order.platform,
             shop_id=platform_order.shop_id,
             order_id=platform_order.order_id,
             buyer=buyer,
+            crm_ref=(
+                crm_ref_of(platform_order.platform, platform_order.order_id)
+                if to_crm
+                else ""
+            ),
         )
+        if sealed is not None and self.crm is not None and sealed.crm_ref:
+            await self.crm.enqueue(
+                crm_ref=sealed.crm_ref,
+                subject_id=sealed.subject_id,
+                platform=platform_order.platform,
+                shop_id=platform_order.shop_id,
+                order_id=platform_order.order_id,
+                fields={
+                    str(k): v for k, v in plain_fields(buyer, policy.fields).items()
+                },
+            )
+        return sealed
 
     async def binding_of(self, shop: ShopConfig) -> Binding | None:
         """The shop's binding as the log has it (None if never requested).

@@ -9,22 +9,31 @@ erased subject reads "erased" everywhere while the log stays as it was.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from connectors.sandbox import SandboxControl, SandboxServer
 from domain import order as order_domain
-from domain.personal import DE_IDENTIFIED_MERGE, ERASED, STORED_SEPARATELY
+from domain.personal import (
+    DE_IDENTIFIED_MERGE,
+    ENCRYPTED_TRANSFER_TO_CRM,
+    ERASED,
+    STORED_SEPARATELY,
+)
 from eventlog.log import log_head
 from hub.entry.profiles_cli import profile_text
 from hub.infra.subjects import SubjectKeys
 from hub.service.commands import ORDER_RULES
+from hub.service.crm import CrmOutbox
 from hub.service.personal import PersonalData, profile_policies
 from projections.base import rebuild
 from projections.profiles import CustomerProfilesProjection, ProfilesView
@@ -92,6 +101,8 @@ class Sale:
     personal: PersonalData
     master_key: bytes
     orders: dict[str, list[str]]
+    crm: CrmOutbox
+    sandbox: SandboxServer
 
 
 @pytest.fixture
@@ -108,8 +119,17 @@ async def sale(
     async for rig in _rig(database_url, nats_url, sandbox, sandbox_control, book):
         master = os.urandom(32)
         personal = PersonalData(SubjectKeys(database_url, master), master)
+        crm_key = base64.b64decode((await _crm(sandbox))["key"])
+        crm = CrmOutbox(
+            database_url,
+            personal.keys,
+            url=f"{sandbox.url}/crm",
+            key=crm_key,
+            background=False,
+        )
         rig.platforms.intake.personal = personal
         rig.platforms.intake.profiles = profile_policies(book)
+        rig.platforms.intake.crm = crm
         orders: dict[str, list[str]] = {}
         for platform in PLATFORMS:
             _, sku_id = LISTED["SKU-A"][platform]
@@ -137,7 +157,26 @@ async def sale(
                 )
                 assert state is not None, (platform, order_id)
         await _caught_up(rig)
-        yield Sale(rig, personal, master, orders)
+        yield Sale(rig, personal, master, orders, crm, sandbox)
+
+
+async def _crm(sandbox: SandboxServer) -> dict[str, Any]:
+    """What the sandbox's CRM holds (its key, the profiles it received)."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{sandbox.url}/_sandbox/crm")
+        result: dict[str, Any] = answer.json()
+        return result
+
+
+async def _deliveries(database_url: str) -> list[tuple[str, str, int, bool]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT crm_ref, status, attempts, payload IS NOT NULL "
+            "FROM crm_deliveries ORDER BY crm_ref"
+        )
+        return [
+            (str(r), str(s), int(a), bool(p)) for r, s, a, p in await cur.fetchall()
+        ]
 
 
 async def _caught_up(rig: Rig) -> None:
@@ -308,3 +347,44 @@ async def test_an_erased_subject_reads_erased_and_the_log_is_unchanged(
     assert (await sale.personal.show(douyin.subject_id, 1, douyin.sealed))[
         "phone"
     ] == "137****3333"
+
+
+async def test_kuaishou_profiles_go_to_the_crm_and_the_hub_keeps_the_reference(
+    sale: Sale,
+) -> None:
+    db = sale.rig.hub.database_url
+    subject = await _subject_of(sale, "kuaishou_shop")
+    profile = await ProfilesView(db).profile(subject)
+    assert profile is not None and profile.mode == ENCRYPTED_TRANSFER_TO_CRM
+    assert profile.sealed == {} and profile.crm_ref.startswith("crm_")
+    ((ref, status, attempts, waiting),) = await _deliveries(db)
+    assert (ref, status, attempts, waiting) == (profile.crm_ref, "pending", 0, True)
+
+    # The CRM is down twice, then takes it; the hub keeps only the record.
+    async with httpx.AsyncClient() as http:
+        await http.post(
+            f"{sale.sandbox.url}/_sandbox/crm/faults", json={"fail_next": 2}
+        )
+    assert (await sale.crm.deliver_pending()).failed == 1
+    assert (await sale.crm.deliver_pending()).failed == 1
+    assert (await sale.crm.deliver_pending()).delivered == 1
+    assert await _deliveries(db) == [(ref, "delivered", 3, False)]
+    received = (await _crm(sale.sandbox))["profiles"][ref]
+    buyer = BUYERS["kuaishou_shop"][0]
+    assert (received["name"], received["phone"]) == (buyer["name"], buyer["phone"])
+    assert received["subject_id"] == subject
+
+
+async def test_a_crm_delivery_that_keeps_failing_is_dead_lettered(
+    sale: Sale,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        await http.post(
+            f"{sale.sandbox.url}/_sandbox/crm/faults", json={"fail_next": 100}
+        )
+    for _ in range(sale.crm.max_attempts - 1):
+        assert (await sale.crm.deliver_pending()).failed == 1
+    assert (await sale.crm.deliver_pending()).dead == 1
+    ((_, status, attempts, waiting),) = await _deliveries(sale.rig.hub.database_url)
+    assert (status, attempts, waiting) == ("dead", sale.crm.max_attempts, True)
+    assert (await sale.crm.deliver_pending()).dead == 0  # no longer tried
