@@ -34,6 +34,7 @@ from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
 from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
+from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
@@ -94,6 +95,8 @@ def bootstrap(
         migrate(database_url)
     app = HubApplication(env=eventsourcing_env(database_url))
     committer = GroupCommitter(app, clock=clock, new_id=new_id)
+    committer.snapshots = Snapshots(app)
+    committer.listen(committer.snapshots.on_durable)
     relay = Relay(database_url, nats_url) if (run_relay and nats_url) else None
     book = load_policy_book() if policy_book is None else policy_book
     chosen = default_projections(book) if projections is None else list(projections)

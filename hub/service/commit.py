@@ -29,6 +29,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.events import Context, DomainError, Event, project
 from hub.infra.store import HubApplication
+from hub.service.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,9 @@ class GroupCommitter:
         #: Number of transactions committed and commands carried (for tests, bench).
         self.transactions = 0
         self.commands = 0
+        #: Where long histories load from (None: every load folds from the
+        #: first event); set by the composition root.
+        self.snapshots: Snapshots | None = None
 
     def listen(self, listener: DurableListener) -> None:
         """Hand ``listener`` every batch's events once durable (see the class).
@@ -268,6 +272,8 @@ class GroupCommitter:
         return await asyncio.to_thread(self._load, rules, aggregate_id)
 
     def _load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
+        if self.snapshots is not None:
+            return self.snapshots.load(rules.mutate, aggregate_id)
         try:
             events = self._app.load_events(aggregate_id)
         except AggregateNotFoundError:

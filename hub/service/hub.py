@@ -76,6 +76,8 @@ class Hub:
         for process in self.processes:
             await process.stop()
         await self.committer.stop()
+        if self.committer.snapshots is not None:
+            await self.committer.snapshots.drain()
         for runner in self.projections:
             await runner.stop()
         if self.relay is not None:

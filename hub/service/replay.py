@@ -17,7 +17,6 @@ from (:func:`resolve`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,18 +25,11 @@ import psycopg
 from psycopg import sql
 
 from domain import binding, order, push, stock
+from domain.aggregates import kind_of
 from domain.events import Event, project
 from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type
 from hub.service.inventory import aggregate_history
-
-#: Each aggregate type's ``mutate`` (by the events' ``AGGREGATE``).
-MUTATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "stock": stock.mutate,
-    "order": order.mutate,
-    "binding": binding.mutate,
-    "stock_push": push.mutate,
-}
 
 #: The event fields every history entry shows beside the payload.
 META_FIELDS = (
@@ -203,7 +195,7 @@ def fold_until(
     ]
     if not kept:
         return None, 0, 0
-    mutate = MUTATORS[type(kept[0][1]).AGGREGATE]
+    mutate = kind_of(type(kept[0][1])).mutate
     state = project(mutate, None, (e for _, e in kept))
     return state, kept[-1][0], kept[-1][1].originator_version
 

@@ -1,0 +1,153 @@
+"""Snapshots: an aggregate with a long history loads from its latest snapshot
+plus the events after it.
+
+A snapshot is derived data, never the truth: the folded state of an aggregate
+at one version, in ``aggregate_snapshots`` (migration 0015), written after
+the events it folds are durable. One that cannot be used (its state type has
+changed shape since, or it cannot be decoded) is ignored and the aggregate is
+folded from its first event, as without snapshots; deleting them all changes
+nothing but load times.
+
+:class:`Snapshots` is told every durable batch (a
+:meth:`hub.service.commit.GroupCommitter.listen` listener); each time an
+aggregate reaches a multiple of :data:`EVERY` versions it takes a snapshot in
+a worker thread, off the committer's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from domain.aggregates import KINDS, kind_of
+from domain.events import Event, State, project
+from eventlog.codec import decode_event
+from hub.infra.store import HubApplication
+
+log = logging.getLogger(__name__)
+
+#: A snapshot is taken each time an aggregate's version reaches a multiple of this.
+EVERY = 500
+
+_STATES: dict[str, type[State]] = {kind.state.__name__: kind.state for kind in KINDS}
+
+
+@functools.cache
+def shape(state_type: type[State]) -> str:
+    """A fingerprint of ``state_type``'s fields: a snapshot taken under another
+    shape is not used."""
+    schema = msgspec.json.encode(msgspec.json.schema(state_type))
+    return f"{state_type.__name__}:{hashlib.sha256(schema).hexdigest()[:16]}"
+
+
+class Snapshots:
+    """Loads aggregates from snapshots and takes them as versions go by.
+
+    Args:
+        app: the event store on PostgreSQL (its events after a snapshot, its
+            connection pool for ``aggregate_snapshots``).
+        every: versions between two snapshots of an aggregate.
+
+    Attributes:
+        events_loaded: events read by :meth:`load` (for tests and benchmarks).
+        taken: snapshots written.
+    """
+
+    def __init__(self, app: HubApplication, *, every: int = EVERY) -> None:
+        self.app = app
+        self.every = every
+        self.events_loaded = 0
+        self.taken = 0
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def _execute(self, query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        recorder: Any = self.app.recorder  # PostgreSQL's: it has a datastore
+        with recorder.datastore.transaction(commit=True) as cur:
+            cur.execute(query, params, binary=True)
+            rows: list[dict[str, Any]] = cur.fetchall() if cur.description else []
+            return rows
+
+    def _snapshot(self, aggregate_id: uuid.UUID) -> tuple[int, Any] | None:
+        rows = self._execute(
+            "SELECT version, kind, state FROM aggregate_snapshots "
+            "WHERE aggregate_id = %s",
+            (aggregate_id,),
+        )
+        if not rows:
+            return None
+        version, kind, state = rows[0]["version"], rows[0]["kind"], rows[0]["state"]
+        state_type = _STATES.get(str(kind).partition(":")[0])
+        if state_type is None or shape(state_type) != kind:
+            return None  # taken under another shape of the state: folded anew
+        try:
+            return int(version), msgspec.json.decode(bytes(state), type=state_type)
+        except msgspec.DecodeError:
+            log.warning("snapshot of %s cannot be decoded; ignored", aggregate_id)
+            return None
+
+    def load(
+        self, mutate: Callable[[Any, Any], Any] | None, aggregate_id: uuid.UUID
+    ) -> Any:
+        """The current state of one aggregate (``None`` if it has no events):
+        its snapshot, if any, evolved by the events after it.
+
+        ``mutate`` is the aggregate's (``None``: found from its events).
+        """
+        found = self._snapshot(aggregate_id)
+        version, state = found if found is not None else (0, None)
+        stored = self.app.recorder.select_events(aggregate_id, gt=version or None)
+        events = [decode_event(s.topic, s.state) for s in stored]
+        self.events_loaded += len(events)
+        if not events:
+            return state
+        if mutate is None:
+            mutate = kind_of(type(events[0])).mutate
+        return project(mutate, state, events)
+
+    def take(self, aggregate_id: uuid.UUID) -> None:
+        """Write the snapshot of one aggregate's current state."""
+        state: State | None = self.load(None, aggregate_id)
+        if state is None:
+            return
+        self._execute(
+            "INSERT INTO aggregate_snapshots (aggregate_id, version, kind, state) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (aggregate_id) DO UPDATE SET "
+            "version = EXCLUDED.version, kind = EXCLUDED.kind, "
+            "state = EXCLUDED.state, taken_at = now() "
+            "WHERE aggregate_snapshots.version < EXCLUDED.version",
+            (
+                aggregate_id,
+                state.version,
+                shape(type(state)),
+                msgspec.json.encode(state),
+            ),
+        )
+        self.taken += 1
+
+    def on_durable(self, events: Sequence[Event]) -> None:
+        """Take a snapshot of each aggregate of a durable batch that reached a
+        multiple of :attr:`every` versions, in a worker thread."""
+        due = {
+            e.originator_id for e in events if e.originator_version % self.every == 0
+        }
+        for aggregate_id in due:
+            task = asyncio.ensure_future(asyncio.to_thread(self.take, aggregate_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._taken)
+
+    def _taken(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a snapshot was not taken: %s", task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the snapshots being taken (for tests and a clean stop)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,93 @@
+"""Snapshots: a long history loads from a snapshot plus the events after it;
+snapshots are derived data (a stale or broken one is ignored)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from domain import stock
+from domain.events import project
+from hub.bootstrap import bootstrap
+from hub.service.commands import STOCK_RULES
+from hub.service.hub import Hub
+from hub.service.snapshots import EVERY, Snapshots
+
+pytestmark = pytest.mark.integration
+
+LONG = 2 * EVERY + 251  # events of the long-lived SKU
+
+
+@pytest.fixture
+async def hub(database_url: str) -> AsyncIterator[Hub]:
+    running = bootstrap(
+        database_url=database_url, nats_url=None, run_processes=False, projections=[]
+    )
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def _history(hub: Hub, sku: str, events: int) -> None:
+    futures = [hub.submit("stock.receive", stock.ReceiveStock(sku=sku, quantity=9))]
+    futures += [
+        hub.submit(
+            "stock.adjust", stock.AdjustStock(sku=sku, delta=(-1) ** n, reason="n")
+        )
+        for n in range(events - 1)
+    ]
+    await asyncio.gather(*futures)
+
+
+async def test_a_long_history_loads_from_its_snapshot_and_the_events_after(
+    hub: Hub,
+) -> None:
+    await _history(hub, "LONG", LONG)
+    await _history(hub, "SHORT", 10)
+    snapshots = hub.committer.snapshots
+    assert snapshots is not None
+    await snapshots.drain()
+    item = stock.stock_item_id("LONG")
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT aggregate_id, version FROM aggregate_snapshots"
+        )
+        [(snapped, version)] = await cur.fetchall()
+    # Taken once the version reached 2 * EVERY, of the state then current.
+    assert snapped == item and 2 * EVERY <= version <= LONG
+    truth = project(stock.mutate, None, hub.app.load_events(item))
+    assert truth.version == LONG
+
+    fresh = Snapshots(hub.app)  # nothing cached: every load reads the store
+    assert fresh.load(stock.mutate, item) == truth
+    assert fresh.events_loaded == LONG - version
+    assert fresh.load(None, stock.stock_item_id("SHORT")).version == 10
+    assert fresh.events_loaded == LONG - version + 10
+    assert await hub.committer.load(STOCK_RULES, item) == truth
+
+
+async def test_a_snapshot_of_another_shape_or_none_at_all_changes_nothing(
+    hub: Hub,
+) -> None:
+    await _history(hub, "LONG", EVERY + 3)
+    assert hub.committer.snapshots is not None
+    await hub.committer.snapshots.drain()
+    item = stock.stock_item_id("LONG")
+    truth = project(stock.mutate, None, hub.app.load_events(item))
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        await conn.execute("UPDATE aggregate_snapshots SET kind = 'StockItem:old'")
+        await conn.commit()
+        stale = Snapshots(hub.app)
+        assert stale.load(stock.mutate, item) == truth
+        assert stale.events_loaded == EVERY + 3, "the stale snapshot was ignored"
+        await conn.execute("DELETE FROM aggregate_snapshots")
+        await conn.commit()
+    assert Snapshots(hub.app).load(stock.mutate, item) == truth
+    # The committer decides on the loaded state as before.
+    outcome = await hub.execute(
+        "stock.adjust", stock.AdjustStock(sku="LONG", delta=1, reason="x")
+    )
+    assert outcome.version == EVERY + 4
