@@ -584,7 +584,12 @@ class OrderPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SettlementEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One settled order in a statement; ``net_fen = gross_fen - fee_fen``."""
+    """One settled order in a statement.
+
+    ``net_fen = gross_fen - fee_fen - (commission_fen or 0)``; ``commission_fen``
+    is the streamer's commission where the platform's statement lists it on its
+    own (Douyin), else None.
+    """
 
     entry_id: str
     order_id: str
@@ -592,6 +597,7 @@ class SettlementEntry(msgspec.Struct, frozen=True, kw_only=True):
     fee_fen: int
     net_fen: int
     settled_at: datetime
+    commission_fen: int | None = None
 
 
 class SettlementStatement(msgspec.Struct, frozen=True, kw_only=True):

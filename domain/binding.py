@@ -414,6 +414,8 @@ class Binding(State, frozen=True, kw_only=True):
     failures: tuple[RuleFailure, ...] = ()
     mismatches: tuple[SubjectMismatch, ...] = ()
     suspension_reason: str = ""
+    #: The certified subject's kind, once verified (payout channels ask for it).
+    subject_kind: SubjectKind | None = None
 
 
 # -- decide ---------------------------------------------------------------------
@@ -684,6 +686,7 @@ def _(event: SubjectVerified, state: Binding | None) -> Binding:
         version=event.originator_version,
         status="subject_verified",
         mismatches=(),
+        subject_kind=event.subject_kind,
     )
 
 

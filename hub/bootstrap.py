@@ -31,15 +31,16 @@ from hub.service.crm import CrmOutbox
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
+from hub.service.payouts import payout_runners
 from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
-from hub.service.risk import suspension_reactor
 from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
+from projections.ledger import LedgerProjection
 from projections.orders import OrdersProjection
 from projections.profiles import CustomerProfilesProjection
 from projections.stock import StockOnHandProjection
@@ -61,6 +62,7 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
         StockDriftProjection(),
         StockPushesProjection(),
         CustomerProfilesProjection(),
+        LedgerProjection(),
     ]
 
 
@@ -103,14 +105,13 @@ def bootstrap(
     chosen = default_projections(book) if projections is None else list(projections)
     runners = [ProjectionRunner(p, database_url) for p in chosen]
     processes: list[ProjectionRunner] = (
-        [ProcessRunner(p, database_url) for p in default_processes(committer)]
+        [
+            *(ProcessRunner(p, database_url) for p in default_processes(committer)),
+            *payout_runners(committer, book, database_url, clock),
+        ]
         if run_processes
         else []
     )
-    rules = command_rules(book)
-    # A violation report that reaches the rule's count suspends the binding in
-    # the same transaction.
-    committer.react(suspension_reactor(rules["binding.suspend"]))
     return Hub(
         database_url=database_url,
         nats_url=nats_url,
@@ -120,7 +121,7 @@ def bootstrap(
         projections=runners,
         processes=processes,
         policy_book=book,
-        rules=rules,
+        rules=command_rules(book),
     )
 
 

@@ -171,12 +171,11 @@ def settlement_entry(row: Mapping[str, Any]) -> SettlementEntry:
         row: One element of its ``data`` list.
 
     Returns:
-        The entry: gross ``total_amount``, fee ``platform_service_fee`` plus
-        ``commission``, net ``settle_amount``.
+        The entry: gross ``total_amount``, fee ``platform_service_fee``, the
+        streamer's ``commission``, net ``settle_amount``.
     """
     where = "Douyin settle bill row"
     fee = integer(row.get("platform_service_fee", 0), "platform_service_fee")
-    fee += integer(row.get("commission", 0), "commission")
     return SettlementEntry(
         entry_id=platform_id(field(row, "request_no", where), "request_no"),
         order_id=platform_id(field(row, "shop_order_id", where), "shop_order_id"),
@@ -184,4 +183,5 @@ def settlement_entry(row: Mapping[str, Any]) -> SettlementEntry:
         fee_fen=fee,
         net_fen=integer(field(row, "settle_amount", where), "settle_amount"),
         settled_at=from_beijing_text(field(row, "settle_time", where), "settle_time"),
+        commission_fen=integer(row.get("commission", 0), "commission"),
     )

@@ -224,6 +224,7 @@ def routes(  # noqa: PLR0915
             list(body.get("lines") or []),
             dict(body.get("buyer") or {}),
             body.get("at"),
+            commission_bp=int(body.get("commission_bp") or 0),
         )
         await pushes.order_event(shop, order, "created")
         return _dump_order(order)
@@ -243,6 +244,12 @@ def routes(  # noqa: PLR0915
         )
         await pushes.order_event(shop, order, ACTION_EVENTS[action])
         return _dump_order(order)
+
+    async def amend_settlement(request: Request) -> Any:
+        entry = state.amend_settlement(
+            shop_of(request), request.path_params["order_id"], await _json(request)
+        )
+        return {**asdict(entry), "net_fen": entry.net_fen}
 
     async def expire_tokens(request: Request) -> Any:
         params = request.path_params
@@ -329,6 +336,7 @@ def routes(  # noqa: PLR0915
         route(shop + "/skus/{sku_id}", read_sku, "GET"),
         route(shop + "/orders", create_order, "POST"),
         route(shop + "/orders/{order_id}/{action}", move_order, "POST"),
+        route(shop + "/settlements/{order_id}", amend_settlement, "PATCH"),
         route(shop + "/expire_tokens", expire_tokens, "POST"),
         route(shop + "/authorization_code", authorization_code, "POST"),
     ]

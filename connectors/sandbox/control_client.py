@@ -123,12 +123,28 @@ class SandboxControl:
         *,
         buyer: dict[str, str] | None = None,
         at: int | None = None,
+        commission_bp: int = 0,
     ) -> dict[str, Any]:
-        """Place an order (pushes ``created``); returns it."""
+        """Place an order (pushes ``created``); returns it. ``commission_bp``:
+        the streamer's commission in basis points, on the settlement."""
         result: dict[str, Any] = await self._call(
             "POST",
             f"/{platform}/shops/{shop_id}/orders",
-            {"lines": lines, "buyer": buyer or {}, "at": at},
+            {
+                "lines": lines,
+                "buyer": buyer or {},
+                "at": at,
+                "commission_bp": commission_bp,
+            },
+        )
+        return result
+
+    async def amend_settlement(
+        self, platform: str, shop_id: str, order_id: str, **fields: int
+    ) -> dict[str, Any]:
+        """Make an order's settlement entry wrong (``fee_fen=…``, ...)."""
+        result: dict[str, Any] = await self._call(
+            "PATCH", f"/{platform}/shops/{shop_id}/settlements/{order_id}", fields
         )
         return result
 

@@ -368,7 +368,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
                         "shop_order_id": entry.order_id,
                         "total_amount": entry.gross_fen,
                         "platform_service_fee": entry.fee_fen,
-                        "commission": 0,
+                        "commission": entry.commission_fen,
                         "settle_amount": entry.net_fen,
                         "settle_time": to_beijing_text(_utc(entry.settled_at)),
                     }

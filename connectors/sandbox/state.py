@@ -87,6 +87,8 @@ class Order:
     carrier_code: str | None = None
     tracking_no: str | None = None
     settled_at: int | None = None
+    #: The streamer's commission on the order, in basis points of its total.
+    commission_bp: int = 0
 
     @property
     def total_fen(self) -> int:
@@ -96,18 +98,20 @@ class Order:
 
 @dataclass
 class Settlement:
-    """One settled order: gross, the platform's fee, and what the shop gets."""
+    """One settled order: gross, the platform's fee, the streamer's commission
+    the platform pays out itself, and what the shop gets."""
 
     entry_id: str
     order_id: str
     gross_fen: int
     fee_fen: int
     settled_at: int
+    commission_fen: int = 0
 
     @property
     def net_fen(self) -> int:
         """What the shop receives."""
-        return self.gross_fen - self.fee_fen
+        return self.gross_fen - self.fee_fen - self.commission_fen
 
 
 @dataclass
@@ -419,6 +423,7 @@ class SandboxState:
         lines: list[dict[str, Any]],
         buyer: dict[str, str],
         at: int | None,
+        commission_bp: int = 0,
     ) -> Order:
         """Place an order: stock is taken at once (returned on cancel).
 
@@ -428,6 +433,8 @@ class SandboxState:
             buyer: ``name``, ``phone``, ``province``, ``city``, ``district``,
                 ``detail``.
             at: Its creation time (Unix seconds), or now.
+            commission_bp: The streamer's commission in basis points (its
+                statement lists it where the platform's does).
 
         Returns:
             The order.
@@ -476,6 +483,7 @@ class SandboxState:
             created_at=moment,
             updated_at=moment,
             buyer_ref=f"buyer-{self.next_number()}",
+            commission_bp=commission_bp,
         )
         shop.orders[order.order_id] = order
         return order
@@ -547,8 +555,16 @@ class SandboxState:
             gross = order.total_fen
             basis = FEE_BASIS_POINTS[shop.platform]
             fee = (gross * basis + 5000) // 10000
+            commission = (gross * order.commission_bp + 5000) // 10000
             shop.settlements.append(
-                Settlement(f"S{self.next_number()}", order.order_id, gross, fee, moment)
+                Settlement(
+                    f"S{self.next_number()}",
+                    order.order_id,
+                    gross,
+                    fee,
+                    moment,
+                    commission_fen=commission,
+                )
             )
         order.updated_at = moment
         return order
@@ -568,6 +584,27 @@ class SandboxState:
         """
         found = [o for o in shop.orders.values() if start <= o.updated_at <= end]
         return sorted(found, key=lambda o: (o.updated_at, o.order_id))
+
+    def amend_settlement(
+        self, shop: Shop, order_id: str, changes: dict[str, Any]
+    ) -> Settlement:
+        """Change fields of an order's settlement entry (a wrong statement, to
+        test reconciliation).
+
+        Raises:
+            SandboxError: no entry for the order (404) or a field that is not
+                ``gross_fen``, ``fee_fen`` or ``commission_fen`` (400).
+        """
+        for entry in shop.settlements:
+            if entry.order_id == order_id:
+                break
+        else:
+            raise SandboxError(f"order {order_id} has no settlement entry", 404)
+        for name, value in changes.items():
+            if name not in ("gross_fen", "fee_fen", "commission_fen"):
+                raise SandboxError(f"settlement field {name!r} cannot be amended")
+            setattr(entry, name, int(value))
+        return entry
 
     def settlements_between(
         self, shop: Shop, start: float, end: float

@@ -567,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.inventory_cli import add_inventory_verbs
 
     add_inventory_verbs(verbs)
+    from hub.entry.ledger_cli import add_ledger_verbs
+
+    add_ledger_verbs(verbs)
     from hub.entry.replay_cli import add_replay_verbs
 
     add_replay_verbs(verbs, pverbs)

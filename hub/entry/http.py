@@ -35,7 +35,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from connectors.common import (
     PlatformCallError,
@@ -57,6 +57,7 @@ from connectors.youzan import translate as youzan_translate
 from domain.binding import DataScopeError
 from domain.events import DomainError
 from domain.order import UnmappedSkuError
+from hub.entry.finance_api import finance_app
 from hub.infra.shops import Connectors, ShopConfig
 from hub.service.inbound import Ingested, MalformedOrderError, OrderIntake
 
@@ -510,6 +511,7 @@ def create_app(
             Route("/webhooks/{platform}", receive, methods=["POST"]),
             Route("/webhooks/{platform}", verify_url, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Mount("/finance", app=finance_app(intake.hub.database_url)),
         ]
     )
 

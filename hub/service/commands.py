@@ -14,11 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import binding, order, stock
+from domain import binding, order, payout, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
-from domain.risk import ClearViolations, RecordDiversion, ReportViolation
-from hub.service.risk import TRAFFIC_RULES, VIOLATION_RULES
 
 
 class StockRules:
@@ -125,6 +123,87 @@ class BindingRules:
 
 
 BINDING_RULES = BindingRules()
+
+
+class PayoutRules:
+    """How the committer runs payout commands: with the book's settlement terms.
+
+    Like :class:`BindingRules`, the table holds an instance without a book;
+    :meth:`with_book` gives the one the hub runs.
+    """
+
+    def __init__(self, book: PolicyBook | None = None) -> None:
+        """Rules reading ``book`` (``None``: a placeholder that cannot decide)."""
+        self.book = book
+
+    def with_book(self, book: PolicyBook) -> PayoutRules:
+        """Payout rules reading ``book``."""
+        return PayoutRules(book)
+
+    def aggregate_id(self, command: payout.PayoutCommand) -> uuid.UUID:
+        """An order's payouts are keyed by platform and the platform's order id."""
+        return payout.payout_id(command.platform, command.platform_order_id)
+
+    def decide(
+        self, state: payout.Payout | None, command: payout.PayoutCommand, ctx: Context
+    ) -> list[Event]:
+        """Delegate to :func:`domain.payout.decide` with the book's terms.
+
+        Raises:
+            PolicyBookMissingError: these rules were never given a book.
+        """
+        if self.book is None:
+            raise PolicyBookMissingError(
+                "payout rules have no policy book: run commands through a hub "
+                "built by hub.bootstrap.bootstrap (or hub.commands.command_rules)"
+            )
+        return payout.decide(state, command, ctx, self.book.settlement)
+
+    def mutate(self, event: Event, state: payout.Payout | None) -> Any:
+        """Delegate to :func:`domain.payout.mutate`."""
+        return payout.mutate(event, state)
+
+
+PAYOUT_RULES = PayoutRules()
+
+
+class CommissionTermsRules(PayoutRules):
+    """How the committer runs a binding's commission agreements."""
+
+    def with_book(self, book: PolicyBook) -> CommissionTermsRules:
+        """Commission rules reading ``book``."""
+        return CommissionTermsRules(book)
+
+    def aggregate_id(self, command: payout.TermsCommand) -> uuid.UUID:  # type: ignore[override]
+        """Commission terms are keyed by the binding."""
+        return payout.terms_id(
+            command.channel_account, command.platform, command.shop_id
+        )
+
+    def decide(  # type: ignore[override]
+        self,
+        state: payout.CommissionTerms | None,
+        command: payout.TermsCommand,
+        ctx: Context,
+    ) -> list[Event]:
+        """Delegate to :func:`domain.payout.decide_terms` with the book's range.
+
+        Raises:
+            domain.payout.SettlementTermsMissingError: the book has no terms.
+        """
+        if self.book is None or self.book.settlement is None:
+            raise payout.SettlementTermsMissingError(
+                "commission terms need the policy book's settlement terms "
+                "($.settlement)"
+            )
+        return payout.decide_terms(state, command, ctx, self.book.settlement)
+
+    def mutate(self, event: Event, state: Any) -> Any:
+        """Delegate to :func:`domain.payout.mutate_terms`."""
+        return payout.mutate_terms(event, state)
+
+
+TERMS_RULES = CommissionTermsRules()
 
 
 @dataclass(frozen=True)
@@ -316,32 +395,43 @@ COMMANDS: dict[str, CommandSpec] = {
             "Make a suspended binding active again.",
         ),
         CommandSpec(
+            "payout.agree_commission",
+            payout.AgreeCommission,
+            TERMS_RULES,
+            "Set the streamer and commission rate (within the policy book's "
+            "range) of a binding's sales outside live sessions.",
+        ),
+        CommandSpec(
+            "payout.schedule_live_session",
+            payout.ScheduleLiveSession,
+            TERMS_RULES,
+            "Orders paid on the binding during [starts_at, ends_at) pay the "
+            "session's streamer its rate.",
+        ),
+        CommandSpec(
+            "payout.schedule",
+            payout.SchedulePayout,
+            PAYOUT_RULES,
+            "Split a paid order and schedule its payout for its channel's "
+            "settlement date (the payout process sends it for each paid order).",
+        ),
+        CommandSpec(
+            "payout.reverse",
+            payout.ReversePayout,
+            PAYOUT_RULES,
+            "Reverse an order's split in proportion to a refund.",
+        ),
+        CommandSpec(
+            "payout.settle",
+            payout.SettlePayouts,
+            PAYOUT_RULES,
+            "Settle the order's pending payouts due on or before as_of.",
+        ),
+        CommandSpec(
             "binding.unbind",
             binding.Unbind,
             BINDING_RULES,
             "End a binding, from any status (it may be requested again).",
-        ),
-        CommandSpec(
-            "risk.divert",
-            RecordDiversion,
-            TRAFFIC_RULES,
-            "Count one diversion (a buyer sent from the channel to the bound "
-            "shop's product page, once per reference) against the platform's "
-            "traffic budget; the one past it is refused with the rule and count.",
-        ),
-        CommandSpec(
-            "risk.report_violation",
-            ReportViolation,
-            VIOLATION_RULES,
-            "Record a violation signal (content_review, manual_review, "
-            "user_report) with its evidence; by the platform's rule it warns, "
-            "then suspends the binding.",
-        ),
-        CommandSpec(
-            "risk.clear_violations",
-            ClearViolations,
-            VIOLATION_RULES,
-            "Stop counting the binding's violations (before binding.reinstate).",
         ),
     )
 }

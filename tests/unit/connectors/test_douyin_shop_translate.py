@@ -108,3 +108,18 @@ def test_settlement_row() -> None:
     )
     assert (entry.gross_fen, entry.fee_fen, entry.net_fen) == (2700, 135, 2565)
     assert entry.settled_at.isoformat() == "2023-11-15T22:13:20+00:00"
+
+
+def test_settlement_row_keeps_the_streamers_commission_apart() -> None:
+    entry = translate.settlement_entry(
+        {
+            "request_no": "R2",
+            "shop_order_id": str(ORDER_ID),
+            "total_amount": 10000,
+            "platform_service_fee": 500,
+            "commission": 2500,
+            "settle_amount": 7000,
+            "settle_time": "2023-11-16 06:13:20",
+        }
+    )
+    assert (entry.fee_fen, entry.commission_fen, entry.net_fen) == (500, 2500, 7000)
