@@ -35,6 +35,7 @@ from hub.service.payouts import payout_runners
 from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
+from hub.service.risk import suspension_reactor
 from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
@@ -112,6 +113,10 @@ def bootstrap(
         if run_processes
         else []
     )
+    rules = command_rules(book)
+    # A violation report that reaches the rule's count suspends the binding in
+    # the same transaction.
+    committer.react(suspension_reactor(rules["binding.suspend"]))
     return Hub(
         database_url=database_url,
         nats_url=nats_url,
@@ -121,7 +126,7 @@ def bootstrap(
         projections=runners,
         processes=processes,
         policy_book=book,
-        rules=command_rules(book),
+        rules=rules,
     )
 
 

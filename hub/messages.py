@@ -62,6 +62,13 @@ from domain.push import (
     StockPushSent,
     StockPushSuperseded,
 )
+from domain.risk import (
+    BindingSuspensionDue,
+    BindingWarned,
+    TrafficDiverted,
+    ViolationRecorded,
+    ViolationsCleared,
+)
 from domain.reconciliation import SettlementDifferenceFound, StatementReconciled
 from domain.stock import (
     LowStockThresholdSet,
@@ -757,6 +764,58 @@ class StatementReconciledV1(msgspec.Struct, frozen=True, kw_only=True):
 
 
 #: Internal event class → public payload struct.
+class TrafficDivertedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A diversion counted against the binding's budget: ``count`` of ``limit``."""
+
+    platform: str
+    reference: str
+    window: str
+    count: int
+    limit: int
+    rule: str
+
+
+class ViolationRecordedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A violation signal about a binding; ``count`` counted in the rule's window."""
+
+    platform: str
+    signal: str
+    reference: str
+    evidence: str
+    outcome: str
+    counted: bool
+    count: int
+    rule: str
+
+
+class BindingWarnedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The binding is warned: suspended when ``count`` reaches ``suspend_at``."""
+
+    platform: str
+    count: int
+    suspend_at: int
+    rule: str
+
+
+class BindingSuspensionDueV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The violation rule suspends the binding, with the evidence."""
+
+    platform: str
+    channel_account: str
+    shop_id: str
+    count: int
+    rule: str
+    evidence: tuple[str, ...]
+
+
+class ViolationsClearedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The binding's counted violations no longer count."""
+
+    platform: str
+    reason: str
+    cleared: int
+
+
 PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockReceived: StockReceivedV1,
     StockAdjusted: StockAdjustedV1,
@@ -790,6 +849,11 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     BindingSuspended: BindingSuspendedV1,
     BindingReinstated: BindingReinstatedV1,
     BindingUnbound: BindingUnboundV1,
+    TrafficDiverted: TrafficDivertedV1,
+    ViolationRecorded: ViolationRecordedV1,
+    BindingWarned: BindingWarnedV1,
+    BindingSuspensionDue: BindingSuspensionDueV1,
+    ViolationsCleared: ViolationsClearedV1,
     StockPushRequested: StockPushRequestedV1,
     StockPushSuperseded: StockPushSupersededV1,
     StockPushSent: StockPushSentV1,

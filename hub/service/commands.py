@@ -17,6 +17,8 @@ import msgspec
 from domain import binding, order, payout, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
+from domain.risk import ClearViolations, RecordDiversion, ReportViolation
+from hub.service.risk import TRAFFIC_RULES, VIOLATION_RULES
 
 
 class StockRules:
@@ -432,6 +434,28 @@ COMMANDS: dict[str, CommandSpec] = {
             binding.Unbind,
             BINDING_RULES,
             "End a binding, from any status (it may be requested again).",
+        ),
+        CommandSpec(
+            "risk.divert",
+            RecordDiversion,
+            TRAFFIC_RULES,
+            "Count one diversion (a buyer sent from the channel to the bound "
+            "shop's product page, once per reference) against the platform's "
+            "traffic budget; the one past it is refused with the rule and count.",
+        ),
+        CommandSpec(
+            "risk.report_violation",
+            ReportViolation,
+            VIOLATION_RULES,
+            "Record a violation signal (content_review, manual_review, "
+            "user_report) with its evidence; by the platform's rule it warns, "
+            "then suspends the binding.",
+        ),
+        CommandSpec(
+            "risk.clear_violations",
+            ClearViolations,
+            VIOLATION_RULES,
+            "Stop counting the binding's violations (before binding.reinstate).",
         ),
     )
 }
