@@ -62,6 +62,7 @@ from domain.push import (
     StockPushSent,
     StockPushSuperseded,
 )
+from domain.reconciliation import SettlementDifferenceFound, StatementReconciled
 from domain.risk import (
     BindingSuspensionDue,
     BindingWarned,
@@ -69,7 +70,6 @@ from domain.risk import (
     ViolationRecorded,
     ViolationsCleared,
 )
-from domain.reconciliation import SettlementDifferenceFound, StatementReconciled
 from domain.stock import (
     LowStockThresholdSet,
     SafetyStockSet,
