@@ -283,6 +283,8 @@ def crm_outbox_of(
     personal: PersonalData | None,
     master_key: bytes | None,
     env: Mapping[str, str] | None = None,
+    *,
+    background: bool = True,
 ) -> CrmOutbox | None:
     """The CRM of ``HUB_CRM_URL`` with the key of ``HUB_CRM_KEY`` (or none).
 
@@ -311,7 +313,9 @@ def crm_outbox_of(
         key = decode_key(opened, "HUB_CRM_KEY")
     except (SealError, MasterKeyError) as exc:
         raise SettingsError(str(exc)) from None
-    return CrmOutbox(database_url, personal.keys, url=url, key=key)
+    return CrmOutbox(
+        database_url, personal.keys, url=url, key=key, background=background
+    )
 
 
 def connectors_config_of(
@@ -351,13 +355,16 @@ async def serve(
     await broker.start()
     platforms = None
     personal = personal_data_of(database_url, master_key)
+    crm = crm_outbox_of(database_url, personal, master_key)
+    if crm is not None:
+        crm.resume()
     if platforms_config is not None:
         platforms = connect_platforms(
             hub,
             platforms_config,
             token_store=token_store_of(database_url, platforms_config, master_key),
             personal=personal,
-            crm=crm_outbox_of(database_url, personal, master_key),
+            crm=crm,
         )
         await platforms.start(http_port=http_port)
         say(

@@ -379,15 +379,29 @@ async def _sync_orders(
     """Pull one binding's orders of the last ``hours`` in this process."""
     from datetime import timedelta
 
-    from hub.bootstrap import bootstrap, connect_platforms, token_store_of
+    from hub.bootstrap import (
+        bootstrap,
+        connect_platforms,
+        crm_outbox_of,
+        personal_data_of,
+        token_store_of,
+    )
     from hub.service.bindings import parse_binding_id
     from hub.service.commands import BINDING_RULES
     from hub.service.commit import utc_now
 
     hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
     await hub.start()
+    personal = personal_data_of(database_url, key)
+    # Kuaishou's orders come this way: their profiles go to the CRM before
+    # this process ends (what fails stays pending for hub serve).
+    crm = crm_outbox_of(database_url, personal, key, background=False)
     platforms = connect_platforms(
-        hub, config, token_store=token_store_of(database_url, config, key)
+        hub,
+        config,
+        token_store=token_store_of(database_url, config, key),
+        personal=personal,
+        crm=crm,
     )
     try:
         state = await hub.committer.load(
@@ -399,6 +413,8 @@ async def _sync_orders(
         report = await platforms.scheduler.sync_orders(
             shop, since=utc_now() - timedelta(hours=hours)
         )
+        if crm is not None:
+            await crm.deliver_pending()
     finally:
         await platforms.stop()
         await hub.stop()

@@ -119,6 +119,11 @@ class CrmOutbox:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (crm_ref, subject_id, platform, shop_id, order_id, version, payload),
             )
+        self.resume()
+
+    def resume(self) -> None:
+        """Send what is pending in the background (at start: what an earlier
+        process left), retrying until nothing is pending."""
         if self._background and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._retry())
 

@@ -309,6 +309,13 @@ async def test_each_platform_keeps_its_buyers_as_its_profile_mode_says(
     assert (douyin.orders, douyin.accounts) == (2, ["douyin_shop/77001"])
     assert douyin.subject_id != wechat.subject_id
 
+    # Youzan's profile names no mode in the bundled book: nothing of its
+    # buyers is kept.
+    app = sale.rig.hub.app
+    oid = order_domain.order_id("youzan", sale.orders["youzan"][0])
+    (placed, *_) = app.repository.event_store.get(oid)
+    assert isinstance(placed, order_domain.OrderPlaced) and placed.buyer is None
+
 
 async def test_an_erased_subject_reads_erased_and_the_log_is_unchanged(
     sale: Sale,
