@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+#: Most copies JetStream keeps of a stream.
+MAX_STREAM_REPLICAS = 5
+
 
 class SettingsError(ValueError):
     """A setting has a value the hub cannot use; the message names it."""
@@ -46,6 +49,8 @@ class Settings:
             uses the book shipped with the hub (``hub/policies.json``).
         connectors_file: the connectors registry (``HUB_CONNECTORS_FILE``):
             shops, credentials and listings; ``None`` talks to no platform.
+        stream_replicas: copies of the ``HUB_EVENTS`` stream the relay
+            creates in a NATS cluster (``HUB_STREAM_REPLICAS``, 1 to 5).
     """
 
     home: Path = field(default_factory=lambda: Path(".hub"))
@@ -56,6 +61,7 @@ class Settings:
     http_port: int = 8780
     policies_file: Path | None = None
     connectors_file: Path | None = None
+    stream_replicas: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -74,7 +80,24 @@ class Settings:
             connectors_file=Path(env["HUB_CONNECTORS_FILE"])
             if env.get("HUB_CONNECTORS_FILE")
             else None,
+            stream_replicas=_replicas(env),
         )
+
+
+def _replicas(env: dict[str, str]) -> int:
+    raw = env.get("HUB_STREAM_REPLICAS") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_STREAM_REPLICAS:
+        raise SettingsError(
+            f"HUB_STREAM_REPLICAS={raw!r}: JetStream keeps 1 to "
+            f"{MAX_STREAM_REPLICAS} copies of a stream"
+        )
+    return int(raw)
+
+
+def nats_servers(nats_url: str) -> list[str]:
+    """The servers of ``HUB_NATS_URL``: one URL, or several separated by commas
+    (the nodes of a NATS cluster; the client fails over between them)."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
 
 
 def eventsourcing_env(database_url: str) -> dict[str, str]:
