@@ -65,6 +65,13 @@ def add_ledger_verbs(verbs: Any) -> None:
     reconcile.add_argument("--json", action="store_true", help="print JSON")
     reconcile.set_defaults(func=cmd_reconcile)
 
+    rebuild = lverbs.add_parser(
+        "rebuild",
+        help="empty the ledger's tables and replay the log into them (in place: "
+        "its triggers keep it out of blue-green rebuilds)",
+    )
+    rebuild.set_defaults(func=cmd_rebuild)
+
     token = verbs.add_parser("token", help="finance API access tokens")
     tverbs = token.add_subparsers(dest="tverb", required=True)
     issue = tverbs.add_parser("issue", help="mint a JWT signed with HUB_JWT_KEY")
@@ -297,6 +304,20 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             print("no shop with settlement terms is configured")
     clean = all(not r.differences and not r.error for r in reports)
     return 0 if clean else 1
+
+
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub ledger rebuild``: the ledger rebuilt from the log, in place."""
+    from hub.bootstrap import say, servers
+    from hub.infra.migrate import migrate
+    from projections.base import rebuild
+    from projections.ledger import LedgerProjection
+
+    with servers(settings, start_embedded=False) as (db, _):
+        migrate(db)
+        position = asyncio.run(rebuild(db, LedgerProjection()))
+    say(f"ledger rebuilt from the log up to position {position}")
+    return 0
 
 
 def cmd_token_issue(settings: Settings, args: argparse.Namespace) -> int:

@@ -3,8 +3,12 @@ database guards, balances at any time equal to the ledger rebuilt from the log."
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -287,3 +291,82 @@ async def test_the_database_refuses_any_change_to_a_posting(
             )
         cur = await conn.execute("SELECT sum(amount_fen) FROM ledger_postings")
         assert await cur.fetchone() == (0,)
+
+
+async def _a_settled_sale(database_url: str) -> None:
+    clock = Clock()
+    running = bootstrap(database_url=database_url, nats_url=None, clock=clock)
+    await running.start()
+    try:
+        await sell(running, "C-1", 10_000, T0)
+
+        async def scheduled() -> bool:
+            return bool(await query(running, "SELECT 1 FROM ledger_payouts"))
+
+        await wait_until(scheduled)
+        clock.now = T0 + timedelta(days=1)
+        await settle_due(
+            running.committer,
+            running.rules["payout.settle"],
+            database_url,
+            clock.now,
+        )
+        await caught_up(running)
+    finally:
+        await running.stop()
+
+
+def test_finance_verbs_read_rebuild_and_export_the_ledger(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from hub.entry.cli import main
+
+    asyncio.run(_a_settled_sale(database_url))
+    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUB_NATS_URL", "nats://127.0.0.1:1")
+    assert main(["ledger", "trial-balance", "--json"]) == 0
+    trial = json.loads(capsys.readouterr().out)
+    assert trial["debits_fen"] == trial["credits_fen"] == 10_000 + 9_940 + 60
+    assert (trial["transactions"], trial["unbalanced"]) == (2, [])
+    assert main(["ledger", "balances", "--json", "--at", "2026-11-28T00:00"]) == 0
+    balances = {
+        b["account"]: b["balance_fen"]
+        for b in json.loads(capsys.readouterr().out)["balances"]
+    }
+    # No agreement on the binding: no streamer, no commission.
+    assert balances == {
+        "clearing": 9_940,
+        "merchant": -9_440,
+        "platform_fee:wechat_shop": -500,
+    }
+    out = tmp_path / "ledger.csv"
+    assert (
+        main(
+            [
+                "ledger",
+                "export",
+                "--from",
+                "2026-11-26",
+                "--to",
+                "2026-11-27",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    with out.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["effective_at", "recorded_at", "source"]
+    assert {row[2] for row in rows[1:]} == {
+        "sale:wechat_shop:C-1",
+        "settle:sale:wechat_shop:C-1",
+    }
+    assert sum(int(r[8]) - int(r[9]) for r in rows[1:]) == 0
+    assert main(["ledger", "rebuild"]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "trial-balance", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == trial
