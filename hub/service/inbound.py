@@ -31,6 +31,7 @@ from domain.binding import (
     DataKind,
     DataScopeError,
     binding_id,
+    can_pull,
     check_data_scope,
 )
 from domain.personal import ENCRYPTED_TRANSFER_TO_CRM, ProfilePolicy, SealedBuyer
@@ -197,11 +198,22 @@ class OrderIntake:
         self.profiles = dict(profiles or {})
         self.crm = crm
 
-    async def sealed_buyer(self, platform_order: PlatformOrder) -> SealedBuyer | None:
-        """The order's buyer sealed under the platform's profile policy."""
+    async def sealed_buyer(
+        self, shop: ShopConfig, platform_order: PlatformOrder
+    ) -> SealedBuyer | None:
+        """The order's buyer sealed under the platform's profile policy.
+
+        Nothing of the buyer is kept unless the shop's binding lets the hub
+        have users (full scope, or a custom mapping that maps users).
+        """
         policy = self.profiles.get(platform_order.platform)
         buyer = platform_order.buyer
         if self.personal is None or policy is None or buyer is None:
+            return None
+        binding = await self.binding_of(shop)
+        if binding is None or not can_pull(
+            binding.data_scope, "users", binding.mapped_data
+        ):
             return None
         to_crm = self.crm is not None and policy.mode == ENCRYPTED_TRANSFER_TO_CRM
         sealed = await self.personal.seal(
@@ -282,7 +294,7 @@ class OrderIntake:
             platform_order,
             shop.listing_map(),
             shop.channel_account,
-            await self.sealed_buyer(platform_order),
+            await self.sealed_buyer(shop, platform_order),
         )
         result = Ingested(
             platform=platform_order.platform,

@@ -309,7 +309,7 @@ async def test_each_platform_keeps_its_buyers_as_its_profile_mode_says(
     assert (douyin.orders, douyin.accounts) == (2, ["douyin_shop/77001"])
     assert douyin.subject_id != wechat.subject_id
 
-    # Youzan's profile names no mode in the bundled book: nothing of its
+    # Youzan's binding maps orders and stock, not users: nothing of its
     # buyers is kept.
     app = sale.rig.hub.app
     oid = order_domain.order_id("youzan", sale.orders["youzan"][0])
