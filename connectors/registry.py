@@ -17,12 +17,17 @@ from typing import Any
 from connectors.common import ShopClient, SyncPolicy, TokenState
 from connectors.douyin_shop import client as douyin_client
 from connectors.douyin_shop.policy import POLICY as DOUYIN_POLICY
+from connectors.douyin_shop.webhook import DouyinWebhook
 from connectors.kuaishou_shop import client as kuaishou_client
 from connectors.kuaishou_shop.policy import POLICY as KUAISHOU_POLICY
+from connectors.kuaishou_shop.webhook import KuaishouWebhook
+from connectors.webhooks import Webhook
 from connectors.wechat_shop import client as wechat_client
 from connectors.wechat_shop.policy import POLICY as WECHAT_POLICY
+from connectors.wechat_shop.webhook import WechatWebhook
 from connectors.youzan import client as youzan_client
 from connectors.youzan.policy import POLICY as YOUZAN_POLICY
+from connectors.youzan.webhook import YouzanWebhook
 
 #: Builds a shop's client from its credentials, its shop id and the options
 #: every client takes (``base_url``, ``token_store``, ``clock``, ``sleep``, ...).
@@ -45,6 +50,7 @@ class PlatformConnector:
         default_base_url: Where its API lives unless configured otherwise.
         policy: Its sync policy (orders, stock, profiles).
         build_client: Makes a shop's client.
+        webhook: Verifies, decodes and acknowledges its pushes.
         self_authorised: The client fetches its first token itself, without
             a merchant's consent (an app-secret or self-use grant).
         exchange_code: Turns an OAuth consent code into tokens, for the
@@ -56,6 +62,7 @@ class PlatformConnector:
     default_base_url: str
     policy: SyncPolicy
     build_client: ClientBuilder
+    webhook: Webhook
     self_authorised: bool = False
     exchange_code: CodeExchange | None = None
 
@@ -121,6 +128,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             default_base_url=wechat_client.DEFAULT_BASE_URL,
             policy=WECHAT_POLICY,
             build_client=_wechat,
+            webhook=WechatWebhook(),
         ),
         PlatformConnector(
             code=DOUYIN_POLICY.platform,
@@ -129,6 +137,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             default_base_url=douyin_client.DEFAULT_BASE_URL,
             policy=DOUYIN_POLICY,
             build_client=_douyin,
+            webhook=DouyinWebhook(),
             self_authorised=True,
         ),
         PlatformConnector(
@@ -138,6 +147,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             default_base_url=kuaishou_client.DEFAULT_BASE_URL,
             policy=KUAISHOU_POLICY,
             build_client=_kuaishou,
+            webhook=KuaishouWebhook(),
             exchange_code=_kuaishou_code,
         ),
         PlatformConnector(
@@ -147,6 +157,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             default_base_url=youzan_client.DEFAULT_BASE_URL,
             policy=YOUZAN_POLICY,
             build_client=_youzan,
+            webhook=YouzanWebhook(),
             exchange_code=_youzan_code,
         ),
     )

@@ -1,14 +1,12 @@
-"""Douyin Shop payloads ↔ platform-neutral orders and push events (pure).
+"""Douyin Shop payloads ↔ platform-neutral orders and settlements (pure).
 
 Orders come from ``/order/searchList`` (``shop_order_list``) and
 ``/order/orderDetail`` (``shop_order_detail``); ids are int64 and may exceed
-2^53, so they are kept as text. Pushes are a JSON array of ``{tag, msg_id,
-data}`` where ``data`` is itself JSON text.
+2^53, so they are kept as text. Pushes are decoded by ``webhook.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +15,6 @@ from connectors.common import (
     OrderLine,
     OrderStatus,
     PlatformOrder,
-    PushEvent,
-    PushEventKind,
     SettlementEntry,
 )
 from connectors.douyin_shop.policy import PLATFORM
@@ -43,19 +39,6 @@ STATUS: Mapping[int, OrderStatus] = {
     4: "cancelled",  # 已取消
     5: "completed",  # 已完成
 }
-
-#: Push ``tag`` → what it announces.
-TAGS: Mapping[int, PushEventKind] = {
-    100: "order_created",
-    101: "order_paid",
-    102: "order_shipped",
-    103: "order_completed",
-    106: "order_cancelled",
-}
-
-#: The answer a push must receive.
-PUSH_ACK: Mapping[str, Any] = {"code": 0, "msg": "success"}
-
 
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from a shop order of searchList or orderDetail.
@@ -112,55 +95,6 @@ def _line(sku: Mapping[str, Any], order_id: str) -> OrderLine:
         unit_price_fen=integer(field(sku, "goods_price", where), "goods_price"),
         discount_fen=integer(sku.get("promotion_amount", 0), "promotion_amount"),
         title=str(sku.get("product_name") or ""),
-    )
-
-
-def push_events(body: bytes) -> list[PushEvent]:
-    """What a push announces: one event per element of the JSON array.
-
-    Verify the ``event-sign`` header over the same raw body first.
-
-    Args:
-        body: The raw request body.
-
-    Returns:
-        The events, in the order received.
-
-    Raises:
-        TranslateError: If the body is not an array of ``{tag, msg_id, data}``.
-    """
-    try:
-        items = json.loads(body)
-    except ValueError:
-        raise TranslateError("Douyin push body is not JSON") from None
-    if not isinstance(items, list):
-        raise TranslateError("Douyin push body is not a JSON array")
-    return [_event(item) for item in items]
-
-
-def _event(item: Any) -> PushEvent:
-    where = "Douyin push message"
-    tag = integer(field(item, "tag", where), "tag")
-    msg_id = str(field(item, "msg_id", where))
-    data = field(item, "data", where)
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            raise TranslateError(f"Douyin push {msg_id} data is not JSON") from None
-    if not isinstance(data, Mapping):
-        raise TranslateError(f"Douyin push {msg_id} data is not an object")
-    order_id = data.get("p_id")
-    shop = data.get("shop_id")
-    moment = data.get("update_time") or data.get("create_time")
-    return PushEvent(
-        platform=PLATFORM,
-        kind=TAGS.get(tag, "other"),
-        msg_id=msg_id,
-        raw_type=str(tag),
-        order_id=None if order_id is None else platform_id(order_id, "p_id"),
-        shop_id=None if shop is None else platform_id(shop, "shop_id"),
-        occurred_at=None if moment is None else from_unix_s(moment, "update_time"),
     )
 
 

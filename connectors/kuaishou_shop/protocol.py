@@ -54,16 +54,19 @@ __all__ = [
     "REFRESH_TOKEN_TTL_S",
     "SIGN_METHODS",
     "DecryptError",
+    "MalformedCiphertextError",
     "ProtocolError",
     "SignatureError",
     "TokenState",
     "UnsupportedSignMethodError",
+    "decrypt_ciphertext",
     "decrypt_push",
     "encrypt_push",
     "is_heartbeat",
     "is_rate_limited_message",
     "needs_reauthorization",
     "needs_refresh",
+    "push_ciphertext",
     "sign",
     "sign_base_string",
     "verify_sign",
@@ -93,6 +96,10 @@ REFRESH_MARGIN = timedelta(hours=2)
 _SIGN_PARAM = "sign"
 _SIGN_METHOD_PARAM = "signMethod"
 _ZERO_IV = bytes(16)
+
+
+class MalformedCiphertextError(DecryptError):
+    """A push body that is no ciphertext at all (not Base64), whatever the key."""
 
 
 def sign_base_string(params: Mapping[str, str], sign_secret: str) -> str:
@@ -166,13 +173,38 @@ def decrypt_push(private_key: str, body: str | bytes) -> bytes:
         DecryptError: If the key or body is not Base64, the key is not an AES
             key size, or the padding is wrong (wrong key or tampering).
     """
-    key = _message_key(private_key)
+    return decrypt_ciphertext(private_key, push_ciphertext(body))
+
+
+def push_ciphertext(body: str | bytes) -> bytes:
+    """The ciphertext of a push body (Base64 text), before any key is tried.
+
+    Args:
+        body: The request body as received.
+
+    Returns:
+        The encrypted bytes.
+
+    Raises:
+        MalformedCiphertextError: If the body is not Base64 text.
+    """
     text = body.decode("ascii", "replace") if isinstance(body, bytes) else body
     try:
-        ciphertext = base64.b64decode(text.strip(), validate=True)
+        return base64.b64decode(text.strip(), validate=True)
     except ValueError:  # binascii.Error, or text that is not ASCII
-        raise DecryptError("Kuaishou push body is not valid Base64") from None
-    return aes_cbc_decrypt(key, _ZERO_IV, ciphertext)
+        raise MalformedCiphertextError(
+            "Kuaishou push body is not valid Base64"
+        ) from None
+
+
+def decrypt_ciphertext(private_key: str, ciphertext: bytes) -> bytes:
+    """Decrypt a push's ciphertext (:func:`push_ciphertext`) with a message key.
+
+    Raises:
+        DecryptError: If the key is not Base64 of an AES key size, or the
+            padding is wrong (wrong key or tampering).
+    """
+    return aes_cbc_decrypt(_message_key(private_key), _ZERO_IV, ciphertext)
 
 
 def encrypt_push(private_key: str, plaintext: bytes) -> str:

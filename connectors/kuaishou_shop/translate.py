@@ -1,15 +1,13 @@
-"""Kuaishou Shop payloads ↔ platform-neutral orders and push events (pure).
+"""Kuaishou Shop payloads ↔ platform-neutral orders and settlements (pure).
 
 Orders come from ``open.order.cursor.list`` (``orderList``) and
 ``open.order.detail``; each has ``orderBaseInfo``, its item(s) and
-``orderAddress``. Times are Unix milliseconds. Pushes, once decrypted
-(``protocol.decrypt_push``), carry ``event``, ``msgId`` and an ``info`` JSON
-text; ``{"test":true}`` is the heartbeat.
+``orderAddress``. Times are Unix milliseconds. Pushes are decoded by
+``webhook.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,12 +16,9 @@ from connectors.common import (
     OrderLine,
     OrderStatus,
     PlatformOrder,
-    PushEvent,
-    PushEventKind,
     SettlementEntry,
 )
 from connectors.kuaishou_shop.policy import PLATFORM
-from connectors.kuaishou_shop.protocol import is_heartbeat
 from connectors.mapping import (
     TranslateError,
     field,
@@ -43,16 +38,6 @@ STATUS: Mapping[int, OrderStatus] = {
     70: "completed",  # 订单成功
     80: "cancelled",  # 订单失败 (cancelled orders end here)
 }
-
-#: Push ``event`` → what it announces.
-EVENTS: Mapping[str, PushEventKind] = {
-    "kwaishop_order_addOrder": "order_created",
-    "kwaishop_order_paySuccess": "order_paid",
-    "kwaishop_order_delivering": "order_shipped",
-    "kwaishop_order_orderSuccess": "order_completed",
-    "kwaishop_order_orderFail": "order_cancelled",
-}
-
 
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from an element of ``orderList`` or a detail.
@@ -111,69 +96,6 @@ def _line(item: Mapping[str, Any], order_id: str) -> OrderLine:
         unit_price_fen=integer(field(item, "originalPrice", where), "originalPrice"),
         discount_fen=integer(item.get("discountFee", 0), "discountFee"),
         title=str(item.get("itemTitle") or ""),
-    )
-
-
-def push_message(plaintext: bytes) -> dict[str, Any]:
-    """A decrypted push as a dict.
-
-    Args:
-        plaintext: What ``protocol.decrypt_push`` returned.
-
-    Returns:
-        The message.
-
-    Raises:
-        TranslateError: If it is not a JSON object.
-    """
-    try:
-        message = json.loads(plaintext)
-    except ValueError:
-        raise TranslateError("Kuaishou push is not JSON") from None
-    if not isinstance(message, dict):
-        raise TranslateError("Kuaishou push is not a JSON object")
-    return message
-
-
-def push_event(message: Mapping[str, Any]) -> PushEvent:
-    """What a decrypted push announces (the heartbeat included).
-
-    Args:
-        message: The decrypted message.
-
-    Returns:
-        The event; ``heartbeat`` for ``{"test":true}``.
-
-    Raises:
-        TranslateError: If ``msgId`` or ``event`` is missing.
-    """
-    if is_heartbeat(message):
-        return PushEvent(
-            platform=PLATFORM,
-            kind="heartbeat",
-            msg_id=str(message.get("msgId") or "heartbeat"),
-            raw_type="test",
-        )
-    where = "Kuaishou push"
-    event = str(field(message, "event", where))
-    msg_id = str(field(message, "msgId", where))
-    info: Any = message.get("info") or {}
-    if isinstance(info, str):
-        try:
-            info = json.loads(info)
-        except ValueError:
-            raise TranslateError(f"Kuaishou push {msg_id} info is not JSON") from None
-    order_id = info.get("oid", message.get("bizId"))
-    seller = info.get("sellerId")
-    moment = info.get("updateTime") or message.get("createTime")
-    return PushEvent(
-        platform=PLATFORM,
-        kind=EVENTS.get(event, "other"),
-        msg_id=msg_id,
-        raw_type=event,
-        order_id=None if order_id is None else platform_id(order_id, "oid"),
-        shop_id=None if seller is None else platform_id(seller, "sellerId"),
-        occurred_at=None if moment is None else from_unix_ms(moment, "updateTime"),
     )
 
 

@@ -1,25 +1,19 @@
-"""WeChat Shop payloads ↔ platform-neutral orders and push events (pure).
+"""WeChat Shop payloads ↔ platform-neutral orders and settlements (pure).
 
-Orders come from ``/channels/ec/order/get`` (``order``); pushes are the
-``channels_ec_order_*`` events, decrypted with ``protocol.decrypt``, as JSON or
-XML. ``order_id`` in pushes is a JSON number above 2^53: it is read exactly and
-kept as text.
+Orders come from ``/channels/ec/order/get`` (``order``). Pushes are decoded by
+``webhook.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
-from xml.etree import ElementTree
 
 from connectors.common import (
     BuyerPersonalData,
     OrderLine,
     OrderStatus,
     PlatformOrder,
-    PushEvent,
-    PushEventKind,
     SettlementEntry,
 )
 from connectors.mapping import (
@@ -45,17 +39,6 @@ STATUS: Mapping[int, OrderStatus] = {
     200: "cancelled",  # 全部商品售后之后，订单取消
     250: "cancelled",  # 未付款用户主动取消或超时未付款订单自动取消
 }
-
-#: Push ``Event`` → what it announces.
-EVENTS: Mapping[str, PushEventKind] = {
-    "channels_ec_order_new": "order_created",
-    "channels_ec_order_pay": "order_paid",
-    "channels_ec_order_cancel": "order_cancelled",
-    "channels_ec_order_deliver": "order_shipped",
-    "channels_ec_order_confirm": "order_completed",
-    "channels_ec_order_settle": "order_settled",
-}
-
 
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from the ``order`` object of order/get.
@@ -126,105 +109,6 @@ def _line(info: Mapping[str, Any], order_id: str) -> OrderLine:
         unit_price_fen=unit,
         discount_fen=discount,
         title=str(info.get("title") or ""),
-    )
-
-
-def push_ciphertext(body: bytes) -> str:
-    """The ``Encrypt`` text of a safe-mode push, from a JSON or XML body.
-
-    Args:
-        body: The request body as received.
-
-    Returns:
-        The ``Encrypt`` value, to verify (msg_signature) and decrypt.
-
-    Raises:
-        TranslateError: If the body is neither form or has no ``Encrypt``.
-    """
-    text = body.strip()
-    if text.startswith(b"<"):
-        try:
-            root = ElementTree.fromstring(text)
-        except ElementTree.ParseError as exc:
-            raise TranslateError(f"WeChat push body is not XML: {exc}") from None
-        encrypt = root.findtext("Encrypt")
-    else:
-        try:
-            decoded = json.loads(text)
-        except ValueError:
-            raise TranslateError("WeChat push body is neither XML nor JSON") from None
-        encrypt = decoded.get("Encrypt") if isinstance(decoded, dict) else None
-    if not encrypt:
-        raise TranslateError("WeChat push has no Encrypt field")
-    return str(encrypt)
-
-
-def push_message(plaintext: bytes) -> dict[str, Any]:
-    """A decrypted push as a dict, from its JSON or XML form.
-
-    Args:
-        plaintext: What ``protocol.decrypt`` returned.
-
-    Returns:
-        The message; XML children become keys (nested elements become dicts).
-
-    Raises:
-        TranslateError: If it is neither JSON nor XML.
-    """
-    text = plaintext.strip()
-    if text.startswith(b"<"):
-        try:
-            root = ElementTree.fromstring(text)
-        except ElementTree.ParseError as exc:
-            raise TranslateError(f"WeChat message is not XML: {exc}") from None
-        value = _xml_to_dict(root)
-        return value if isinstance(value, dict) else {}
-    try:
-        decoded = json.loads(text)
-    except ValueError:
-        raise TranslateError("WeChat message is neither JSON nor XML") from None
-    if not isinstance(decoded, dict):
-        raise TranslateError("WeChat message is not an object")
-    return decoded
-
-
-def _xml_to_dict(element: ElementTree.Element) -> dict[str, Any] | str:
-    children = list(element)
-    if not children:
-        return (element.text or "").strip()
-    return {child.tag: _xml_to_dict(child) for child in children}
-
-
-def push_event(message: Mapping[str, Any]) -> PushEvent:
-    """What a decrypted push announces.
-
-    WeChat sends no message id with these events; the id is
-    ``Event-order_id-CreateTime``, the same for a re-sent push.
-
-    Args:
-        message: The decrypted message (:func:`push_message`).
-
-    Returns:
-        The event; ``other`` for events this hub does not consume.
-
-    Raises:
-        TranslateError: If ``Event`` or ``CreateTime`` is missing.
-    """
-    where = "WeChat push"
-    event = str(field(message, "Event", where))
-    created = field(message, "CreateTime", where)
-    order_info = message.get("order_info")
-    order_id = None
-    if isinstance(order_info, Mapping) and order_info.get("order_id") is not None:
-        order_id = platform_id(order_info["order_id"], "order_info.order_id")
-    return PushEvent(
-        platform=PLATFORM,
-        kind=EVENTS.get(event, "other"),
-        msg_id=f"{event}-{order_id or '-'}-{integer(created, 'CreateTime')}",
-        raw_type=event,
-        order_id=order_id,
-        shop_id=optional_text(message.get("ToUserName")),
-        occurred_at=from_unix_s(created, "CreateTime"),
     )
 
 

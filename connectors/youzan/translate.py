@@ -1,33 +1,27 @@
-"""Youzan payloads ↔ platform-neutral orders and push events (pure).
+"""Youzan payloads ↔ platform-neutral orders and settlements (pure).
 
 Trades come from ``youzan.trades.sold.get`` and ``youzan.trade.get`` as
 ``full_order_info``; money is yuan text (``"12.30"``) and becomes integer fen
-exactly; times are Beijing wall-clock text. Pushes carry ``type``, ``id``,
-``version`` and a URL-encoded ``msg``; the push ``sign`` covers ``msg`` as
-received (``protocol.verify_push_sign``).
+exactly; times are Beijing wall-clock text. Pushes are decoded by
+``webhook.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
 from connectors.common import (
     BuyerPersonalData,
     OrderLine,
     OrderStatus,
     PlatformOrder,
-    PushEvent,
-    PushEventKind,
     SettlementEntry,
 )
 from connectors.mapping import (
     TranslateError,
     field,
     from_beijing_text,
-    from_unix_s,
     integer,
     join_address,
     optional_text,
@@ -46,19 +40,6 @@ STATUS: Mapping[str, OrderStatus] = {
     "TRADE_SUCCESS": "completed",
     "TRADE_CLOSED": "cancelled",
 }
-
-#: Push ``type`` → what it announces.
-EVENTS: Mapping[str, PushEventKind] = {
-    "trade_TradeCreate": "order_created",
-    "trade_TradePaid": "order_paid",
-    "trade_TradeSellerShip": "order_shipped",
-    "trade_TradeSuccess": "order_completed",
-    "trade_TradeClose": "order_cancelled",
-}
-
-#: The answer a push must receive.
-PUSH_ACK: Mapping[str, Any] = {"code": 0, "msg": "success"}
-
 
 def order_from_payload(shop_id: str, trade: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from a ``full_order_info`` object.
@@ -135,87 +116,6 @@ def _line(item: Mapping[str, Any], order_id: str) -> OrderLine:
         unit_price_fen=unit,
         discount_fen=discount,
         title=str(item.get("title") or ""),
-    )
-
-
-def push_body(body: bytes) -> dict[str, Any]:
-    """A push request body as a dict (verify its ``sign`` before trusting it).
-
-    Args:
-        body: The raw JSON body.
-
-    Returns:
-        The push object.
-
-    Raises:
-        TranslateError: If it is not a JSON object.
-    """
-    try:
-        push = json.loads(body)
-    except ValueError:
-        raise TranslateError("Youzan push body is not JSON") from None
-    if not isinstance(push, dict):
-        raise TranslateError("Youzan push body is not a JSON object")
-    return push
-
-
-def push_msg(push: Mapping[str, Any]) -> dict[str, Any]:
-    """The decoded ``msg`` of a push (URL-encoded JSON).
-
-    Args:
-        push: The push object.
-
-    Returns:
-        The message object (empty when ``msg`` is absent).
-
-    Raises:
-        TranslateError: If ``msg`` is not URL-encoded JSON of an object.
-    """
-    raw = push.get("msg")
-    if not raw:
-        return {}
-    try:
-        decoded = json.loads(unquote(str(raw)))
-    except ValueError:
-        raise TranslateError("Youzan push msg is not URL-encoded JSON") from None
-    if not isinstance(decoded, dict):
-        raise TranslateError("Youzan push msg is not an object")
-    return decoded
-
-
-def push_event(push: Mapping[str, Any]) -> PushEvent:
-    """What a push announces.
-
-    The message id is ``type-id-version``: a re-sent push (``sendCount`` > 0)
-    has the same one.
-
-    Args:
-        push: The push object.
-
-    Returns:
-        The event; ``heartbeat`` for ``test`` pushes, ``other`` for types this
-        hub does not consume.
-
-    Raises:
-        TranslateError: If ``type`` or ``version`` is missing.
-    """
-    where = "Youzan push"
-    if push.get("test") is True:
-        return PushEvent(
-            platform=PLATFORM, kind="heartbeat", msg_id="test", raw_type="test"
-        )
-    kind = str(field(push, "type", where))
-    version = integer(field(push, "version", where), "version")
-    tid = push.get("id")
-    kdt = push.get("kdt_id")
-    return PushEvent(
-        platform=PLATFORM,
-        kind=EVENTS.get(kind, "other"),
-        msg_id=f"{kind}-{tid or '-'}-{version}",
-        raw_type=kind,
-        order_id=None if tid is None else platform_id(tid, "id"),
-        shop_id=None if kdt is None else platform_id(kdt, "kdt_id"),
-        occurred_at=from_unix_s(version, "version"),
     )
 
 

@@ -49,12 +49,22 @@ from hub.entry.http import create_app
 from hub.entry.platforms import Platforms
 from hub.entry.status import read_status
 from hub.infra.shops import ConnectorsConfig, Listing, ShopConfig
+from hub.infra.webhook_letters import WebhookDeadLetters
 from hub.service.commands import ORDER_RULES, STOCK_RULES
 from hub.service.hub import Hub
 from hub.service.inventory import read_drift
 from hub.service.policies import load_policy_book
 from hub.service.sync import OVERLAP, PollCursors, SyncScheduler
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
+from tests.webhook_pushes import (
+    DOUYIN_CREDS,
+    KUAISHOU_CREDS,
+    WECHAT_CREDS,
+    YOUZAN_CREDS,
+    wechat_order_message,
+    wechat_push,
+    youzan_push,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -765,25 +775,124 @@ async def test_a_products_only_binding_never_pulls_orders(bundled_rig: Rig) -> N
     )
 
 
+# ---------------------------------------------------------------- hostile pushes
+
+
+async def _order_reads(rig: Rig, platform: str, api: str) -> int:
+    calls = await rig.control.requests(platform=platform, shop_id=SHOPS[platform])
+    return sum(api in c["api"] for c in calls)
+
+
+async def _post(rig: Rig, platform: str, **request: Any) -> httpx.Response:
+    assert rig.platforms.http is not None
+    async with httpx.AsyncClient(base_url=rig.platforms.http.url) as http:
+        if request.pop("method", "POST") == "GET":
+            return await http.get(f"/webhooks/{platform}", **request)
+        return await http.post(f"/webhooks/{platform}", **request)
+
+
+async def test_a_youzan_push_with_its_unsigned_outer_id_changed_reads_no_other_order(
+    rig: Rig,
+) -> None:
+    shop = rig.shop("youzan")
+    await rig.control.set_webhooks({"youzan": "http://127.0.0.1:9/nowhere"})
+    _, sku_id = LISTED["SKU-A"]["youzan"]
+    other = await rig.control.create_order(
+        "youzan", shop.shop_id, [{"sku_id": sku_id, "quantity": 1}]
+    )
+    other_id = str(other["order_id"])
+    reads = await _order_reads(rig, "youzan", "trade.get")
+    # A captured push of order E-CAPTURED: msg (signed) names it; the outer id,
+    # outside the signature, was changed to the other order.
+    body = youzan_push(
+        dict(shop.credentials),
+        {"tid": "E-CAPTURED", "status": "TRADE_PAID", "kdt_id": shop.shop_id},
+        id=other_id,
+        kdt_id=int(shop.shop_id),
+    )
+    response = await _post(rig, "youzan", content=body)
+    assert response.status_code == 400, response.text
+    assert "only msg is signed" in response.json()["error"]["message"]
+    assert await _order_reads(rig, "youzan", "trade.get") == reads
+    stored = await rig.hub.committer.load(
+        ORDER_RULES, order_domain.order_id("youzan", other_id)
+    )
+    assert stored is None
+
+
+async def test_a_wechat_push_or_url_check_signed_long_ago_is_refused_unread(
+    rig: Rig,
+) -> None:
+    shop = rig.shop("wechat_shop")
+    creds = dict(shop.credentials)
+    _, sku_id = LISTED["SKU-A"]["wechat_shop"]
+    await rig.control.set_webhooks({"wechat_shop": "http://127.0.0.1:9/nowhere"})
+    placed = await rig.control.create_order(
+        "wechat_shop", shop.shop_id, [{"sku_id": sku_id, "quantity": 1}]
+    )
+    order_id = int(placed["order_id"])
+    reads = await _order_reads(rig, "wechat_shop", "order/get")
+    for timestamp in ("0", "1400000000"):  # 1970 and 2014
+        query, body = wechat_push(
+            creds, wechat_order_message(creds["username"], order_id), timestamp
+        )
+        response = await _post(rig, "wechat_shop", params=query, content=body)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "stale_push"
+        check = {
+            "signature": wechat_protocol.signature(creds["push_token"], timestamp, "n"),
+            "timestamp": timestamp,
+            "nonce": "n",
+            "echostr": "echo",
+        }
+        answer = await _post(rig, "wechat_shop", method="GET", params=check)
+        assert answer.status_code == 401, answer.text
+    assert await _order_reads(rig, "wechat_shop", "order/get") == reads
+    stored = await rig.hub.committer.load(
+        ORDER_RULES, order_domain.order_id("wechat_shop", str(order_id))
+    )
+    assert stored is None
+    # The same push signed now is taken in.
+    query, body = wechat_push(
+        creds,
+        wechat_order_message(creds["username"], order_id),
+        str(int(time.time())),
+    )
+    response = await _post(rig, "wechat_shop", params=query, content=body)
+    assert (response.status_code, response.text) == (200, "success")
+
+
+async def test_a_signed_push_of_an_order_the_platform_does_not_have_is_dead_lettered(
+    rig: Rig,
+) -> None:
+    wechat = dict(rig.shop("wechat_shop").credentials)
+    youzan = rig.shop("youzan")
+    for _ in range(2):  # the platform re-sends: counted, still acknowledged
+        query, body = wechat_push(
+            wechat,
+            wechat_order_message(wechat["username"], 1234567890123),
+            str(int(time.time())),
+        )
+        answer = await _post(rig, "wechat_shop", params=query, content=body)
+        assert (answer.status_code, answer.text) == (200, "success")
+        body = youzan_push(
+            dict(youzan.credentials),
+            {"tid": "E404", "status": "TRADE_PAID", "kdt_id": youzan.shop_id},
+        )
+        answer = await _post(rig, "youzan", content=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"code": 0, "msg": "success"}
+    count, letters = await WebhookDeadLetters(rig.hub.database_url).recent()
+    assert count == 2
+    assert sorted(
+        (r.platform, r.shop_id, r.order_id, r.code, r.pushes) for r in letters
+    ) == [
+        ("wechat_shop", SHOPS["wechat_shop"], "1234567890123", "10020701", 2),
+        ("youzan", SHOPS["youzan"], "E404", "141500404", 2),
+    ]
+
+
 # --------------------------------------------------------------------------- bad input
-
-
-#: Credentials of the in-process hypothesis run (no sandbox needed).
-WECHAT_CREDS = {
-    "app_id": "wx0123456789abcdef",
-    "app_secret": "s" * 32,
-    "push_token": "push-token",
-    "encoding_aes_key": base64.b64encode(bytes(range(32))).decode()[:43],
-    "username": "gh_shop",
-}
-DOUYIN_CREDS = {"app_key": "dy-app", "app_secret": "dy-secret"}
-KUAISHOU_CREDS = {
-    "app_id": "ks-app",
-    "app_secret": "ks-secret",
-    "sign_secret": "ks-sign",
-    "message_key": base64.b64encode(bytes(range(16))).decode(),
-}
-YOUZAN_CREDS = {"client_id": "yz-client", "client_secret": "yz-secret-0123456789"}
 
 
 def _bad_input_config() -> ConnectorsConfig:

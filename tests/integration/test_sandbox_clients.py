@@ -32,18 +32,15 @@ from starlette.routing import Route
 
 from connectors.common import PlatformCallError, PushEvent
 from connectors.douyin_shop import protocol as douyin_protocol
-from connectors.douyin_shop import translate as douyin_translate
 from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
 from connectors.kuaishou_shop import protocol as kuaishou_protocol
-from connectors.kuaishou_shop import translate as kuaishou_translate
 from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
+from connectors.registry import connector
 from connectors.sandbox import FaultConfig, SandboxControl, SandboxServer, ServerThread
 from connectors.transport import ClientBase
-from connectors.wechat_shop import protocol as wechat_protocol
-from connectors.wechat_shop import translate as wechat_translate
+from connectors.webhooks import PushRequest
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan import protocol as youzan_protocol
-from connectors.youzan import translate as youzan_translate
 from connectors.youzan.client import YouzanApp, YouzanClient
 
 pytestmark = pytest.mark.integration
@@ -569,39 +566,20 @@ def receiver() -> Any:
     hub.server.stop()
 
 
+@dataclass(frozen=True)
+class _Shop:
+    platform: str
+    shop_id: str
+    credentials: dict[str, str]
+
+
 def _verified_events(
-    platform: str,
-    creds: dict[str, str],
-    query: dict[str, str],
-    headers: dict[str, str],
-    body: bytes,
+    shop: _Shop, query: dict[str, str], headers: dict[str, str], body: bytes
 ) -> list[PushEvent]:
-    if platform == "wechat_shop":
-        encrypted = wechat_translate.push_ciphertext(body)
-        wechat_protocol.verify_msg_signature(
-            creds["push_token"],
-            query["timestamp"],
-            query["nonce"],
-            encrypted,
-            query["msg_signature"],
-        )
-        plain = wechat_protocol.decrypt(
-            creds["encoding_aes_key"], encrypted, creds["app_id"]
-        )
-        return [wechat_translate.push_event(wechat_translate.push_message(plain))]
-    if platform == "douyin_shop":
-        douyin_protocol.verify_event_sign(
-            creds["app_key"], body, creds["app_secret"], headers["event-sign"]
-        )
-        return douyin_translate.push_events(body)
-    if platform == "kuaishou_shop":
-        plain = kuaishou_protocol.decrypt_push(creds["message_key"], body)
-        return [kuaishou_translate.push_event(kuaishou_translate.push_message(plain))]
-    push = youzan_translate.push_body(body)
-    youzan_protocol.verify_push_sign(
-        creds["client_id"], push["msg"], creds["client_secret"], push["sign"]
-    )
-    return [youzan_translate.push_event(push)]
+    """The events of a push, verified by the platform's webhook as the hub does."""
+    request = PushRequest(query=query, headers=headers, body=body, now=time.time())
+    pushed = connector(shop.platform).webhook.verify([shop], request)
+    return [item.event for item in pushed.events]
 
 
 async def _wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -632,7 +610,9 @@ async def test_pushes_arrive_signed_and_verify_with_protocol(
     events = [
         event
         for _, query, headers, body in receiver.of(platform)[before:]
-        for event in _verified_events(platform, creds, query, headers, body)
+        for event in _verified_events(
+            _Shop(platform, h.shop_id, creds), query, headers, body
+        )
     ]
     assert [event.kind for event in events] == [
         "order_created",
@@ -663,7 +643,7 @@ async def test_duplicate_and_out_of_order_pushes(
     events = [
         e
         for _, q, hd, b in received
-        for e in _verified_events(platform, creds, q, hd, b)
+        for e in _verified_events(_Shop(platform, h.shop_id, creds), q, hd, b)
     ]
     assert [e.kind for e in events] == ["order_created", "order_created"]
     assert events[0].msg_id == events[1].msg_id
@@ -677,7 +657,7 @@ async def test_duplicate_and_out_of_order_pushes(
     kinds = [
         e.kind
         for _, q, hd, b in late
-        for e in _verified_events(platform, creds, q, hd, b)
+        for e in _verified_events(_Shop(platform, h.shop_id, creds), q, hd, b)
     ]
     assert kinds == ["order_cancelled", "order_paid"]
 

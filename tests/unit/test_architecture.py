@@ -151,18 +151,7 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            "hub",
-            marks=pytest.mark.xfail(
-                strict=True, reason="webhooks move into connectors/*/webhook.py"
-            ),
-        ),
-        "projections",
-    ],
-)
+@pytest.mark.parametrize("package", ["hub", "projections"])
 def test_no_platform_name_is_spelled_in_the_hub_or_projections(package: str) -> None:
     """The hub asks the connector registry; it never names a platform."""
     codes = set(CONNECTORS)

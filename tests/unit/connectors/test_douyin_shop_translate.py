@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from connectors.douyin_shop import translate
+from connectors.douyin_shop import translate, webhook
 from connectors.mapping import TranslateError
+from connectors.webhooks import MalformedPushError
 
 ORDER_ID = 4781320682406083640  # int64 above 2^53
 
@@ -77,7 +78,7 @@ def test_push_array_maps_tags_and_keeps_msg_ids() -> None:
             {"tag": "999", "msg_id": "m4", "data": data},
         ]
     ).encode()
-    events = translate.push_events(body)
+    events = webhook.push_events(body)
     assert [e.kind for e in events] == [
         "order_created",
         "order_paid",
@@ -90,8 +91,8 @@ def test_push_array_maps_tags_and_keeps_msg_ids() -> None:
 
 
 def test_push_that_is_not_an_array_is_refused() -> None:
-    with pytest.raises(TranslateError, match="not a JSON array"):
-        translate.push_events(b'{"tag": 100}')
+    with pytest.raises(MalformedPushError, match="Expected `array`"):
+        webhook.push_events(b'{"tag": 100}')
 
 
 def test_settlement_row() -> None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from connectors.kuaishou_shop import translate
-from connectors.mapping import TranslateError
+from connectors.kuaishou_shop import translate, webhook
+from connectors.webhooks import MalformedPushError
 
 
 def _order(status: int = 30) -> dict[str, object]:
@@ -75,7 +75,7 @@ def test_status_codes(code: int, status: str) -> None:
 
 
 def test_heartbeat_is_recognised() -> None:
-    event = translate.push_event(translate.push_message(b'{"test":true}'))
+    event = webhook.push_event(webhook.push_message(b'{"test":true}'))
     assert event.kind == "heartbeat"
 
 
@@ -89,7 +89,7 @@ def test_pay_push() -> None:
         ),
         "createTime": 1_700_000_000_000,
     }
-    event = translate.push_event(message)
+    event = webhook.push_event(webhook.push_message(json.dumps(message).encode()))
     assert (event.kind, event.order_id, event.shop_id, event.msg_id) == (
         "order_paid",
         "2307500074108220",
@@ -99,5 +99,5 @@ def test_pay_push() -> None:
 
 
 def test_push_without_event_is_refused() -> None:
-    with pytest.raises(TranslateError, match="no 'event'"):
-        translate.push_event({"msgId": "x"})
+    with pytest.raises(MalformedPushError, match="no 'event'"):
+        webhook.push_event(webhook.push_message(b'{"msgId": "x"}'))

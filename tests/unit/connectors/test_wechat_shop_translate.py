@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors.mapping import TranslateError
-from connectors.wechat_shop import translate
+from connectors.webhooks import MalformedPushError
+from connectors.wechat_shop import translate, webhook
 
 BIG_ORDER_ID = 3705115058471208928  # above 2^53: a float would change it
 
@@ -92,7 +93,7 @@ def test_json_push_with_numeric_order_id_above_2_53_stays_exact() -> None:
         + str(BIG_ORDER_ID).encode()
         + b"}}"
     )
-    event = translate.push_event(translate.push_message(plaintext))
+    event = webhook.push_event(plaintext)
     assert event.kind == "order_paid"
     assert event.order_id == str(BIG_ORDER_ID)
     assert event.msg_id == f"channels_ec_order_pay-{BIG_ORDER_ID}-1700000000"
@@ -104,16 +105,16 @@ def test_xml_push_reads_like_json_push() -> None:
         "<MsgType>event</MsgType><Event>channels_ec_order_cancel</Event>"
         f"<order_info><order_id>{BIG_ORDER_ID}</order_id></order_info></xml>"
     ).encode()
-    event = translate.push_event(translate.push_message(plaintext))
+    event = webhook.push_event(plaintext)
     assert (event.kind, event.order_id) == ("order_cancelled", str(BIG_ORDER_ID))
 
 
 def test_push_ciphertext_from_xml_and_json_envelopes() -> None:
-    assert translate.push_ciphertext(b"<xml><Encrypt>abc=</Encrypt></xml>") == "abc="
+    assert webhook.push_ciphertext(b"<xml><Encrypt>abc=</Encrypt></xml>") == "abc="
     body = json.dumps({"ToUserName": "gh", "Encrypt": "xyz="}).encode()
-    assert translate.push_ciphertext(body) == "xyz="
-    with pytest.raises(TranslateError, match="no Encrypt"):
-        translate.push_ciphertext(b"{}")
+    assert webhook.push_ciphertext(body) == "xyz="
+    with pytest.raises(MalformedPushError, match="no Encrypt"):
+        webhook.push_ciphertext(b"{}")
 
 
 def test_settlement_income_flow_becomes_an_entry() -> None:

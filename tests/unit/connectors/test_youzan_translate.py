@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import msgspec
 import pytest
 
 from connectors.mapping import TranslateError, fen_to_yuan, yuan_to_fen
-from connectors.youzan import translate
+from connectors.webhooks import PushRequest
+from connectors.youzan import translate, webhook
 
 
 def _trade(status: str = "WAIT_SELLER_SEND_GOODS") -> dict[str, object]:
@@ -74,7 +76,9 @@ def test_status_names(status: str, neutral: str) -> None:
 
 
 def test_push_event_and_msg() -> None:
-    msg = quote(json.dumps({"tid": "E1", "status": "TRADE_PAID"}), safe="")
+    msg = quote(
+        json.dumps({"tid": "E1", "status": "TRADE_PAID", "kdt_id": 42}), safe=""
+    )
     body = json.dumps(
         {
             "client_id": "c",
@@ -86,12 +90,14 @@ def test_push_event_and_msg() -> None:
             "sign": "s",
         }
     ).encode()
-    push = translate.push_body(body)
-    event = translate.push_event(push)
+    push = msgspec.json.decode(body, type=webhook.Push)
+    assert push.msg is not None
+    event = webhook.push_event(push, webhook.push_msg(push.msg))
     assert (event.kind, event.order_id, event.shop_id) == ("order_paid", "E1", "42")
-    assert event.msg_id == "trade_TradePaid-E1-1700000000"
-    assert translate.push_msg(push)["status"] == "TRADE_PAID"
+    assert event.msg_id == "trade_TradePaid-E1-TRADE_PAID"
+    assert webhook.push_msg(push.msg).status == "TRADE_PAID"
 
 
 def test_test_push_is_a_heartbeat() -> None:
-    assert translate.push_event({"test": True}).kind == "heartbeat"
+    request = PushRequest(body=b'{"test": true}')
+    assert webhook.YouzanWebhook().verify([], request).heartbeat
