@@ -35,6 +35,7 @@ from hub.service.payouts import payout_runners
 from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
+from hub.service.reconciliation import daily_reconciliation
 from hub.service.risk import suspension_reactor
 from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
@@ -367,6 +368,7 @@ async def serve(
             crm=crm,
         )
         await platforms.start(http_port=http_port)
+        daily_reconciliation(hub, platforms.connectors)
         say(
             f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
             f"({len(platforms_config.shops)} shops)"

@@ -8,11 +8,12 @@ call it. The comparison itself is :mod:`domain.reconciliation`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import Any, Protocol
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
@@ -25,7 +26,14 @@ from domain.reconciliation import Difference, LedgerSale, StatementLine
 from domain.settlement import Split
 from projections.ledger import sale_payouts
 
+if TYPE_CHECKING:
+    from hub.service.hub import Hub
+
 log = logging.getLogger(__name__)
+
+#: When, each day (China time), the day before is reconciled: the platforms'
+#: statements of a day are out by then.
+RECONCILE_AT = time(10, 0)
 
 
 class StatementRules:
@@ -206,3 +214,56 @@ async def reconcile_day(
             ),
         )
     return reports
+
+
+def next_run(now: datetime, at: time = RECONCILE_AT) -> datetime:
+    """The first instant at or after ``now`` that is ``at`` o'clock China time."""
+    local = now.astimezone(CHINA_TIME)
+    run = datetime.combine(local.date(), at, CHINA_TIME)
+    return run if run >= local else run + timedelta(days=1)
+
+
+async def reconcile_every_day(
+    hub: Hub,
+    source: StatementSource,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    at: time = RECONCILE_AT,
+) -> None:
+    """Each day at ``at`` (China time), reconcile the day before; until cancelled.
+
+    A failed run is logged and the next day's goes ahead.
+    """
+    while True:
+        now = clock()
+        run = next_run(now, at)
+        await sleep((run - now).total_seconds())
+        day = run.astimezone(CHINA_TIME).date() - timedelta(days=1)
+        book = hub.policy_book
+        if book is None:
+            continue
+        try:
+            reports = await reconcile_day(
+                hub.committer, hub.database_url, book, source, day
+            )
+        except Exception:
+            log.exception("reconciliation of %s failed", day)
+            continue
+        found = sum(len(r.differences) for r in reports)
+        log.info("reconciled %s: %d shops, %d differences", day, len(reports), found)
+
+
+#: Daily runs started and not yet done (the loop keeps only weak references).
+_DAILY: set[asyncio.Task[None]] = set()
+
+
+def daily_reconciliation(hub: Hub, source: StatementSource) -> asyncio.Task[None]:
+    """Start :func:`reconcile_every_day` as a task; it ends when cancelled (or
+    with its event loop)."""
+    task = asyncio.create_task(
+        reconcile_every_day(hub, source), name="daily reconciliation"
+    )
+    _DAILY.add(task)
+    task.add_done_callback(_DAILY.discard)
+    return task
