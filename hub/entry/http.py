@@ -302,11 +302,17 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    from starlette.middleware import Middleware
+
+    from hub.entry.metrics import CountWebhooks, metrics_endpoint
+
     return Starlette(
+        middleware=[Middleware(CountWebhooks)],
         routes=[
             Route("/webhooks/{platform}", receive, methods=["POST"]),
             Route("/webhooks/{platform}", verify_url, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(intake.hub), methods=["GET"]),
             Mount("/finance", app=finance_app(intake.hub.database_url)),
         ]
     )

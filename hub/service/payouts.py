@@ -83,14 +83,16 @@ class PayoutProcess(Projection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
         """Run the payout commands of consecutive order events, in log order."""
-        commands = [await self.command_for(event) for event, _ in events]
-        planned = [c for c in commands if c is not None]
+        commands = [(event, await self.command_for(event)) for event, _ in events]
+        planned = [c for _, c in commands if c is not None]
+        causes = [event for event, c in commands if c is not None]
         if not planned:
             return
-        results = await execute_in_order(self.committer, self.rules, planned)
+        results = await execute_in_order(self.committer, self.rules, planned, causes)
         self.commands += len(planned)
         refusals = []
-        for command, result in zip(planned, results, strict=True):
+        refused_by: list[Event] = []
+        for command, result, cause in zip(planned, results, causes, strict=True):
             if isinstance(result, BaseException) and not isinstance(
                 result, DomainError
             ):
@@ -103,6 +105,7 @@ class PayoutProcess(Projection):
                     result,
                 )
                 if isinstance(command, payout.SchedulePayout):
+                    refused_by.append(cause)
                     refusals.append(
                         payout.RefusePayout(
                             platform=command.platform,
@@ -112,7 +115,9 @@ class PayoutProcess(Projection):
                         )
                     )
         if refusals:
-            recorded = await execute_in_order(self.committer, self.rules, refusals)
+            recorded = await execute_in_order(
+                self.committer, self.rules, refusals, refused_by
+            )
             for result in recorded:
                 if isinstance(result, BaseException):
                     raise result

@@ -17,6 +17,7 @@ from (:func:`resolve`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from domain import binding, order, push, stock
+from domain import binding, order, payout, push, stock
 from domain.aggregates import kind_of
 from domain.events import Event, project
 from eventlog.codec import EVENTS_TABLE, decode_event
@@ -48,6 +49,8 @@ REF_FORMS = (
     "PLATFORM:order:ORDER_ID",
     "binding:CHANNEL_ACCOUNT:PLATFORM:SHOP_ID",
     "stock_push:PLATFORM:SHOP_ID:SKU",
+    "PLATFORM:payout:ORDER_ID",
+    "commission_terms:CHANNEL_ACCOUNT:PLATFORM:SHOP_ID",
 )
 
 
@@ -104,6 +107,19 @@ class StateAt(msgspec.Struct, frozen=True, kw_only=True):
     state: dict[str, Any] | None
 
 
+#: Keyed by three outside keys: ``KIND:K1:K2:K3``.
+_THREE_KEYS: dict[str, Callable[[str, str, str], uuid.UUID]] = {
+    "binding": binding.binding_id,
+    "stock_push": push.stock_push_id,
+    "commission_terms": payout.terms_id,
+}
+#: Keyed by a platform order: ``PLATFORM:KIND:ORDER_ID`` (or ``KIND:PLATFORM:ID``).
+_PER_ORDER: dict[str, Callable[[str, str], uuid.UUID]] = {
+    "order": order.order_id,
+    "payout": payout.payout_id,
+}
+
+
 def resolve(ref: str) -> uuid.UUID:
     """The aggregate id ``ref`` names: an id or an outside key (:data:`REF_FORMS`).
 
@@ -115,17 +131,15 @@ def resolve(ref: str) -> uuid.UUID:
     except ValueError:
         pass
     kind, _, rest = ref.partition(":")
+    parts = rest.split(":")
     if kind == "sku" and rest:
         return stock.stock_item_id(rest)
-    parts = rest.split(":")
-    if kind == "binding" and len(parts) == 3 and all(parts):
-        return binding.binding_id(*parts)
-    if kind == "stock_push" and len(parts) == 3 and all(parts):
-        return push.stock_push_id(*parts)
-    if kind == "order" and len(parts) >= 2 and parts[0]:
-        return order.order_id(parts[0], ":".join(parts[1:]))
-    if len(parts) >= 2 and parts[0] == "order" and kind:
-        return order.order_id(kind, ":".join(parts[1:]))
+    if kind in _THREE_KEYS and len(parts) == 3 and all(parts):
+        return _THREE_KEYS[kind](*parts)
+    if kind in _PER_ORDER and len(parts) >= 2 and parts[0]:
+        return _PER_ORDER[kind](parts[0], ":".join(parts[1:]))
+    if parts[0] in _PER_ORDER and kind and len(parts) >= 2:
+        return _PER_ORDER[parts[0]](kind, ":".join(parts[1:]))
     raise ReplayError(f"reference {ref!r} is none of: {', '.join(REF_FORMS)}")
 
 

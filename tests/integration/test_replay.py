@@ -317,3 +317,15 @@ async def test_stored_version_one_rows_read_back_as_version_two(hub: Hub) -> Non
         ("stock.StockReceived:v1", state) for _, state in rows
     ], "the stored v1 rows are unchanged"
     assert stored[2][0] == "stock.StockReceived:v2"
+
+
+def test_every_outside_key_form_resolves() -> None:
+    from domain import binding, payout
+
+    assert resolve("order:wechat_shop:4:2") == order.order_id("wechat_shop", "4:2")
+    assert resolve("wechat_shop:payout:42") == payout.payout_id("wechat_shop", "42")
+    assert resolve("commission_terms:a:youzan:s") == payout.terms_id("a", "youzan", "s")
+    assert resolve("binding:a:youzan:s") == binding.binding_id("a", "youzan", "s")
+    assert resolve("stock_push:youzan:s:A1") == push.stock_push_id("youzan", "s", "A1")
+    with pytest.raises(ReplayError, match="none of"):
+        resolve("binding:a:youzan")
