@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import jwt
+import msgspec
+import nats
 import psycopg
 import pytest
 
@@ -18,6 +20,7 @@ from domain.calendar import CHINA_TIME
 from domain.settlement import settlement_date, start_of_day
 from eventlog.log import log_head
 from hub.infra.access_tokens import AUDIENCE, ISSUER, LEDGER_READ, issue
+from hub.messages import EventMessage
 from hub.service.payouts import settle_due
 from hub.service.reconciliation import reconcile_day
 from projections import ledger as views
@@ -77,6 +80,9 @@ async def test_a_live_sessions_orders_settle_reconcile_and_reach_finance(
 ) -> None:
     hub = rig.hub
     now = datetime.now(UTC)
+    assert hub.nats_url is not None
+    nc = await nats.connect(hub.nats_url)
+    published = await nc.subscribe("hub.events.*.*.*")
     for platform in ("wechat_shop", "douyin_shop"):
         binding = {
             "channel_account": ACCOUNT,
@@ -183,6 +189,26 @@ async def test_a_live_sessions_orders_settle_reconcile_and_reach_finance(
             "'ledger.SettlementDifferenceFound%'"
         )
         assert await cur.fetchone() == (1,)  # recorded once
+
+    # Downstream: payout and ledger events reach HUB_EVENTS through the relay.
+    subjects: dict[str, int] = {}
+
+    async def relayed() -> bool:
+        while published.pending_msgs:
+            msg = await published.next_msg(timeout=1)
+            message = msgspec.json.decode(msg.data, type=EventMessage)
+            if message.aggregate_type in ("payout", "ledger"):
+                subjects[msg.subject] = subjects.get(msg.subject, 0) + 1
+        return (
+            subjects.get("hub.events.payout.PayoutSettled.wechat_shop") == 2
+            and subjects.get("hub.events.ledger.SettlementDifferenceFound.wechat_shop")
+            == 1
+        )
+
+    await wait_until(relayed)
+    assert subjects["hub.events.payout.PayoutScheduled.douyin_shop"] == 1
+    assert subjects["hub.events.payout.LiveSessionScheduled.wechat_shop"] == 1
+    await nc.close()
 
     # Finance reads the ledger over HTTP, only with a good token.
     monkeypatch.setenv("HUB_JWT_KEY", KEY.decode())
