@@ -37,6 +37,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -54,6 +55,7 @@ from domain.binding import DataScopeError
 from domain.events import DomainError
 from domain.order import UnmappedSkuError
 from hub.entry.finance_api import finance_app
+from hub.entry.metrics import CountWebhooks, metrics_endpoint
 from hub.infra.shops import ShopConfig
 from hub.infra.webhook_letters import WebhookDeadLetters
 from hub.service.inbound import Ingested, MalformedOrderError, OrderIntake
@@ -302,10 +304,6 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    from starlette.middleware import Middleware
-
-    from hub.entry.metrics import CountWebhooks, metrics_endpoint
-
     return Starlette(
         middleware=[Middleware(CountWebhooks)],
         routes=[
@@ -314,7 +312,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_endpoint(intake.hub), methods=["GET"]),
             Mount("/finance", app=finance_app(intake.hub.database_url)),
-        ]
+        ],
     )
 
 
