@@ -196,6 +196,14 @@ def ledger_changes(
             sign, split = -1, NO_SPLIT.minus(event.split)
             payout, at = refund_payout(event.refund_id), event.refunded_at
         source = payout_source(event.platform, event.platform_order_id, payout)
+        postings = split_postings(
+            split,
+            channel=event.channel,
+            platform=event.platform,
+            streamer=event.streamer,
+        )
+        if not postings:  # a sale of nothing moves no money
+            return []
         if pending is not None:
             pending[source] = (split.total_fen, split.payment_fen)
         return [
@@ -207,12 +215,7 @@ def ledger_changes(
                 platform_order_id=event.platform_order_id,
                 effective_at=at,
                 recorded_at=event.occurred_at,
-                postings=split_postings(
-                    split,
-                    channel=event.channel,
-                    platform=event.platform,
-                    streamer=event.streamer,
-                ),
+                postings=postings,
             )
         ]
     if isinstance(event, PayoutSettled):

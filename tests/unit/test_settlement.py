@@ -458,3 +458,20 @@ def test_a_settled_sale_owes_each_party_its_split() -> None:
     assert ledger.balances(PAID_AT + timedelta(hours=1), "effective") == {}
     assert ledger.balances(PAID_AT, "effective", "pending")[MERCHANT] == -7_440
     assert settlement_date(PAID_AT, 1) == date(2026, 11, 28)
+
+
+def test_a_sale_of_nothing_moves_no_money() -> None:
+    _, events = run(
+        [
+            schedule(amount=0),
+            SettlePayouts(
+                platform="wechat_shop",
+                platform_order_id="O-1",
+                as_of=PAID_AT + timedelta(days=2),
+            ),
+        ]
+    )
+    assert [type(e) for e in events] == [PayoutScheduled, PayoutSettled]
+    ledger = ledger_of(events)
+    assert list(ledger.transactions()) == []
+    assert ledger.balances() == {}
