@@ -4,7 +4,7 @@ Each payout event becomes the ledger changes :func:`domain.ledger.ledger_changes
 names (the same rules the ledger in memory folds): a pending transaction of the
 split when an order is paid or refunded, posted with a settlement transaction
 on its settlement date, voided when it will never settle. Tables
-(``migrations/0011_ledger.sql``, ``0012_ledger_payouts.sql``):
+(``migrations/0011_ledger.sql``, ``0012_ledger_payouts.sql``, ``0013_ledger_ids.sql``):
 ``ledger_accounts``, ``ledger_transactions``, ``ledger_postings`` and
 ``ledger_payouts``. The database refuses a transaction that does not balance
 and any change to a posting; the projection checks balance before it writes.
@@ -81,8 +81,8 @@ class LedgerProjection(BatchProjection):
         for event, position in events:
             await self._payout_row(cur, event, position)
             pending = await self._pending(cur, event)
-            for change in ledger_changes(event, pending):
-                await write_change(cur, change, position)
+            for index, change in enumerate(ledger_changes(event, pending)):
+                await write_change(cur, change, position, index)
 
     @staticmethod
     async def _payout_row(
@@ -156,10 +156,17 @@ async def _insert_payout(
     )
 
 
+#: Transactions one event may write (ids are ``position * 4 + index``).
+TRANSACTIONS_PER_EVENT = 4
+#: Postings one transaction may have (ids are ``transaction id * 16 + line``).
+POSTINGS_PER_TRANSACTION = 16
+
+
 async def write_change(
-    cur: psycopg.AsyncCursor[Any], change: LedgerChange, position: int
+    cur: psycopg.AsyncCursor[Any], change: LedgerChange, position: int, index: int = 0
 ) -> None:
-    """Write one ledger change (a transaction already written is skipped).
+    """Write one ledger change, the ``index``-th of the event at ``position``
+    (a transaction already written is skipped).
 
     Raises:
         domain.ledger.UnbalancedTransactionError: postings that do not balance
@@ -179,21 +186,34 @@ async def write_change(
             (change.status, change.effective_at, change.recorded_at, change.source),
         )
         return
-    await insert_transaction(cur, change, position)
+    await insert_transaction(cur, change, position, index)
 
 
 async def insert_transaction(
-    cur: psycopg.AsyncCursor[Any], tx: LedgerTransaction, position: int
+    cur: psycopg.AsyncCursor[Any], tx: LedgerTransaction, position: int, index: int = 0
 ) -> bool:
-    """Insert ``tx`` and its postings unless its source is known; True if new."""
+    """Insert ``tx`` and its postings unless its source is known; True if new.
+
+    Ids come from the log position, so a rebuild writes the same rows.
+    """
     check_balanced(tx.source, tx.postings)
+    if not 0 <= index < TRANSACTIONS_PER_EVENT or len(tx.postings) >= (
+        POSTINGS_PER_TRANSACTION
+    ):
+        raise ValueError(
+            f"transaction {tx.source}: index {index} or {len(tx.postings)} postings "
+            "beyond the ledger's id ranges"
+        )
+    tx_id = position * TRANSACTIONS_PER_EVENT + index
     posted = tx.status == "posted"
     await cur.execute(
-        "INSERT INTO ledger_transactions (source, kind, platform, platform_order_id, "
-        "status, effective_at, recorded_at, posted_effective_at, posted_recorded_at, "
-        "position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "INSERT INTO ledger_transactions (id, source, kind, platform, "
+        "platform_order_id, status, effective_at, recorded_at, posted_effective_at, "
+        "posted_recorded_at, position) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (source) DO NOTHING RETURNING id",
         (
+            tx_id,
             tx.source,
             tx.kind,
             tx.platform,
@@ -206,19 +226,20 @@ async def insert_transaction(
             position,
         ),
     )
-    row = await cur.fetchone()
-    if row is None:
+    if await cur.fetchone() is None:
         return False
-    tx_id = row[0]
     await cur.executemany(
         "INSERT INTO ledger_accounts (name, kind, position) VALUES (%s, %s, %s) "
         "ON CONFLICT (name) DO NOTHING",
         [(p.account, account_kind(p.account), position) for p in tx.postings],
     )
     await cur.executemany(
-        "INSERT INTO ledger_postings (transaction_id, account, amount_fen) "
-        "VALUES (%s, %s, %s)",
-        [(tx_id, p.account, p.amount_fen) for p in tx.postings],
+        "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
+        "VALUES (%s, %s, %s, %s)",
+        [
+            (tx_id * POSTINGS_PER_TRANSACTION + line, tx_id, p.account, p.amount_fen)
+            for line, p in enumerate(tx.postings)
+        ],
     )
     return True
 

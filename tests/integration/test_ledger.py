@@ -206,28 +206,25 @@ async def test_orders_become_payouts_that_settle_and_balance(
         assert trial.debits_fen == trial.credits_fen
         assert trial.unbalanced == []
 
-    live = await query(
-        hub, "SELECT source, status, position FROM ledger_transactions ORDER BY 1"
-    )
+    tables = LedgerProjection.tables
+    live = {t: await query(hub, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
     await hub.projection("ledger").stop()
     await rebuild(hub.database_url, LedgerProjection())
-    again = await query(
-        hub, "SELECT source, status, position FROM ledger_transactions ORDER BY 1"
-    )
-    assert again == live
+    for table in tables:  # the same rows, ids included
+        assert await query(hub, f"SELECT * FROM {table} ORDER BY 1, 2") == live[table]
 
 
 async def _one_sided(conn: psycopg.AsyncConnection[Any]) -> None:
     cur = await conn.execute(
-        "INSERT INTO ledger_transactions (source, kind, platform, platform_order_id, "
-        "status, effective_at, recorded_at, position) VALUES "
-        "('test:1', 'test', 'p', 'o', 'pending', now(), now(), 1) RETURNING id"
+        "INSERT INTO ledger_transactions (id, source, kind, platform, "
+        "platform_order_id, status, effective_at, recorded_at, position) VALUES "
+        "(4, 'test:1', 'test', 'p', 'o', 'pending', now(), now(), 1) RETURNING id"
     )
     row = await cur.fetchone()
     assert row is not None
     await conn.execute(
-        "INSERT INTO ledger_postings (transaction_id, account, amount_fen) "
-        "VALUES (%s, 'clearing', 100), (%s, 'merchant', -99)",
+        "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
+        "VALUES (1, %s, 'clearing', 100), (2, %s, 'merchant', -99)",
         (row[0], row[0]),
     )
 
@@ -257,16 +254,16 @@ async def test_the_database_refuses_any_change_to_a_posting(
     ) as conn:
         async with conn.transaction():
             cur = await conn.execute(
-                "INSERT INTO ledger_transactions (source, kind, platform, "
+                "INSERT INTO ledger_transactions (id, source, kind, platform, "
                 "platform_order_id, status, effective_at, recorded_at, position) "
-                "VALUES ('test:2', 'test', 'p', 'o', 'pending', now(), now(), 1) "
+                "VALUES (8, 'test:2', 'test', 'p', 'o', 'pending', now(), now(), 2) "
                 "RETURNING id"
             )
             row = await cur.fetchone()
             assert row is not None
             await conn.execute(
-                "INSERT INTO ledger_postings (transaction_id, account, amount_fen) "
-                "VALUES (%s, 'clearing', 100), (%s, 'merchant', -100)",
+                "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
+                "VALUES (3, %s, 'clearing', 100), (4, %s, 'merchant', -100)",
                 (row[0], row[0]),
             )
         for statement in (
