@@ -62,29 +62,35 @@ class SubjectKeys:
         cached = self._cache.get(subject_id)
         if cached is not None and self._clock() - cached[0] < self._cache_s:
             return cached[1], cached[2]
-        versions = await self.versions(subject_id)
+        versions, newest = await self._versions(subject_id)
         if versions:
             version = max(versions)
             key = versions[version]
         else:
-            version, key = await self._insert(subject_id, 1)
+            version, key = await self._insert(subject_id, newest + 1)
         self._cache[subject_id] = (self._clock(), version, key)
         return version, key
 
     async def versions(self, subject_id: str) -> dict[int, bytes]:
         """Every key version of the subject (empty: never made, or erased)."""
+        return (await self._versions(subject_id))[0]
+
+    async def _versions(self, subject_id: str) -> tuple[dict[int, bytes], int]:
+        """The live keys, and the newest version ever used (erased ones too)."""
         async with await self._connect() as conn:
             cur = await conn.execute(
                 "SELECT version, sealed FROM subject_keys WHERE subject_id = %s",
                 (subject_id,),
             )
             rows = await cur.fetchall()
-        return {
+        live = {
             int(version): self._sealer.open(
                 bytes(sealed), _context(subject_id, int(version))
             )
             for version, sealed in rows
+            if sealed
         }
+        return live, max((int(version) for version, _ in rows), default=0)
 
     async def rotate(self, subject_id: str) -> int:
         """Add a newer key for the subject; new data is sealed with it.
@@ -92,23 +98,36 @@ class SubjectKeys:
         Returns:
             The new version.
         """
-        versions = await self.versions(subject_id)
-        version, key = await self._insert(subject_id, max(versions, default=0) + 1)
+        _, newest = await self._versions(subject_id)
+        version, key = await self._insert(subject_id, newest + 1)
         self._cache[subject_id] = (self._clock(), version, key)
         return version
 
     async def erase(self, subject_id: str) -> int:
         """Delete every key of the subject (crypto-shredding).
 
+        An empty row of the next version stays as a tombstone, so a key made
+        later for the same subject never reuses an erased version number.
+
         Returns:
             How many key versions were deleted.
         """
         self._cache.pop(subject_id, None)
-        async with await self._connect() as conn:
+        async with await self._connect() as conn, conn.transaction():
             cur = await conn.execute(
-                "DELETE FROM subject_keys WHERE subject_id = %s", (subject_id,)
+                "DELETE FROM subject_keys WHERE subject_id = %s "
+                "RETURNING version, sealed",
+                (subject_id,),
             )
-            return int(cur.rowcount)
+            rows = await cur.fetchall()
+            newest = max((int(version) for version, _ in rows), default=0)
+            if newest:
+                await conn.execute(
+                    "INSERT INTO subject_keys (subject_id, version, sealed) "
+                    "VALUES (%s, %s, '')",
+                    (subject_id, newest + 1),
+                )
+            return sum(1 for _, sealed in rows if sealed)
 
     async def reseal(self, new_master_key: bytes) -> int:
         """Seal every subject key again under a new master key (one transaction).
@@ -119,7 +138,8 @@ class SubjectKeys:
         fresh = Sealer(new_master_key)
         async with await self._connect() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT subject_id, version, sealed FROM subject_keys FOR UPDATE"
+                "SELECT subject_id, version, sealed FROM subject_keys "
+                "WHERE sealed <> '' FOR UPDATE"
             )
             rows = await cur.fetchall()
             for subject_id, version, sealed in rows:
