@@ -121,8 +121,9 @@ def finance_app(
             code = "forbidden" if exc.status == 403 else "unauthorized"
             response = _error(exc.status, code, exc.reason)
             if exc.status == 401:
+                reason = exc.reason.replace('"', "'")
                 response.headers["WWW-Authenticate"] = (
-                    f'Bearer error="invalid_token", error_description="{exc.reason}"'
+                    f'Bearer error="invalid_token", error_description="{reason}"'
                 )
             return response
         return None
