@@ -21,18 +21,20 @@ live runner goes on from the new position into the new tables.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
-from eventlog.log import log_head
-from projections.base import Projection, ProjectionRunner
+from eventlog.log import log_head, stored_topics
+from projections.base import Projection
 
 #: Called with (position reached, position to reach) as a rebuild goes on.
 Progress = Callable[[int, int], None]
@@ -121,6 +123,21 @@ async def _refuse_uncopyable(
             )
 
 
+async def uncopyable(
+    database_url: str, projections: Sequence[Projection]
+) -> dict[str, str]:
+    """Why each projection that cannot be rebuilt blue-green cannot, by name."""
+    refused: dict[str, str] = {}
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for projection in projections:
+            try:
+                _check_name(projection)
+                await _refuse_uncopyable(conn, projection)
+            except RebuildError as exc:
+                refused[projection.name] = str(exc)
+    return refused
+
+
 async def _serving_version(conn: psycopg.AsyncConnection[object], name: str) -> int:
     cur = await conn.execute(
         "SELECT version FROM projection_versions WHERE name = %s "
@@ -189,27 +206,103 @@ async def _start_version(
     return version, schema
 
 
+@dataclass
+class _Build:
+    """One version being built: its projection, schema, connection, position."""
+
+    projection: Projection
+    version: int
+    schema: str
+    conn: psycopg.AsyncConnection[object] | None = None
+    position: int = 0
+    topics: frozenset[str] | None = None
+
+
+async def _open(database_url: str, build: _Build) -> psycopg.AsyncConnection[object]:
+    """A connection whose unqualified table names are the version's tables."""
+    conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
+        database_url, options=f"-c search_path={build.schema},public"
+    )
+    cur = await conn.execute(
+        "SELECT position FROM projection_tracking WHERE name = %s",
+        (build.projection.name,),
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    build.conn = conn
+    build.position = int(row[0]) if row else 0  # type: ignore[index]
+    topics = build.projection.topics
+    build.topics = frozenset(stored_topics(topics)) if topics else None
+    return conn
+
+
+async def _apply(
+    build: _Build, rows: list[tuple[int, str, bytes]], decoded: list[Any]
+) -> None:
+    """Apply the rows the version has not seen and reads, and move its position
+    to the last row, in one transaction."""
+    last = rows[-1][0]
+    if last <= build.position or build.conn is None:
+        return
+    events = []
+    for index, (position, topic, state) in enumerate(rows):
+        if position <= build.position or (
+            build.topics is not None and topic not in build.topics
+        ):
+            continue
+        if decoded[index] is None:
+            decoded[index] = decode_event(topic, state)
+        events.append((decoded[index], position))
+    conn = build.conn
+    async with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
+        if events:
+            await build.projection.apply_batch(cur, events)
+        await cur.execute(
+            "UPDATE projection_tracking SET position = %s, updated_at = now() "
+            "WHERE name = %s",
+            (last, build.projection.name),
+        )
+    build.position = last
+
+
 async def _catch_up(
-    database_url: str,
-    projection: Projection,
-    schema: str,
-    batch: int,
-    progress: Progress | None,
-) -> int:
-    """Feed the version in ``schema`` the log up to the head seen now."""
-    runner = ProjectionRunner(projection, database_url)
-    runner.batch_size = batch
-    async with await psycopg.AsyncConnection.connect(
-        database_url, options=f"-c search_path={schema},public"
-    ) as conn:
-        target = await log_head(conn)
-        await conn.commit()
-        while True:
-            await runner.step(conn)
-            if progress is not None:
-                progress(runner.position, target)
-            if runner.position >= target:
-                return runner.position
+    database_url: str, builds: list[_Build], batch: int, progress: Progress | None
+) -> None:
+    """Feed every version being built the log up to the head seen now, in one
+    pass: each row is read once and decoded at most once, whatever number of
+    versions read it."""
+    async with contextlib.AsyncExitStack() as stack:
+        for build in builds:
+            await stack.enter_async_context(await _open(database_url, build))
+        reader = await stack.enter_async_context(
+            await psycopg.AsyncConnection.connect(database_url)
+        )
+        target = await log_head(reader)
+        start = min(build.position for build in builds)
+        async with (
+            reader.transaction(),
+            reader.cursor(name="rebuild", binary=True) as cur,
+        ):
+            await cur.execute(
+                sql.SQL(
+                    "SELECT notification_id, topic, state FROM {} "
+                    "WHERE notification_id > %s AND notification_id <= %s "
+                    "ORDER BY notification_id"
+                ).format(sql.Identifier(EVENTS_TABLE)),
+                (start, target),
+            )
+            while True:
+                fetched = await cur.fetchmany(batch)
+                if not fetched:
+                    break
+                rows = [(int(r[0]), str(r[1]), bytes(r[2])) for r in fetched]
+                decoded: list[Any] = [None] * len(rows)
+                for build in builds:
+                    await _apply(build, rows, decoded)
+                if progress is not None:
+                    progress(rows[-1][0], target)
+        if progress is not None:
+            progress(target, target)
 
 
 async def _switch(
@@ -291,24 +384,54 @@ async def rebuild_blue_green(
         RebuildError: the projection's tables cannot be copied (see the message),
             or another rebuild of it is running.
     """
-    _check_name(projection)
+    done = await rebuild_many(
+        database_url, [projection], batch=batch, progress=progress
+    )
+    return done[projection.name]
+
+
+async def rebuild_many(
+    database_url: str,
+    projections: Sequence[Projection],
+    *,
+    batch: int = REBUILD_BATCH,
+    progress: Progress | None = None,
+) -> dict[str, tuple[int, int]]:
+    """Build a new version of each projection in one pass over the log, then
+    switch each in; by name, the version now serving and its position.
+
+    Raises:
+        RebuildError: a projection's tables cannot be copied, or another
+            rebuild of one of them is running (nothing was switched).
+    """
+    for projection in projections:
+        _check_name(projection)
     async with await psycopg.AsyncConnection.connect(
         database_url, autocommit=True
     ) as conn:
-        cur = await conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))",
-            (f"projection_rebuild:{projection.name}",),
-        )
-        row = await cur.fetchone()
-        if not (row and row[0]):
-            raise RebuildError(
-                f"another rebuild of {projection.name!r} is running; wait for it"
+        for projection in projections:
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))",
+                (f"projection_rebuild:{projection.name}",),
             )
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                raise RebuildError(
+                    f"another rebuild of {projection.name!r} is running; wait for it"
+                )
         await conn.set_autocommit(False)
-        version, schema = await _start_version(conn, projection)
-        await _catch_up(database_url, projection, schema, batch, progress)
-        position = await _switch(conn, projection, version, schema)
-    return version, position
+        builds = [
+            _Build(projection, *await _start_version(conn, projection))
+            for projection in projections
+        ]
+        await _catch_up(database_url, builds, batch, progress)
+        return {
+            b.projection.name: (
+                b.version,
+                await _switch(conn, b.projection, b.version, b.schema),
+            )
+            for b in builds
+        }
 
 
 async def _event_time(

@@ -20,11 +20,15 @@ from domain import stock
 from eventlog.log import log_head
 from hub.bootstrap import bootstrap
 from hub.service.hub import Hub
+from projections.base import rebuild
+from projections.inventory import InventoryProjection
 from projections.rebuild import (
     ProgressBar,
     RebuildError,
     list_versions,
     rebuild_blue_green,
+    rebuild_many,
+    uncopyable,
     version_schema,
 )
 from projections.stock import StockOnHandProjection
@@ -236,3 +240,35 @@ def test_progress_bar_shows_rate_and_time_left() -> None:
     assert "40%" in lines[-1] and "200 events/s" in lines[-1] and "3s left" in lines[-1]
     bar(1000, 1000)
     assert lines[-1] == "\n" and "100%" in lines[-2]
+
+
+async def test_several_projections_are_rebuilt_in_one_pass_equal_to_in_place(
+    database_url: str,
+) -> None:
+    running = bootstrap(
+        database_url=database_url, nats_url=None, run_processes=False, projections=[]
+    )
+    await running.start()
+    try:
+        await _load(running, rounds=3)
+    finally:
+        await running.stop()
+    projections = [StockOnHandProjection(), InventoryProjection()]
+    assert await uncopyable(database_url, projections) == {}
+    done = await rebuild_many(database_url, projections, batch=40)
+    assert {name: version for name, (version, _) in done.items()} == {
+        NAME: 2,
+        "inventory": 2,
+    }
+    blue_green = {t: await _table(database_url, t) for t in (NAME, "inventory")}
+    for projection in projections:
+        await rebuild(database_url, projection)
+    in_place = {t: await _table(database_url, t) for t in (NAME, "inventory")}
+    assert blue_green == in_place
+    assert len(in_place["inventory"]) == SKUS
+
+
+async def _table(database_url: str, table: str) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(f"SELECT * FROM {table} ORDER BY 1")
+        return list(await cur.fetchall())
