@@ -120,6 +120,12 @@ class DataScopeError(DomainError):
     code = "data_scope"
 
 
+class UnknownGrantError(DomainError):
+    """An authorisation names a grant the hub did not obtain for the binding."""
+
+    code = "unknown_grant"
+
+
 # -- commands -------------------------------------------------------------------
 
 
@@ -173,6 +179,19 @@ class Authorise(msgspec.Struct, frozen=True, kw_only=True):
     grant_ref: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
+class RecordGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """Record a grant the hub itself obtained by running the binding's route.
+
+    Only the hub's own binding route sends this (it is not a public command):
+    an :class:`Authorise` that names a grant must name one recorded here.
+    """
+
+    channel_account: ChannelAccount
+    platform: PlatformCode
+    shop_id: ShopId
+    grant_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
 class Activate(msgspec.Struct, frozen=True, kw_only=True):
     """Start working for an authorised binding."""
 
@@ -214,6 +233,7 @@ BindingCommand = (
     | VerifySubject
     | RecordQualification
     | MeetSpecialRequirement
+    | RecordGrant
     | Authorise
     | Activate
     | Suspend
@@ -228,7 +248,7 @@ ALLOWED_COMMANDS: dict[str, tuple[str, ...]] = {
     "subject_verified": ("RecordQualification", "Unbind"),
     "qualification_rejected": ("RecordQualification", "Unbind"),
     "qualified": ("MeetSpecialRequirement", "Unbind"),
-    "requirements_met": ("Authorise", "Unbind"),
+    "requirements_met": ("RecordGrant", "Authorise", "Unbind"),
     "authorised": ("Activate", "Unbind"),
     "active": ("Suspend", "Unbind"),
     "suspended": ("Reinstate", "Unbind"),
@@ -321,6 +341,22 @@ class SpecialRequirementMet(Event, frozen=True, kw_only=True):
 
 
 @register
+class GrantObtained(Event, frozen=True, kw_only=True):
+    """The hub ran the binding's route and obtained this grant from the platform.
+
+    ``grant_ref`` is non-secret (a token fingerprint and expiry); the token
+    itself is in the hub's token store.
+    """
+
+    TOPIC: ClassVar[str] = "binding.GrantObtained"
+    AGGREGATE: ClassVar[str] = "binding"
+
+    platform: str
+    binding_route: str
+    grant_ref: str
+
+
+@register
 class BindingAuthorised(Event, frozen=True, kw_only=True):
     """The platform authorised the binding with this route and data scope."""
 
@@ -386,6 +422,7 @@ BindingEvent = (
     | QualificationPassed
     | QualificationRejected
     | SpecialRequirementMet
+    | GrantObtained
     | BindingAuthorised
     | BindingActivated
     | BindingSuspended
@@ -416,6 +453,8 @@ class Binding(State, frozen=True, kw_only=True):
     suspension_reason: str = ""
     #: The certified subject's kind, once verified (payout channels ask for it).
     subject_kind: SubjectKind | None = None
+    #: Grants the hub obtained and no authorisation has used yet.
+    grants: tuple[str, ...] = ()
 
 
 # -- decide ---------------------------------------------------------------------
@@ -549,6 +588,13 @@ def _authorise(
             f"{_describe(command)} has scope {state.data_scope} "
             "(only custom_mapping takes mapped data)"
         )
+    if command.grant_ref and command.grant_ref not in state.grants:
+        raise UnknownGrantError(
+            f"grant_ref {command.grant_ref!r} is not a grant the hub obtained for "
+            f"binding {_describe(command)} (unused grants: "
+            f"{', '.join(state.grants) or 'none'}); run the binding's route "
+            "(hub bindings connect) to obtain one"
+        )
     return BindingAuthorised(
         **meta,
         platform=command.platform,
@@ -599,6 +645,13 @@ def _step(
         return _record_qualification(command, profile, meta)
     if isinstance(command, MeetSpecialRequirement):
         return _meet_requirement(state, command, meta)
+    if isinstance(command, RecordGrant):
+        return GrantObtained(
+            **meta,
+            platform=command.platform,
+            binding_route=state.binding_route,
+            grant_ref=command.grant_ref,
+        )
     if isinstance(command, Authorise):
         return _authorise(state, command, meta)
     assert not isinstance(command, RequestBinding), "requests are decided apart"
@@ -626,6 +679,8 @@ def decide(
         UnknownRequirementError: a requirement that is not pending.
         InvalidMappingError: mapped data for a scope without mapping.
         InvalidFactsError: qualification facts dated after their as-of day.
+        UnknownGrantError: an authorisation names a grant the hub did not
+            obtain for the binding, or one already used.
     """
     if command.platform != profile.platform:
         raise ValueError(
@@ -735,14 +790,27 @@ def _(event: SpecialRequirementMet, state: Binding | None) -> Binding:
 
 
 @mutate.register
-def _(event: BindingAuthorised, state: Binding | None) -> Binding:
+def _(event: GrantObtained, state: Binding | None) -> Binding:
+    current = _existing(state, event)
     return msgspec.structs.replace(
-        _existing(state, event),
+        current,
+        version=event.originator_version,
+        grants=(*current.grants, event.grant_ref),
+    )
+
+
+@mutate.register
+def _(event: BindingAuthorised, state: Binding | None) -> Binding:
+    current = _existing(state, event)
+    return msgspec.structs.replace(
+        current,
         version=event.originator_version,
         status="authorised",
         binding_route=event.binding_route,
         data_scope=event.data_scope,
         mapped_data=event.mapped_data,
+        # A grant authorises once; the others it leaves are no longer needed.
+        grants=(),
     )
 
 

@@ -30,6 +30,7 @@ from domain.binding import (
     BindingRequested,
     BindingSuspended,
     BindingUnbound,
+    GrantObtained,
     QualificationPassed,
     QualificationRejected,
     SpecialRequirementMet,
@@ -603,6 +604,14 @@ class SpecialRequirementMetV1(msgspec.Struct, frozen=True, kw_only=True):
     remaining: tuple[str, ...] = ()
 
 
+class GrantObtainedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The hub ran the binding's route and obtained this grant (non-secret ref)."""
+
+    platform: str
+    binding_route: str
+    grant_ref: str
+
+
 class BindingAuthorisedV1(msgspec.Struct, frozen=True, kw_only=True):
     """The platform authorised the binding with this route and data scope."""
 
@@ -844,6 +853,7 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     QualificationPassed: QualificationPassedV1,
     QualificationRejected: QualificationRejectedV1,
     SpecialRequirementMet: SpecialRequirementMetV1,
+    GrantObtained: GrantObtainedV1,
     BindingAuthorised: BindingAuthorisedV1,
     BindingActivated: BindingActivatedV1,
     BindingSuspended: BindingSuspendedV1,

@@ -32,6 +32,7 @@ BINDING_TOPICS: tuple[str, ...] = tuple(
         binding.QualificationPassed,
         binding.QualificationRejected,
         binding.SpecialRequirementMet,
+        binding.GrantObtained,
         binding.BindingAuthorised,
         binding.BindingActivated,
         binding.BindingSuspended,

@@ -159,11 +159,21 @@ def _(event: binding.SpecialRequirementMet) -> str:
 
 
 @explain.register
+def _(event: binding.GrantObtained) -> str:
+    return f"the hub ran route {event.binding_route} and obtained {event.grant_ref}"
+
+
+@explain.register
 def _(event: binding.BindingAuthorised) -> str:
     mapped = f", mapping {_codes(event.mapped_data)}" if event.mapped_data else ""
+    grant = (
+        f", on grant {event.grant_ref}"
+        if event.grant_ref
+        else ", on no grant the hub obtained"
+    )
     return (
         f"authorised via {event.binding_route or 'no route'}, "
-        f"data scope {event.data_scope or 'not given'}{mapped}"
+        f"data scope {event.data_scope or 'not given'}{mapped}{grant}"
     )
 
 

@@ -25,6 +25,7 @@ from domain.binding import (
     BindingSuspended,
     BindingUnbound,
     DataScopeError,
+    GrantObtained,
     IllegalTransitionError,
     InvalidMappingError,
     InvalidSubjectCodeError,
@@ -32,6 +33,7 @@ from domain.binding import (
     MissingMaterialsError,
     QualificationPassed,
     QualificationRejected,
+    RecordGrant,
     RecordQualification,
     Reinstate,
     RequestBinding,
@@ -40,6 +42,7 @@ from domain.binding import (
     SubjectVerified,
     Suspend,
     Unbind,
+    UnknownGrantError,
     UnknownRequirementError,
     UnsupportedBindingError,
     VerifySubject,
@@ -461,6 +464,48 @@ def test_meeting_a_requirement_again_adds_nothing() -> None:
 # -- authorisation and data scope -----------------------------------------------
 
 
+GRANT = "sha256:1a2b3c4d5e6f7081 until 2025-09-26T04:00:00+00:00"
+
+
+@pytest.mark.parametrize("platform", ["wechat_shop", "kuaishou_shop", "youzan"])
+def test_an_authorisation_on_a_grant_the_hub_obtained_uses_it_up(
+    platform: str,
+) -> None:
+    state, events = run(
+        platform,
+        [
+            *path_to(platform, "requirements_met"),
+            RecordGrant(**keys(platform), grant_ref=GRANT),
+            Authorise(**keys(platform), grant_ref=GRANT),
+        ],
+    )
+    obtained, authorised = events[-2:]
+    assert isinstance(obtained, GrantObtained)
+    assert obtained.grant_ref == GRANT
+    route = BOOK.profile(platform).binding_route
+    assert route is not None and obtained.binding_route == route.kind
+    assert isinstance(authorised, BindingAuthorised)
+    assert authorised.grant_ref == GRANT
+    assert state is not None and state.status == "authorised" and state.grants == ()
+
+
+@pytest.mark.parametrize(
+    "recorded", [[], [RecordGrant(**keys("youzan"), grant_ref="sha256:other")]]
+)
+def test_an_authorisation_naming_a_grant_the_hub_did_not_obtain_is_refused(
+    recorded: list[BindingCommand],
+) -> None:
+    platform = "youzan"
+    state, _ = run(platform, [*path_to(platform, "requirements_met"), *recorded])
+    with pytest.raises(UnknownGrantError, match="not a grant the hub obtained"):
+        decide(
+            state,
+            Authorise(**keys(platform), grant_ref=GRANT),
+            context(NOW),
+            BOOK.profile(platform),
+        )
+
+
 def test_custom_mapping_records_the_mapped_data() -> None:
     platform = "youzan"
     state, events = run(
@@ -541,6 +586,7 @@ ALL_COMMANDS: dict[str, Callable[[str], BindingCommand]] = {
     "MeetSpecialRequirement": lambda p: MeetSpecialRequirement(
         **keys(p), requirement="face_recognition"
     ),
+    "RecordGrant": lambda p: RecordGrant(**keys(p), grant_ref="sha256:0"),
     "Authorise": lambda p: Authorise(**keys(p)),
     "Activate": lambda p: Activate(**keys(p)),
     "Suspend": lambda p: Suspend(**keys(p), reason="token revoked"),

@@ -244,6 +244,25 @@ async def test_rejection_is_recorded_and_the_reply_lists_every_failure(
     ]
 
 
+async def test_a_forged_grant_is_refused_and_no_command_records_one(
+    hub: Hub,
+) -> None:
+    platform = "youzan"
+    for name, data in to_active(platform)[:-2]:
+        assert (await _send(hub, name, data)).ok
+    forged = keys(platform) | {"grant_ref": "sha256:0123456789abcdef until 2099"}
+    reply = await _send(hub, "binding.authorise", forged)
+    assert not reply.ok
+    assert reply.error is not None
+    assert reply.error.code == "unknown_grant"
+    assert "not a grant the hub obtained" in reply.error.message
+    # Only the hub's own route records a grant: no door takes one from outside.
+    recorded = await _send(hub, "binding.record_grant", forged)
+    assert recorded.error is not None
+    assert recorded.error.code == "invalid_command"
+    assert all("grant" not in name for name in COMMANDS if name != "binding.authorise")
+
+
 async def test_unknown_platform_is_refused_naming_the_known_ones(hub: Hub) -> None:
     reply = await _send(hub, "binding.request", keys("taobao") | {"materials": []})
     assert not reply.ok
@@ -281,8 +300,18 @@ def _lifecycle_events() -> list[Event]:
         ("binding.reinstate", keys("wechat_shop")),
         ("binding.unbind", keys("wechat_shop")),
     ]
+    grant = binding.RecordGrant(**keys("wechat_shop"), grant_ref="sha256:0")
+    commands: list[Any] = []
     for name, data in steps:
-        command = msgspec.convert(data, COMMANDS[name].type)
+        if name == "binding.authorise":
+            commands.append(grant)
+        given = (
+            data | {"grant_ref": grant.grant_ref}
+            if name == "binding.authorise"
+            else data
+        )
+        commands.append(msgspec.convert(given, COMMANDS[name].type))
+    for command in commands:
         for event in rules.decide(state, command, Context(now=NOW)):
             state = rules.mutate(event, state)
             events.append(event)
