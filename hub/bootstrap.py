@@ -79,6 +79,7 @@ def bootstrap(
     projections: Sequence[Projection] | None = None,
     apply_migrations: bool = True,
     policy_book: PolicyBook | None = None,
+    stream_replicas: int = 1,
 ) -> Hub:
     """Build a hub on the given servers (it starts nothing until ``start``).
 
@@ -95,6 +96,8 @@ def bootstrap(
         policy_book: the platform policy book the binding rules and the
             bindings projection read; default: the bundled ``hub/policies.json``
             (the CLI passes the book of ``HUB_POLICIES_FILE`` when it is set).
+        stream_replicas: copies of ``HUB_EVENTS`` when the relay creates it
+            (``HUB_STREAM_REPLICAS``).
     """
     if apply_migrations:
         migrate(database_url)
@@ -102,7 +105,11 @@ def bootstrap(
     committer = GroupCommitter(app, clock=clock, new_id=new_id)
     committer.snapshots = Snapshots(app)
     committer.listen(committer.snapshots.on_durable)
-    relay = Relay(database_url, nats_url) if (run_relay and nats_url) else None
+    relay = (
+        Relay(database_url, nats_url, replicas=stream_replicas)
+        if (run_relay and nats_url)
+        else None
+    )
     book = load_policy_book() if policy_book is None else policy_book
     chosen = default_projections(book) if projections is None else list(projections)
     runners = [ProjectionRunner(p, database_url) for p in chosen]
@@ -344,12 +351,16 @@ async def serve(
     platforms_config: ConnectorsConfig | None = None,
     http_port: int | None = None,
     *,
+    stream_replicas: int = 1,
     master_key: bytes | None = None,
 ) -> None:
     from hub.entry.nats_api import build_broker
 
     hub = bootstrap(
-        database_url=database_url, nats_url=nats_url, policy_book=policy_book
+        database_url=database_url,
+        nats_url=nats_url,
+        policy_book=policy_book,
+        stream_replicas=stream_replicas,
     )
     await hub.start()
     broker = build_broker(nats_url, hub)

@@ -29,7 +29,7 @@ from hub.bootstrap import (
 )
 from hub.infra.runtime import run as run_loop
 from hub.infra.runtime import run_until_signal
-from hub.infra.settings import Settings, SettingsError
+from hub.infra.settings import Settings, SettingsError, nats_servers
 
 if TYPE_CHECKING:
     from domain.policy import PolicyBook
@@ -65,6 +65,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 platforms_config,
                 settings.http_port,
                 master_key=key,
+                stream_replicas=settings.stream_replicas,
             )
         )
     _print("stopped")
@@ -110,7 +111,7 @@ def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
 async def _send(nats_url: str, name: str, payload: bytes, timeout: float) -> bytes:
     import nats
 
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         msg = await nc.request(f"hub.cmd.{name}", payload, timeout=timeout)
         return bytes(msg.data)
@@ -129,7 +130,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from hub.infra.relay import Relay
 
     with servers(settings, start_embedded=False) as (db, nats_url):
-        relay = Relay(db, nats_url)
+        relay = Relay(db, nats_url, replicas=settings.stream_replicas)
         run_loop(run_until_signal(relay.run))
     return 0
 
@@ -218,7 +219,7 @@ async def _binding_command(
     import nats
     from nats.errors import NoRespondersError
 
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         msg = await nc.request(f"hub.cmd.{name}", payload, timeout=timeout)
         return bytes(msg.data), "over NATS"

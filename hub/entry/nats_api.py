@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
 
 from hub.entry.queries import QueryReply, QueryRequest, add_queries
+from hub.infra.settings import nats_servers
 from hub.messages import STREAM, EventMessage
 from hub.service.commands import COMMANDS
 from hub.service.hub import Hub
@@ -32,7 +33,7 @@ def build_broker(nats_url: str, hub: Hub | None) -> NatsBroker:
 
     With ``hub=None`` the broker only describes the API (for ``hub docs``).
     """
-    broker = NatsBroker(nats_url, logger=None)
+    broker = NatsBroker(nats_servers(nats_url), logger=None)
     for spec in COMMANDS.values():
         _subscribe(broker, spec.name, spec.subject, spec.summary, hub)
     add_queries(broker, hub)

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.infra.relay import stream_position
+from hub.infra.settings import nats_servers
 from hub.messages import STREAM
 
 
@@ -120,7 +121,7 @@ async def read_status(database_url: str, nats_url: str | None) -> Status:
         )
         consumers += [(f"projection {r[0]}", int(r[1])) for r in await cur.fetchall()]
         if nats_url:
-            nc = await nats.connect(nats_url, connect_timeout=5)
+            nc = await nats.connect(nats_servers(nats_url), connect_timeout=5)
             try:
                 end = await stream_position(nc.jetstream(), STREAM)
                 consumers.append((f"relay -> {STREAM}", end.position))

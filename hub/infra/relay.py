@@ -11,12 +11,19 @@ id, many publishes in flight. Exactly once and in order, across crashes:
   message only directly after its predecessor: a lost publish can never be
   overtaken by a later one, and two relays racing cannot interleave;
 * ``Nats-Msg-Id`` de-duplicates any resend inside the duplicate window.
+
+One relay publishes at a time: each holds a PostgreSQL advisory lock of the
+log's database while it publishes, and another (a second ``hub serve``, a
+``hub relay`` worker) waits for that lock as a standby, taking over the moment
+the holder's connection ends. Without it two relays would race for every
+message and each lost race would cost a resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,6 +41,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import NOTIFY_SAFETY_S, read_log
+from hub.infra.settings import nats_servers
 from hub.messages import H_POSITION, STREAM, SUBJECT_PREFIX, headers_for, subject_for
 from hub.messages import to_message as _to_message
 
@@ -48,8 +56,11 @@ ACK_TIMEOUT_S = 10.0
 _encode = msgspec.json.Encoder().encode
 
 
-async def ensure_stream(js: JetStreamContext, stream: str = STREAM) -> None:
-    """Create the events stream if it does not exist yet."""
+async def ensure_stream(
+    js: JetStreamContext, stream: str = STREAM, replicas: int = 1
+) -> None:
+    """Create the events stream if it does not exist yet, with ``replicas``
+    copies (on as many nodes of a NATS cluster)."""
     try:
         await js.stream_info(stream)
     except NotFoundError:
@@ -61,6 +72,7 @@ async def ensure_stream(js: JetStreamContext, stream: str = STREAM) -> None:
                 retention=js_api.RetentionPolicy.LIMITS,
                 duplicate_window=DUPLICATE_WINDOW_S,
                 discard=js_api.DiscardPolicy.OLD,
+                num_replicas=replicas,
             )
         )
 
@@ -91,6 +103,12 @@ async def stream_position(js: JetStreamContext, stream: str = STREAM) -> StreamP
     return StreamPosition(last_seq, 0)
 
 
+def _lock_key(stream: str) -> int:
+    """The advisory lock of the relay of ``stream`` (a signed 64-bit key)."""
+    digest = hashlib.blake2b(f"hub relay {stream}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
 class _Acks:
     """Tracks JetStream's acks of one relay attempt (all on one reply subject)."""
 
@@ -110,6 +128,13 @@ class _Acks:
         """Record one ack (or error) from JetStream."""
         if msg.subject.rpartition(".")[2] != str(self.epoch):
             return  # an ack of an abandoned attempt
+        if not msg.data:
+            # A status instead of an ack: the stream has no leader just now
+            # (a node of the cluster went away), so nothing was stored.
+            status = (msg.headers or {}).get("Status", "?")
+            self.failure = f"JetStream answered a publish with status {status}"
+            self._changed.set()
+            return
         ack = _decode_ack(msg.data)
         if ack.error is not None:
             self.failure = f"JetStream refused a publish: {ack.error}"
@@ -198,6 +223,7 @@ class Relay:
         database_url: PostgreSQL with the log.
         nats_url: NATS server or cluster.
         max_in_flight: JetStream publishes awaiting their ack at once.
+        replicas: copies of the stream when the relay creates it.
     """
 
     def __init__(
@@ -207,11 +233,13 @@ class Relay:
         *,
         stream: str = STREAM,
         max_in_flight: int = MAX_IN_FLIGHT,
+        replicas: int = 1,
     ) -> None:
         self.database_url = database_url
         self.nats_url = nats_url
         self.stream = stream
         self.max_in_flight = max_in_flight
+        self.replicas = replicas
         self.position = 0
         self.published = 0
         self._task: asyncio.Task[None] | None = None
@@ -247,10 +275,12 @@ class Relay:
                 await asyncio.sleep(0.5)
 
     async def _run_once(self) -> None:
-        nc: NatsClient = await nats.connect(self.nats_url, max_reconnect_attempts=-1)
+        nc: NatsClient = await nats.connect(
+            nats_servers(self.nats_url), max_reconnect_attempts=-1
+        )
         try:
             js = nc.jetstream()
-            await ensure_stream(js, self.stream)
+            await ensure_stream(js, self.stream, self.replicas)
             async with (
                 await psycopg.AsyncConnection.connect(
                     self.database_url, autocommit=True
@@ -259,6 +289,10 @@ class Relay:
                     self.database_url, autocommit=True
                 ) as conn,
             ):
+                # Standby until no other relay of this log publishes.
+                await conn.execute(
+                    "SELECT pg_advisory_lock(%s)", (_lock_key(self.stream),)
+                )
                 await listener.execute(
                     sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
                 )

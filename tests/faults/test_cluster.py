@@ -92,9 +92,6 @@ async def stream_leader(nc: nats.NATS) -> str | None:
     return info.cluster.leader if info.cluster else None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="waits on HUB_STREAM_REPLICAS and HUB_NATS_URL lists"
-)
 async def test_nats_node_and_hub_killed_mid_load_lose_nothing(
     cluster: NatsCluster, hubs: list[HubServe], database_url: str
 ) -> None:
