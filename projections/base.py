@@ -22,6 +22,7 @@ from psycopg import sql
 from domain.events import Event
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import NOTIFY_SAFETY_S, log_head, read_log, stored_topics
+from eventlog.supervision import Supervisor, default_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,31 @@ class BatchProjection(Projection):
 class ProjectionRunner:
     """Keeps one projection current with the log.
 
+    Started, it runs under a :class:`eventlog.supervision.Supervisor`: a
+    failure (a dropped connection, the database restarting) is logged and the
+    runner starts again from its tracked position after a backoff, so what it
+    had not committed is applied then, exactly once.
+
     Args:
         projection: the read model to feed.
         database_url: PostgreSQL holding both the log and the projection tables.
+        supervisor: runs and reports the runner's task (default: the
+            process's, which ``/health`` reads).
     """
 
-    def __init__(self, projection: Projection, database_url: str) -> None:
+    #: What the runner's task is called in health reports, before the name.
+    kind: ClassVar[str] = "projection"
+
+    def __init__(
+        self,
+        projection: Projection,
+        database_url: str,
+        *,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.projection = projection
         self.database_url = database_url
+        self.supervisor = supervisor or default_supervisor()
         self._stored_topics = stored_topics(projection.topics)
         self.position = 0
         #: Most events read and applied in one transaction.
@@ -99,7 +117,9 @@ class ProjectionRunner:
         """Catch up in the background and keep following."""
         if self._task is None:
             self._stop.clear()
-            self._task = asyncio.create_task(self.run(), name=self.projection.name)
+            self._task = self.supervisor.spawn(
+                f"{self.kind} {self.projection.name}", self.run
+            )
 
     async def stop(self) -> None:
         """Stop following (the position stays where the last commit left it)."""
@@ -111,7 +131,7 @@ class ProjectionRunner:
             self._task = None
 
     async def run(self) -> None:
-        """Follow the log until stopped."""
+        """Follow the log until stopped (one attempt: a failure is raised)."""
         async with (
             await psycopg.AsyncConnection.connect(
                 self.database_url, autocommit=True

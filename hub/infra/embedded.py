@@ -7,12 +7,16 @@ a fresh machine needs nothing but ``pip install``.
 
 The servers are child processes that die with the process that started them
 (``PR_SET_PDEATHSIG``), so even a hub killed with SIGKILL leaves no stray server.
+A server that dies under a running hub is started again on the same data and
+port (:func:`watch_started`); one that cannot be started again ends the hub.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -25,8 +29,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
+
+from eventlog.supervision import Supervisor
+
+log = logging.getLogger(__name__)
 
 MARKER = ".hub-home"
 PG_USER = "postgres"
@@ -34,6 +43,10 @@ PG_DATABASE = "hub"
 #: Non-root system user that runs PostgreSQL when the hub runs as root.
 PG_SYSTEM_USER = "embedded_postgres"
 START_DEADLINE_S = 60.0
+#: How often a watched server is checked for having exited.
+WATCH_INTERVAL_S = 0.2
+#: Restarts in a row that may fail before the hub gives up (and exits).
+RESTARTS_IN_A_ROW = 5
 
 
 class EmbeddedError(RuntimeError):
@@ -107,6 +120,23 @@ def _wait_until(check: Callable[[], bool], deadline_s: float, what: str) -> None
             raise EmbeddedError(f"{what} did not answer within {deadline_s:.0f} s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+
+
+async def _wait_until_async(
+    check: Callable[[], bool], deadline_s: float, what: str
+) -> None:
+    """:func:`_wait_until` on the event loop (each check in a thread)."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.02
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise EmbeddedError(f"{what} did not answer within {deadline_s:.0f} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+class EmbeddedExitedError(RuntimeError):
+    """An embedded server the hub started has exited."""
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float = 30.0) -> None:
@@ -197,8 +227,25 @@ class EmbeddedPostgres:
             lambda: not _pid_alive(pid), 30, f"old PostgreSQL (pid {pid}) stopping"
         )
 
+    #: What the server is, in logs and health reports.
+    what: ClassVar[str] = "PostgreSQL"
+
     def start(self) -> None:
         """Initialise the data folder if new, start the server, wait for it."""
+        self._launch()
+        _wait_until(self._ready, START_DEADLINE_S, f"PostgreSQL on port {self.port}")
+        self._ensure_database()
+
+    async def restart(self) -> None:
+        """Start the server again on its data (after it died), without
+        blocking the event loop while it recovers."""
+        self._launch()
+        await _wait_until_async(
+            self._ready, START_DEADLINE_S, f"PostgreSQL on port {self.port}"
+        )
+        await asyncio.to_thread(self._ensure_database)
+
+    def _launch(self) -> None:
         _check_port(self.port, "HUB_PG_PORT", "PostgreSQL")
         user = self._run_as()
         self._stop_orphan()
@@ -242,8 +289,6 @@ class EmbeddedPostgres:
                 user=user,
                 preexec_fn=parent_death_signal(signal.SIGINT),  # noqa: PLW1509
             )
-        _wait_until(self._ready, START_DEADLINE_S, f"PostgreSQL on port {self.port}")
-        self._ensure_database()
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -305,8 +350,22 @@ class EmbeddedNats:
         """Client URL of this server."""
         return f"nats://127.0.0.1:{self.port}"
 
+    #: What the server is, in logs and health reports.
+    what: ClassVar[str] = "nats-server"
+
     def start(self) -> None:
         """Start nats-server with JetStream and wait until it greets a client."""
+        self._launch()
+        _wait_until(self._ready, START_DEADLINE_S, f"nats-server on port {self.port}")
+
+    async def restart(self) -> None:
+        """Start the server again on its store (after it died)."""
+        self._launch()
+        await _wait_until_async(
+            self._ready, START_DEADLINE_S, f"nats-server on port {self.port}"
+        )
+
+    def _launch(self) -> None:
         _check_port(self.port, "HUB_NATS_PORT", "nats-server")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = self.store_dir.parent / "nats-server.log"
@@ -328,7 +387,6 @@ class EmbeddedNats:
             stdin=subprocess.DEVNULL,
             preexec_fn=parent_death_signal(signal.SIGTERM),  # noqa: PLW1509
         )
-        _wait_until(self._ready, START_DEADLINE_S, f"nats-server on port {self.port}")
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -359,8 +417,62 @@ class Servers:
 
     def stop(self) -> None:
         """Stop what was started, in reverse order."""
+        with contextlib.suppress(ValueError):
+            _RUNNING.remove(self)
         while self.started:
             self.started.pop().stop()
+
+
+#: The servers this process started and has not stopped (what
+#: :func:`watch_started` keeps alive).
+_RUNNING: list[Servers] = []
+
+
+async def keep_alive(
+    server: EmbeddedPostgres | EmbeddedNats,
+    supervisor: Supervisor,
+    *,
+    interval_s: float = WATCH_INTERVAL_S,
+) -> None:
+    """Watch a server this process started and start it again when it dies.
+
+    Each death is logged at once; the restart follows after the supervisor's
+    backoff. After :data:`RESTARTS_IN_A_ROW` failed attempts in a row this
+    raises :class:`eventlog.supervision.GaveUpError`: the hub must then exit
+    rather than run half alive.
+    """
+
+    async def attempt() -> None:
+        process = server.process
+        if process is None or process.poll() is not None:
+            await server.restart()
+            assert server.process is not None
+            log.warning(
+                "embedded %s started again (pid %d, port %d)",
+                server.what,
+                server.process.pid,
+                server.port,
+            )
+            process = server.process
+        while process.poll() is None:
+            await asyncio.sleep(interval_s)
+        raise EmbeddedExitedError(
+            f"embedded {server.what} (pid {process.pid}, port {server.port}) "
+            f"exited with code {process.returncode}"
+        )
+
+    await supervisor.run(
+        f"embedded {server.what}", attempt, give_up_after=RESTARTS_IN_A_ROW
+    )
+
+
+def watch_started(supervisor: Supervisor) -> list[asyncio.Task[None]]:
+    """A :func:`keep_alive` task for every server this process started."""
+    return [
+        asyncio.create_task(keep_alive(server, supervisor))
+        for servers in _RUNNING
+        for server in servers.started
+    ]
 
 
 def start_servers(
@@ -393,6 +505,7 @@ def start_servers(
     except BaseException:
         servers.stop()
         raise
+    _RUNNING.append(servers)
     return servers
 
 

@@ -10,20 +10,110 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
-from collections.abc import Callable, Coroutine
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: The format of every log line of ``hub serve``.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per record: a traceback is folded onto the record's line
+    (`` | `` between its lines), so a log collector never splits a failure."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line."""
+        return " | ".join(
+            line for line in super().format(record).splitlines() if line.strip()
+        )
+
+
+def configure_logging(env: Mapping[str, str] | None = None) -> int:
+    """Log to stderr, one line per record, at ``HUB_LOG_LEVEL`` (default
+    ``INFO``); return the level.
+
+    Raises:
+        ValueError: ``HUB_LOG_LEVEL`` names no level.
+    """
+    name = (os.environ if env is None else env).get("HUB_LOG_LEVEL") or "INFO"
+    level = logging.getLevelName(name.strip().upper())
+    if not isinstance(level, int):
+        raise ValueError(
+            f"HUB_LOG_LEVEL={name!r} is not a level: use DEBUG, INFO, WARNING, "
+            "ERROR or CRITICAL"
+        )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return level
+
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on the fastest available event loop."""
+    """Run ``main`` to completion on the fastest available event loop.
+
+    Unlike :func:`asyncio.run` it does not wait, at the end, for calls still
+    blocked in worker threads (a store call to a PostgreSQL that stopped
+    answering): a stopped hub must end within seconds whatever its servers
+    do. :func:`leave` then ends the process without joining them.
+    """
     try:
         import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - platforms without uvloop
-        return asyncio.run(main)
-    return uvloop.run(main)
+        loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="hub-io")
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def leave(code: int) -> int:
+    """``code`` to exit with; if threads are still blocked (see :func:`run`),
+    end the process with it at once instead of waiting for them."""
+    blocked = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if blocked:
+        logging.getLogger(__name__).warning(
+            "exiting with %d calls still blocked in worker threads", len(blocked)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 async def run_until_signal(

@@ -10,17 +10,23 @@ stored at an older version is upcast when read, never rewritten.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import uuid
-from collections.abc import Iterable
-from typing import Any, cast
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
+    InterfaceError,
     Mapper,
+    OperationalError,
     StoredEvent,
     Transcoder,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import sql
 
 from domain.events import Event
@@ -64,6 +70,25 @@ class MsgspecMapper(Mapper[uuid.UUID]):
         return decode_event(stored_event.topic, stored_event.state)
 
 
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """A command's idempotency key and the versions of its aggregate it stored
+    (a row of ``command_requests``)."""
+
+    aggregate_id: uuid.UUID
+    request_id: str
+    first_version: int
+    last_version: int
+
+
+#: Attempts of one store call when the connection fails (the library makes
+#: ten, which keeps a caller waiting for a minute while PostgreSQL is down).
+STORE_ATTEMPTS = 3
+_store_retry = retry(
+    (InterfaceError, OperationalError), max_attempts=STORE_ATTEMPTS, wait=0.2
+)
+
+
 class HubRecorder(PostgresApplicationRecorder):
     """The library's recorder, inserting a batch as four plain arrays.
 
@@ -71,52 +96,108 @@ class HubRecorder(PostgresApplicationRecorder):
     which dominates the cost of a large group commit; ``unnest`` over one array
     per column stores the same rows, in the same order, under the same table
     lock and NOTIFY, for a fraction of the work.
+
+    Given ``requests`` (:class:`RequestKey`), the same statement also records
+    the commands' idempotency keys in ``command_requests``: one statement, one
+    transaction with the events. A key recorded before makes the insert fail
+    with an ``IntegrityError``, as a lost concurrency race does.
     """
 
     def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name=events_table_name)
+        names = {
+            "schema": sql.Identifier(self.datastore.schema),
+            "table": sql.Identifier(self.events_table_name),
+        }
         self._insert_columns = sql.SQL(
             "INSERT INTO {schema}.{table} "
             "(originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(
-            schema=sql.Identifier(self.datastore.schema),
-            table=sql.Identifier(self.events_table_name),
-        )
+        ).format(**names)
+        self._insert_with_requests = sql.SQL(
+            "WITH stored AS ("
+            "INSERT INTO {schema}.{table} "
+            "(originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id), "
+            "keys AS (INSERT INTO {schema}.command_requests "
+            "(aggregate_id, request_id, first_version, last_version) "
+            "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[])) "
+            "SELECT notification_id FROM stored ORDER BY notification_id"
+        ).format(**names)
+
+    # The library retries a failed connection ten times; the hub's callers are
+    # answered ``store_unavailable`` sooner and retry themselves.
+    insert_events = _store_retry(
+        inspect.unwrap(PostgresApplicationRecorder.insert_events)
+    )
+    select_events = _store_retry(
+        inspect.unwrap(PostgresApplicationRecorder.select_events)
+    )
 
     def _insert_stored_events(
-        self, curs: Any, stored_events: Any, **kwargs: Any
+        self,
+        curs: Any,
+        stored_events: Any,
+        *,
+        requests: Sequence[RequestKey] = (),
+        **kwargs: Any,
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(
-            self._insert_columns,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
-        )
+        columns = [
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        ]
+        if not requests:
+            curs.execute(self._insert_columns, columns, prepare=True)
+            return
+        columns += [
+            [r.aggregate_id for r in requests],
+            [r.request_id for r in requests],
+            [r.first_version for r in requests],
+            [r.last_version for r in requests],
+        ]
+        curs.execute(self._insert_with_requests, columns, prepare=True)
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Any, **kwargs: Any
+    ) -> Sequence[int] | None:
+        return [row["notification_id"] for row in curs.fetchall()]
 
 
 class HubApplication(Application[uuid.UUID]):
     """The hub's event-sourced application: every aggregate, one log."""
 
     name = APPLICATION_NAME
+    #: Defaults under the settings given: a pooled connection waits at most
+    #: this long for PostgreSQL, so a store that is down fails a call in
+    #: seconds; a connection is checked before use, so one that PostgreSQL
+    #: dropped is replaced rather than failing a command.
+    env: ClassVar[dict[str, str]] = {
+        "POSTGRES_CONNECT_TIMEOUT": "3",
+        "POSTGRES_PRE_PING": "y",
+    }
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         """Use the msgspec mapper instead of the library's JSON transcoder."""
         return MsgspecMapper()
 
-    def append(self, events: Iterable[Event]) -> list[int]:
+    def append(
+        self, events: Iterable[Event], requests: Sequence[RequestKey] = ()
+    ) -> list[int]:
         """Store ``events`` in one transaction; return their log positions.
+
+        ``requests`` are recorded in the same transaction (see
+        :class:`HubRecorder`).
 
         Raises:
             eventsourcing.persistence.IntegrityError: another writer stored a
-                conflicting version of one of the aggregates first.
+                conflicting version of one of the aggregates first, or one of
+                ``requests`` was recorded before.
         """
         stored = [self.mapper.to_stored_event(e) for e in events]
         if not stored:
@@ -124,9 +205,93 @@ class HubApplication(Application[uuid.UUID]):
         # The recorder directly: Application.save adds per-event bookkeeping
         # (protocol checks, recordings, snapshots, callbacks) that the hub does
         # not use and that costs more than the insert itself.
-        positions = self.recorder.insert_events(stored)
+        if requests:
+            positions = self.recorder.insert_events(stored, requests=requests)
+        else:
+            positions = self.recorder.insert_events(stored)
         assert positions is not None and len(positions) == len(stored)
         return list(positions)
+
+    def stored_positions(self, events: Sequence[Event]) -> list[int] | None:
+        """The log positions of ``events`` if these very events are stored
+        (same ids), else None: tells a write that landed before its
+        connection dropped from one that did not, or lost a race."""
+        if not events:
+            return []
+        with self._connection() as conn:
+            if conn is None:
+                return None
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT e.notification_id, e.state FROM unnest("
+                    "%s::uuid[], %s::bigint[]) WITH ORDINALITY AS k(id, v, n) "
+                    "JOIN {} e ON e.originator_id = k.id "
+                    "AND e.originator_version = k.v ORDER BY k.n"
+                ).format(sql.Identifier(EVENTS_TABLE)),
+                (
+                    [e.originator_id for e in events],
+                    [e.originator_version for e in events],
+                ),
+                binary=True,
+            ).fetchall()
+        if len(rows) != len(events):
+            return None
+        ours = self.mapper.to_stored_event(events[0]).state
+        if bytes(rows[0]["state"]) != ours:
+            return None
+        return [int(r["notification_id"]) for r in rows]
+
+    def recorded_requests(
+        self, keys: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], tuple[list[int], list[Event]]]:
+        """Of ``keys`` (aggregate id, request id), those recorded in
+        ``command_requests``, with the positions and events they stored."""
+        if not keys:
+            return {}
+        with self._connection() as conn:
+            if conn is None:
+                return {}
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT r.aggregate_id, r.request_id, e.notification_id, "
+                    "e.topic, e.state FROM unnest(%s::uuid[], %s::text[]) "
+                    "AS k(aggregate_id, request_id) "
+                    "JOIN command_requests r USING (aggregate_id, request_id) "
+                    "JOIN {} e ON e.originator_id = r.aggregate_id "
+                    "AND e.originator_version BETWEEN r.first_version "
+                    "AND r.last_version ORDER BY e.notification_id"
+                ).format(sql.Identifier(EVENTS_TABLE)),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+                binary=True,
+            ).fetchall()
+        found: dict[tuple[uuid.UUID, str], tuple[list[int], list[Event]]] = {}
+        for row in rows:
+            positions, events = found.setdefault(
+                (row["aggregate_id"], row["request_id"]), ([], [])
+            )
+            positions.append(int(row["notification_id"]))
+            events.append(decode_event(row["topic"], bytes(row["state"])))
+        return found
+
+    def forget_requests(self, days: int) -> int:
+        """Delete idempotency keys recorded more than ``days`` days ago;
+        return how many."""
+        with self._connection() as conn:
+            if conn is None:
+                return 0
+            cur = conn.execute(
+                "DELETE FROM command_requests "
+                "WHERE recorded_at < now() - make_interval(days => %s)",
+                (days,),
+            )
+            return int(cur.rowcount)
+
+    def _connection(self) -> Any:
+        """A pooled connection (PostgreSQL), or None for the in-memory store,
+        which keeps no request ids and never fails a write."""
+        if not isinstance(self.recorder, PostgresApplicationRecorder):
+            return contextlib.nullcontext(None)
+        return self.recorder.datastore.get_connection()
 
     def load_events(self, aggregate_id: uuid.UUID) -> list[Event]:
         """Every stored event of one aggregate, in version order."""

@@ -10,6 +10,18 @@ are durable.
 
 A batch that loses an optimistic-concurrency race (another hub process wrote to
 one of its aggregates) is decided again from freshly loaded state.
+
+A write whose connection failed may still have been stored (the commit reached
+PostgreSQL, its answer did not): the committer then looks for its own events,
+by their ids, and answers as stored if they are there, so a command stored on
+its first attempt is never answered as if it were a repeat. A store that stays
+unreachable answers :class:`StoreUnavailableError` (``store_unavailable``).
+
+Idempotency: a command's ``request_id`` is recorded in ``command_requests``
+with the versions it stored, in the same transaction as its events (one
+statement for the batch). A retry is recognised there for
+:data:`REQUEST_WINDOW_DAYS` days, however many commands came between, and is
+answered with the positions and events its first attempt stored.
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from domain.events import Context, DomainError, Event, project
-from hub.infra.store import HubApplication
+from eventlog.supervision import Supervisor, default_supervisor, describe
+from hub.infra.store import HubApplication, RequestKey
 from hub.service.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
@@ -36,6 +49,20 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000
 MAX_CONFLICT_RETRIES = 8
 CACHE_SIZE = 100_000
+#: How long :meth:`GroupCommitter.stop` lets queued commands finish.
+STOP_TIMEOUT_S = 10.0
+#: Days a command's ``request_id`` is remembered in ``command_requests``.
+REQUEST_WINDOW_DAYS = 7
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store failed under a command (PostgreSQL down or unreachable).
+
+    Whether the command is stored is then unknown to the caller: sending it
+    again with the same ``request_id`` applies it once either way.
+    """
+
+    code = "store_unavailable"
 
 
 class AggregateRules(Protocol):
@@ -78,9 +105,15 @@ class _Pending:
     correlation_id: str | None = None
     causation_id: uuid.UUID | None = None
     aggregate_id: uuid.UUID = field(init=False)
+    #: The command's idempotency key, if it has one.
+    request_id: str | None = field(init=False)
+    #: What an earlier attempt of the same ``request_id`` stored: positions
+    #: and events (a repeat is answered with them, not with "nothing").
+    repeat: tuple[list[int], list[Event]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.aggregate_id = self.rules.aggregate_id(self.command)
+        self.request_id = getattr(self.command, "request_id", None)
 
 
 _Decision = tuple[
@@ -109,6 +142,35 @@ class _Flight:
 def utc_now() -> datetime:
     """The production clock."""
     return datetime.now(UTC)
+
+
+def _held(
+    batch: list[_Pending],
+    flight: _Flight | None,
+    getter: asyncio.Future[_Pending] | None,
+) -> list[_Pending]:
+    """Every command a committing task holds: the batch being decided, the
+    one being written, and one taken off the queue."""
+    held = batch + (flight.batch if flight is not None else [])
+    if getter is not None and getter.done() and not getter.cancelled():
+        held.append(getter.result())
+    return held
+
+
+def _request_keys(
+    decided: list[tuple[_Pending, list[Event], Any]],
+) -> list[RequestKey]:
+    """The idempotency keys of the decided commands that stored events."""
+    return [
+        RequestKey(
+            pending.aggregate_id,
+            pending.request_id,
+            events[0].originator_version,
+            events[-1].originator_version,
+        )
+        for pending, events, _ in decided
+        if events and pending.request_id is not None
+    ]
 
 
 #: Told the events of every batch once they are durable, in log order.
@@ -145,6 +207,8 @@ class GroupCommitter:
         clock: returns the current time (injected for deterministic tests).
         new_id: returns fresh event ids.
         max_batch: upper bound of commands in one transaction.
+        supervisor: runs the committing task, starting it again after a
+            failure (default: the process's).
     """
 
     def __init__(
@@ -154,8 +218,10 @@ class GroupCommitter:
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
         max_batch: int = MAX_BATCH,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._app = app
+        self._supervisor = supervisor or default_supervisor()
         self._clock = clock
         self._new_id = new_id
         self._max_batch = max_batch
@@ -232,18 +298,45 @@ class GroupCommitter:
                 log.exception("durable listener %r failed", listener)
 
     async def start(self) -> None:
-        """Start the committing task."""
+        """Start the committing task (supervised: a failure fails the commands
+        it held, is logged, and the task starts again)."""
         if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="group-committer")
+            self._worker = self._supervisor.spawn("committer", self._run)
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop."""
-        if self._worker is not None:
-            await self._queue.join()
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Finish what is queued (for at most ``timeout_s``), then stop.
+
+        Commands still unanswered then fail with :class:`StoreUnavailableError`.
+        """
+        if self._worker is None:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+        except TimeoutError:
+            log.error(
+                "committer: commands still unfinished after %.0f s; stopping anyway",
+                timeout_s,
+            )
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        self._worker = None
+        stranded: list[_Pending] = []
+        while not self._queue.empty():
+            stranded.append(self._queue.get_nowait())
+        if stranded:
+            self._fail(
+                stranded,
+                StoreUnavailableError(
+                    "the hub stopped before the command was decided; nothing of "
+                    "it is stored"
+                ),
+            )
+
+    async def forget_requests(self) -> int:
+        """Delete the request ids older than :data:`REQUEST_WINDOW_DAYS`."""
+        return await asyncio.to_thread(self._app.forget_requests, REQUEST_WINDOW_DAYS)
 
     async def execute(
         self, rules: AggregateRules, command: Any, *, cause: Event | None = None
@@ -288,9 +381,14 @@ class GroupCommitter:
         only once N is durable; if N lost a race or failed, its speculative
         states are dropped, N is committed again from fresh state, and N+1 is
         decided again.
+
+        If this task fails or is cancelled, every command it held is answered
+        with :class:`StoreUnavailableError` before the failure propagates (to
+        the supervisor, which starts the task again).
         """
         flight: _Flight | None = None
         getter: asyncio.Future[_Pending] | None = None
+        batch: list[_Pending] = []
         try:
             while True:
                 if getter is None:
@@ -307,29 +405,37 @@ class GroupCommitter:
                 while len(batch) < self._max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 try:
-                    if flight is None:
-                        decision = await self._prepare(batch)
-                    else:
-                        # Decide the next batch (loading what it needs) while
-                        # the previous one is written, and land that one the
-                        # moment it is durable, not after the loads.
-                        preparing = asyncio.ensure_future(self._prepare(batch))
-                        try:
-                            landed = await self._land(flight)
-                        except BaseException:
-                            preparing.cancel()
-                            raise
-                        flight = None  # landed: never landed twice
-                        decision = await preparing
-                        if not landed:
-                            decision = await self._prepare(batch)
+                    decision = await self._prepare_beside(batch, flight)
                 except Exception as exc:  # the store failed: every caller hears it
-                    self._fail(batch, exc)
+                    flight = None  # landed or settled: never landed twice
+                    held, batch = batch, []
+                    self._fail(held, exc)
                     continue
                 flight = self._launch(batch, decision)
+                batch = []
+        except BaseException as exc:
+            self._fail(_held(batch, flight, getter), exc)
+            raise
         finally:
             if getter is not None:
                 getter.cancel()
+
+    async def _prepare_beside(
+        self, batch: list[_Pending], landing: _Flight | None
+    ) -> _Decision:
+        """Decide ``batch`` (loading what it needs) while ``landing`` is
+        written, and land that one the moment it is durable, not after the
+        loads; decide again if it failed."""
+        if landing is None:
+            return await self._prepare(batch)
+        preparing = asyncio.ensure_future(self._prepare(batch))
+        try:
+            landed = await self._land(landing)
+        except BaseException:
+            preparing.cancel()
+            raise
+        decision = await preparing
+        return decision if landed else await self._prepare(batch)
 
     async def _prepare(self, batch: list[_Pending]) -> _Decision:
         missing = {
@@ -349,7 +455,7 @@ class GroupCommitter:
         events = [e for _, evs, _ in decided for e in evs]
         write: asyncio.Future[list[int]]
         if events:
-            write = asyncio.ensure_future(asyncio.to_thread(self._app.append, events))
+            write = asyncio.ensure_future(self._append(events, decided))
         else:
             write = asyncio.get_running_loop().create_future()
             write.set_result([])
@@ -368,7 +474,12 @@ class GroupCommitter:
         except Exception as exc:
             for aid in flight.states:
                 self._cache.pop(aid, None)
-            if isinstance(exc, IntegrityError):
+            try:
+                stored = await self._stored(flight.events)
+            except Exception as unknown:
+                self._fail(flight.batch, unknown)
+                return False
+            if stored is None and isinstance(exc, IntegrityError):
                 log.info("a batch lost a concurrency race; committing it again")
                 try:
                     await self._commit(flight.batch)
@@ -376,49 +487,111 @@ class GroupCommitter:
                     self._fail(flight.batch, again)
                 else:
                     self._done(flight.batch)
-            else:
+                return False
+            if stored is None:
                 self._fail(flight.batch, exc)
-            return False
+                return False
+            log.warning(
+                "a batch's write failed (%s) but its %d events are stored; "
+                "answering it as stored",
+                describe(exc),
+                len(stored),
+            )
+            positions = stored
+            for aid, state in flight.states.items():
+                self._remember(aid, state)
         self.transactions += 1
         self.commands += len(flight.decided)
         self._tell(flight.events)
+        await self._find_repeats([p for p, evs, _ in flight.decided if not evs])
         self._answer(flight.decided, flight.refused, positions)
         self._queue_deferred(flight.deferred)
         self._done(flight.batch)
         return True
 
+    async def _append(
+        self, events: list[Event], decided: list[tuple[_Pending, list[Event], Any]]
+    ) -> list[int]:
+        """Store a batch's events and its commands' request ids, in one
+        transaction (in a thread)."""
+        keys = _request_keys(decided)
+        if keys:
+            return await asyncio.to_thread(self._app.append, events, keys)
+        return await asyncio.to_thread(self._app.append, events)
+
+    async def _stored(self, events: list[Event]) -> list[int] | None:
+        """The positions of ``events`` if a write that failed stored them
+        after all (these very events, by id), else None."""
+        if not events:
+            return None
+        return await asyncio.to_thread(self._app.stored_positions, events)
+
+    async def _find_repeats(self, pendings: Sequence[_Pending]) -> None:
+        """Mark those of ``pendings`` whose ``request_id`` an earlier command
+        stored (``command_requests``) with what it stored."""
+        keys = {
+            (p.aggregate_id, p.request_id): p
+            for p in pendings
+            if p.request_id is not None and p.repeat is None
+        }
+        if not keys:
+            return
+        found = await asyncio.to_thread(self._app.recorded_requests, list(keys))
+        for key, stored in found.items():
+            keys[key].repeat = stored
+
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
-        log.error("group commit of %d commands failed: %s", len(batch), exc)
+        if not batch:
+            return
+        if isinstance(exc, StoreUnavailableError):
+            error = exc
+        elif isinstance(exc, asyncio.CancelledError):
+            error = StoreUnavailableError(
+                "the hub stopped while the command was being stored; it may or "
+                "may not be: send it again with the same request_id"
+            )
+        else:
+            error = StoreUnavailableError(
+                f"the store failed ({describe(exc)}); the command may or may not "
+                "be stored: send it again with the same request_id"
+            )
+            error.__cause__ = exc
+        log.error("group commit of %d commands failed: %s", len(batch), error)
         for pending in batch:
             self._cache.pop(pending.aggregate_id, None)
             if not pending.future.done():
-                pending.future.set_exception(exc)
+                pending.future.set_exception(error)
         self._done(batch)
 
     def _done(self, batch: list[_Pending]) -> None:
         for _ in batch:
-            self._queue.task_done()
+            with contextlib.suppress(ValueError):  # a stranded batch counted
+                self._queue.task_done()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         for attempt in range(MAX_CONFLICT_RETRIES):
+            # A request id recorded long ago conflicts too: find it first.
+            await self._find_repeats([p for p in batch if not p.future.done()])
             states, decided, refused, deferred = await self._prepare(batch)
             all_events = [e for _, events, _ in decided for e in events]
             try:
                 positions = (
-                    await asyncio.to_thread(self._app.append, all_events)
-                    if all_events
-                    else []
+                    await self._append(all_events, decided) if all_events else []
                 )
             except IntegrityError:
-                log.info("batch lost a concurrency race (attempt %d)", attempt + 1)
                 for aid in states:
                     self._cache.pop(aid, None)
-                continue
+                stored = await self._stored(all_events)
+                if stored is None:
+                    log.info("batch lost a concurrency race (attempt %d)", attempt + 1)
+                    continue
+                positions = stored
             self.transactions += 1
             self.commands += len(decided)
             for aid, state in states.items():
                 self._remember(aid, state)
             self._tell(all_events)
+            await self._find_repeats([p for p, evs, _ in decided if not evs])
             self._answer(decided, refused, positions)
             self._queue_deferred(deferred)
             return
@@ -447,6 +620,9 @@ class GroupCommitter:
                 continue
             aid = pending.aggregate_id
             state = states[aid] if aid in states else self._cache.get(aid)
+            if pending.repeat is not None:  # stored before: decided nothing now
+                decided.append((pending, [], state))
+                continue
             ctx = Context(
                 now=moment,
                 new_id=self._new_id,
@@ -513,7 +689,8 @@ class GroupCommitter:
         refused: list[tuple[_Pending, DomainError]],
         positions: list[int],
     ) -> None:
-        """Tell each caller of a stored batch its outcome."""
+        """Tell each caller of a stored batch its outcome (a repeat: what its
+        first attempt stored)."""
         for pending, exc in refused:
             if not pending.future.done():
                 pending.future.set_exception(exc)
@@ -523,11 +700,15 @@ class GroupCommitter:
             cursor += len(events)
             if pending.future.done():  # the caller gave up; its events are stored
                 continue
+            told: tuple[Event, ...] = tuple(events)
+            if not events and pending.repeat is not None:
+                mine = tuple(pending.repeat[0])
+                told = tuple(pending.repeat[1])
             pending.future.set_result(
                 Outcome(
                     aggregate_id=pending.aggregate_id,
                     version=getattr(state, "version", 0),
-                    events=tuple(events),
+                    events=told,
                     positions=mine,
                     state=state,
                 )

@@ -10,6 +10,7 @@ importing what wires it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +18,24 @@ import msgspec
 
 from domain.events import DomainError
 from domain.policy import PolicyBook
+from eventlog.supervision import Supervisor, TaskHealth, default_supervisor
 from hub.messages import CommandReply, ErrorInfo, event_type
 from hub.service.commands import CommandDecodeError, command_rules, decode_command
-from hub.service.commit import GroupCommitter, Outcome
+from hub.service.commit import GroupCommitter, Outcome, StoreUnavailableError
 from hub.service.policies import load_policy_book
 
 if TYPE_CHECKING:
     from hub.infra.relay import Relay
     from hub.infra.store import HubApplication
     from projections.base import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+#: A command not answered within this many seconds is answered
+#: ``store_unavailable`` (the store is down or stuck); it may still be stored.
+COMMAND_DEADLINE_S = 5.0
+#: How often expired request ids are deleted.
+FORGET_REQUESTS_EVERY_S = 3600.0
 
 
 @dataclass
@@ -49,6 +59,11 @@ class Hub:
     policy_book: PolicyBook | None = None
     #: Each command's rules, those that read the policy book reading this one's.
     rules: dict[str, Any] = field(default_factory=dict)
+    #: Runs and reports every long-running task (the process's by default).
+    supervisor: Supervisor = field(default_factory=default_supervisor)
+    #: See :data:`COMMAND_DEADLINE_S`.
+    command_deadline_s: float = COMMAND_DEADLINE_S
+    _janitor: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Load the bundled policy book and bind the rules when not given."""
@@ -66,6 +81,18 @@ class Hub:
             await runner.start()
         for process in self.processes:
             await process.start()
+        self._janitor = self.supervisor.spawn("request ids", self._forget_requests)
+
+    async def _forget_requests(self) -> None:
+        while True:
+            forgotten = await self.committer.forget_requests()
+            if forgotten:
+                log.info("forgot %d expired request ids", forgotten)
+            await asyncio.sleep(FORGET_REQUESTS_EVERY_S)
+
+    def health(self) -> list[TaskHealth]:
+        """The state of every supervised task of this process."""
+        return self.supervisor.health()
 
     async def stop(self) -> None:
         """Stop everything started, finishing queued commands first.
@@ -73,6 +100,10 @@ class Hub:
         The process managers stop first: what they had queued is committed,
         and what they had not yet tracked they handle again on the next start.
         """
+        if self._janitor is not None:
+            self._janitor.cancel()
+            await asyncio.gather(self._janitor, return_exceptions=True)
+            self._janitor = None
         for process in self.processes:
             await process.stop()
         await self.committer.stop()
@@ -101,17 +132,31 @@ class Hub:
         return self.committer.submit(self.rules[name], command)
 
     async def handle(self, name: str, payload: bytes) -> CommandReply:
-        """Decode, run and answer one command; never raises for bad input."""
+        """Decode, run and answer one command; never raises, never hangs.
+
+        Bad input and refusals are answered with their code; a store that
+        fails or does not answer within :attr:`command_deadline_s` with
+        ``store_unavailable``.
+        """
         try:
             command = decode_command(name, payload)
-            outcome = await self.execute(name, command)
-        except CommandDecodeError as exc:
+            async with asyncio.timeout(self.command_deadline_s):
+                outcome = await self.execute(name, command)
+        except (CommandDecodeError, DomainError, StoreUnavailableError) as exc:
             return CommandReply(
                 ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
             )
-        except DomainError as exc:
+        except TimeoutError:
             return CommandReply(
-                ok=False, error=ErrorInfo(code=exc.code, message=str(exc))
+                ok=False,
+                error=ErrorInfo(
+                    code=StoreUnavailableError.code,
+                    message=(
+                        f"{name}: not stored within {self.command_deadline_s:g} s "
+                        "(the store is down or overloaded); it may still be: "
+                        "send it again with the same request_id"
+                    ),
+                ),
             )
         return CommandReply(
             ok=True,

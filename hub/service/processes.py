@@ -41,9 +41,6 @@ from projections.base import Projection, ProjectionRunner
 
 log = logging.getLogger(__name__)
 
-#: Seconds between attempts after the store failed under a process.
-RETRY_S = 0.5
-
 #: Order events that move stock (the others need nothing from the process).
 STOCK_MOVING_EVENTS = (
     order.OrderPlaced,
@@ -209,24 +206,14 @@ class OrderStockProcess(Projection):
 
 
 class ProcessRunner(ProjectionRunner):
-    """A :class:`ProjectionRunner` that outlives failures of the store.
+    """A :class:`ProjectionRunner` for a process manager.
 
-    A projection that fails stops; a process manager must keep the hub's
-    promises, so after an error it waits :data:`RETRY_S` and resumes from its
-    tracked position (what it had not committed is handled again).
+    Like every runner it outlives failures of the store (its supervisor starts
+    it again from its tracked position: what it had not committed is handled
+    again); it is reported as ``process <name>``.
     """
 
-    async def run(self) -> None:
-        """Follow the log until stopped, starting again after any failure."""
-        while True:
-            try:
-                await super().run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("process %s failed; resuming", self.projection.name)
-                await asyncio.sleep(RETRY_S)
+    kind: ClassVar[str] = "process"
 
 
 #: Every process manager the hub runs, by name.

@@ -130,11 +130,7 @@ FAULTS: dict[str, Callable[[Node], Awaitable[None]]] = {
 
 #: Cases that fail until the runtime heals (issue 15's findings); strict, so a
 #: case that starts passing must lose its mark.
-WAITS_ON = {
-    "kill_nats": "finding 2: a killed embedded nats-server is never restarted",
-    "kill_postgres": "finding 3: a killed PostgreSQL leaves commands unanswered",
-    "drop_connections": "finding 1: projection runners stop on a dropped connection",
-}
+WAITS_ON: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
