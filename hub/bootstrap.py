@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import signal
 import uuid
@@ -17,7 +18,9 @@ from typing import Any
 
 from connectors.transport import TokenStore
 from domain.policy import PolicyBook
+from eventlog.supervision import Supervisor, default_supervisor
 from hub.entry.platforms import Platforms
+from hub.infra.embedded import EmbeddedError
 from hub.infra.ledgers import LedgerStore
 from hub.infra.migrate import migrate
 from hub.infra.redaction import install_log_redaction
@@ -79,6 +82,7 @@ def bootstrap(
     projections: Sequence[Projection] | None = None,
     apply_migrations: bool = True,
     policy_book: PolicyBook | None = None,
+    supervisor: Supervisor | None = None,
     stream_replicas: int = 1,
 ) -> Hub:
     """Build a hub on the given servers (it starts nothing until ``start``).
@@ -96,23 +100,26 @@ def bootstrap(
         policy_book: the platform policy book the binding rules and the
             bindings projection read; default: the bundled ``hub/policies.json``
             (the CLI passes the book of ``HUB_POLICIES_FILE`` when it is set).
+        supervisor: runs and reports every long-running task of the hub
+            (default: the process's, which ``/health`` reads).
         stream_replicas: copies of ``HUB_EVENTS`` when the relay creates it
             (``HUB_STREAM_REPLICAS``).
     """
     if apply_migrations:
         migrate(database_url)
+    sup = supervisor or default_supervisor()
     app = HubApplication(env=eventsourcing_env(database_url))
-    committer = GroupCommitter(app, clock=clock, new_id=new_id)
+    committer = GroupCommitter(app, clock=clock, new_id=new_id, supervisor=sup)
     committer.snapshots = Snapshots(app)
     committer.listen(committer.snapshots.on_durable)
     relay = (
-        Relay(database_url, nats_url, replicas=stream_replicas)
+        Relay(database_url, nats_url, replicas=stream_replicas, supervisor=sup)
         if (run_relay and nats_url)
         else None
     )
     book = load_policy_book() if policy_book is None else policy_book
     chosen = default_projections(book) if projections is None else list(projections)
-    runners = [ProjectionRunner(p, database_url) for p in chosen]
+    runners = [ProjectionRunner(p, database_url, supervisor=sup) for p in chosen]
     processes: list[ProjectionRunner] = (
         [
             *(ProcessRunner(p, database_url) for p in default_processes(committer)),
@@ -121,6 +128,8 @@ def bootstrap(
         if run_processes
         else []
     )
+    for process in processes:
+        process.supervisor = sup
     rules = command_rules(book)
     # A violation report that reaches the rule's count suspends the binding in
     # the same transaction.
@@ -135,6 +144,7 @@ def bootstrap(
         processes=processes,
         policy_book=book,
         rules=rules,
+        supervisor=sup,
     )
 
 
@@ -195,6 +205,9 @@ def connect_platforms(
 
 
 # ----------------------------------------------------------------- from settings
+
+
+log = logging.getLogger(__name__)
 
 
 def say(*args: object) -> None:
@@ -354,8 +367,17 @@ async def serve(
     stream_replicas: int = 1,
     master_key: bytes | None = None,
 ) -> None:
+    """Run the hub until SIGINT/SIGTERM, then stop it (see :func:`_run`).
+
+    Raises:
+        ServeError: an embedded server could not be kept running.
+    """
     from hub.entry.nats_api import build_broker
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     hub = bootstrap(
         database_url=database_url,
         nats_url=nats_url,
@@ -378,22 +400,87 @@ async def serve(
             personal=personal,
             crm=crm,
         )
-        await platforms.start(http_port=http_port)
+        # The HTTP port and the schedule are served under supervision (_run).
+        await platforms.start(http_port=None, schedule=False)
         daily_reconciliation(hub, platforms.connectors)
         say(
             f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "
             f"({len(platforms_config.shops)} shops)"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    await _run(hub, broker, platforms, stop, http_port)
+
+
+class ServeError(EmbeddedError):
+    """``hub serve`` cannot go on (it exits non-zero rather than half alive)."""
+
+
+#: The longest each part of the hub may take to stop.
+STOP_STEP_S = 10.0
+
+
+async def _run(
+    hub: Hub,
+    broker: Any,
+    platforms: Platforms | None,
+    stop: asyncio.Event,
+    http_port: int | None,
+) -> None:
+    """Serve until ``stop`` is set, then stop every part, each within
+    :data:`STOP_STEP_S` (a part that fails or hangs is logged and skipped).
+
+    Beside the parts already started, this runs under the hub's supervisor:
+    the HTTP port (``/health`` and the webhooks), the sync schedule, and a
+    watch on every server this process started, which starts a dead one
+    again; one that cannot be started again ends the hub (:class:`ServeError`).
+    """
+    from eventlog.supervision import describe
+    from hub.entry.health import health_app
+    from hub.entry.http import HttpServer
+    from hub.infra.embedded import watch_started
+
+    supervisor = hub.supervisor
+    watchers = watch_started(supervisor)
+    tasks: list[asyncio.Task[None]] = []
+    if http_port is not None:
+        app = health_app(supervisor, platforms.app() if platforms else None)
+
+        async def serve_http() -> None:
+            server = await HttpServer(app, "127.0.0.1", http_port).start()
+            try:
+                if server._task is not None:
+                    await server._task
+            finally:
+                await server.stop()
+            raise ServeError(f"the HTTP server on port {http_port} stopped serving")
+
+        tasks.append(supervisor.spawn("http", serve_http))
+    if platforms is not None:
+        tasks.append(supervisor.spawn("sync schedule", platforms.scheduler.run))
     say("hub is running; Ctrl-C stops it")
+    waiter = asyncio.ensure_future(stop.wait())
+    gave_up: BaseException | None = None
     try:
-        await stop.wait()
+        done, _ = await asyncio.wait(
+            {waiter, *watchers}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in watchers:
+            if task in done and not task.cancelled():
+                gave_up = gave_up or task.exception()
     finally:
         say("stopping ...")
+        waiter.cancel()
+        for task in [*watchers, *tasks]:
+            task.cancel()
+        await asyncio.gather(waiter, *watchers, *tasks, return_exceptions=True)
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if platforms is not None:
-            await platforms.stop()
-        await broker.stop()
-        await hub.stop()
+            steps.append(("the platforms", platforms.stop))
+        steps += [("the NATS commands", broker.stop), ("the hub", hub.stop)]
+        for name, step in steps:
+            try:
+                async with asyncio.timeout(STOP_STEP_S):
+                    await step()
+            except Exception as exc:
+                log.error("stopping %s failed: %s", name, describe(exc), exc_info=exc)
+    if gave_up is not None:
+        raise ServeError(f"hub serve gives up: {gave_up}") from gave_up

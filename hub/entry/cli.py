@@ -27,8 +27,8 @@ from hub.bootstrap import (
     serve,
     servers,
 )
+from hub.infra.runtime import configure_logging, leave, run_until_signal
 from hub.infra.runtime import run as run_loop
-from hub.infra.runtime import run_until_signal
 from hub.infra.settings import Settings, SettingsError, nats_servers
 
 if TYPE_CHECKING:
@@ -42,6 +42,10 @@ def _print(*args: object) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        configure_logging()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     book = policy_book_of(settings)
     key = master_key_of(settings)
     platforms_config = connectors_config_of(settings, key)
@@ -69,7 +73,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             )
         )
     _print("stopped")
-    return 0
+    return leave(0)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,9 +89,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from hub.entry.status import format_status, read_status
     from hub.infra.migrate import migrate
 
+    health = f"http://127.0.0.1:{settings.http_port}/health"
     with servers(settings, start_embedded=False) as (db, nats_url):
         migrate(db)
-        status = asyncio.run(read_status(db, nats_url))
+        status = asyncio.run(read_status(db, nats_url, health_url=health))
     if args.json:
         _print(json.dumps(msgspec.to_builtins(status)))
     else:

@@ -33,7 +33,14 @@ def build_broker(nats_url: str, hub: Hub | None) -> NatsBroker:
 
     With ``hub=None`` the broker only describes the API (for ``hub docs``).
     """
-    broker = NatsBroker(nats_servers(nats_url), logger=None)
+    # Reconnect for ever (the default gives up after two minutes, leaving a
+    # hub that answers nothing until restarted by hand).
+    broker = NatsBroker(
+        nats_servers(nats_url),
+        logger=None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+    )
     for spec in COMMANDS.values():
         _subscribe(broker, spec.name, spec.subject, spec.summary, hub)
     add_queries(broker, hub)

@@ -1,16 +1,20 @@
-"""``hub status``: the log head, and how far each consumer of the log is behind."""
+"""``hub status``: the log head, how far each consumer of the log is behind, and
+the state of every supervised task of the running hub (from its ``/health``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
+import msgspec
 import nats
 import psycopg
 from nats.js.errors import NotFoundError
 from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
+from hub.entry.health import TaskReport, decode_health
 from hub.infra.relay import stream_position
 from hub.infra.settings import nats_servers
 from hub.messages import STREAM
@@ -48,6 +52,10 @@ class Status:
     consumers: list[Lag]
     dead_letters: int = 0
     recent_dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: The running hub's supervised tasks (empty when none answered).
+    tasks: list[TaskReport] = field(default_factory=list)
+    #: Where the tasks were read, or why they could not be.
+    health: str = ""
 
 
 #: How many of the newest dead letters ``hub status`` lists.
@@ -105,8 +113,30 @@ async def _age_of(conn: psycopg.AsyncConnection[object], position: int) -> float
     return max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
 
 
-async def read_status(database_url: str, nats_url: str | None) -> Status:
-    """Read positions from PostgreSQL (projections) and JetStream (relay)."""
+async def read_health(url: str) -> tuple[list[TaskReport], str]:
+    """The tasks a running hub reports at ``url`` (its ``/health``), and
+    where they came from or why none did."""
+    try:
+        async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
+            response = await client.get(url)
+        report = decode_health(response.content)
+    except httpx.HTTPError as exc:
+        return [], f"no hub answered at {url} ({type(exc).__name__})"
+    except msgspec.DecodeError as exc:
+        return [], f"{url} answered no health report ({exc})"
+    return report.tasks, url
+
+
+#: How long ``hub status`` waits for the running hub's ``/health``.
+HEALTH_TIMEOUT_S = 3.0
+
+
+async def read_status(
+    database_url: str, nats_url: str | None, *, health_url: str | None = None
+) -> Status:
+    """Read positions from PostgreSQL (projections) and JetStream (relay),
+    and the running hub's tasks from ``health_url``."""
+    tasks, health = await read_health(health_url) if health_url else ([], "")
     consumers: list[tuple[str, int]] = []
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute(
@@ -135,7 +165,12 @@ async def read_status(database_url: str, nats_url: str | None) -> Status:
         ]
         dead, recent = await _dead_letters(conn)
     return Status(
-        head=head, consumers=lags, dead_letters=dead, recent_dead_letters=recent
+        head=head,
+        consumers=lags,
+        dead_letters=dead,
+        recent_dead_letters=recent,
+        tasks=tasks,
+        health=health,
     )
 
 
@@ -149,6 +184,12 @@ def format_status(status: Status) -> str:
             f"{c.name:<{width}}  {c.position:>10}  {c.events_behind:>8}  "
             f"{c.seconds_behind:.3f}"
         )
+    if status.health:
+        lines += ["", f"tasks ({status.health}):"]
+        for t in status.tasks:
+            lines.append(f"  {t.name:<{width}}  {t.state:<8}  since {t.since}")
+            if t.last_error:
+                lines.append(f"    failures {t.failures}, last: {t.last_error}")
     lines += ["", f"stock push dead letters: {status.dead_letters}"]
     for d in status.recent_dead_letters:
         lines.append(

@@ -41,6 +41,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import NOTIFY_SAFETY_S, read_log
+from eventlog.supervision import Supervisor, default_supervisor
 from hub.infra.settings import nats_servers
 from hub.messages import H_POSITION, STREAM, SUBJECT_PREFIX, headers_for, subject_for
 from hub.messages import to_message as _to_message
@@ -224,6 +225,8 @@ class Relay:
         nats_url: NATS server or cluster.
         max_in_flight: JetStream publishes awaiting their ack at once.
         replicas: copies of the stream when the relay creates it.
+        supervisor: runs the relay, retrying each failed attempt with backoff
+            and reporting its state (default: the process's).
     """
 
     def __init__(
@@ -234,7 +237,9 @@ class Relay:
         stream: str = STREAM,
         max_in_flight: int = MAX_IN_FLIGHT,
         replicas: int = 1,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self.supervisor = supervisor or default_supervisor()
         self.database_url = database_url
         self.nats_url = nats_url
         self.stream = stream
@@ -264,15 +269,10 @@ class Relay:
             await self._progress.wait_for(lambda: self.position >= position)
 
     async def run(self) -> None:
-        """Publish until cancelled; restart the cycle after connection errors."""
-        while True:
-            try:
-                await self._run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("relay failed; resuming from the stream's end")
-                await asyncio.sleep(0.5)
+        """Publish until cancelled; after a failure (a lost connection to
+        PostgreSQL or NATS, a refused publish) start again from the stream's
+        end, supervised: logged at once, retried with backoff, reported."""
+        await self.supervisor.run("relay", self._run_once)
 
     async def _run_once(self) -> None:
         nc: NatsClient = await nats.connect(
