@@ -128,23 +128,7 @@ FAULTS: dict[str, Callable[[Node], Awaitable[None]]] = {
 }
 
 
-#: Cases that fail until the runtime heals (issue 15's findings); strict, so a
-#: case that starts passing must lose its mark.
-WAITS_ON: dict[str, str] = {}
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=WAITS_ON[name])]
-            if name in WAITS_ON
-            else [],
-        )
-        for name in FAULTS
-    ],
-)
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_fault_under_load_loses_and_doubles_nothing(
     node: Node, fault: str
 ) -> None:
