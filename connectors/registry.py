@@ -34,6 +34,11 @@ from connectors.youzan.webhook import YouzanWebhook
 ClientBuilder = Callable[[Mapping[str, str], str, dict[str, Any]], ShopClient]
 #: Exchanges an OAuth consent code: (client, shop id, code, redirect URI).
 CodeExchange = Callable[[Any, str, str, str], Awaitable[TokenState]]
+#: Where the merchant consents: (client, the hub's callback URI, state) → URL.
+ConsentUrl = Callable[[Any, str, str], str]
+#: Obtains a shop's first grant with no merchant in the loop:
+#: (client, the shop's credentials, shop id) → tokens.
+FirstGrant = Callable[[Any, Mapping[str, str], str], Awaitable[TokenState]]
 
 
 class UnknownPlatformError(LookupError):
@@ -55,6 +60,9 @@ class PlatformConnector:
             a merchant's consent (an app-secret or self-use grant).
         exchange_code: Turns an OAuth consent code into tokens, for the
             platforms that authorise by a code flow; None for the others.
+        consent_url: Where the merchant consents, for the code-flow platforms.
+        first_grant: Obtains the first grant without a consent (the shop's
+            own app secret, a self-use grant), for the other platforms.
     """
 
     code: str
@@ -65,6 +73,8 @@ class PlatformConnector:
     webhook: Webhook
     self_authorised: bool = False
     exchange_code: CodeExchange | None = None
+    consent_url: ConsentUrl | None = None
+    first_grant: FirstGrant | None = None
 
 
 def _wechat(creds: Mapping[str, str], shop_id: str, options: dict[str, Any]) -> Any:
@@ -95,6 +105,28 @@ def _youzan(creds: Mapping[str, str], shop_id: str, options: dict[str, Any]) -> 
         client_id=creds["client_id"], client_secret=creds["client_secret"]
     )
     return youzan_client.YouzanClient(app=app, **options)
+
+
+async def _wechat_grant(
+    client: Any, creds: Mapping[str, str], shop_id: str
+) -> TokenState:
+    credentials = wechat_client.WechatCredentials(
+        app_id=creds["app_id"], app_secret=creds["app_secret"]
+    )
+    result: TokenState = await client.authorise(shop_id, credentials)
+    return result
+
+
+async def _self_use_grant(
+    client: Any, creds: Mapping[str, str], shop_id: str
+) -> TokenState:
+    result: TokenState = await client.authorise(shop_id)
+    return result
+
+
+def _consent_url(client: Any, redirect_uri: str, state: str) -> str:
+    url: str = client.authorize_url(redirect_uri, state)
+    return url
 
 
 async def _kuaishou_code(
@@ -129,6 +161,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             policy=WECHAT_POLICY,
             build_client=_wechat,
             webhook=WechatWebhook(),
+            first_grant=_wechat_grant,
         ),
         PlatformConnector(
             code=DOUYIN_POLICY.platform,
@@ -139,6 +172,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             build_client=_douyin,
             webhook=DouyinWebhook(),
             self_authorised=True,
+            first_grant=_self_use_grant,
         ),
         PlatformConnector(
             code=KUAISHOU_POLICY.platform,
@@ -149,6 +183,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             build_client=_kuaishou,
             webhook=KuaishouWebhook(),
             exchange_code=_kuaishou_code,
+            consent_url=_consent_url,
         ),
         PlatformConnector(
             code=YOUZAN_POLICY.platform,
@@ -159,6 +194,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
             build_client=_youzan,
             webhook=YouzanWebhook(),
             exchange_code=_youzan_code,
+            consent_url=_consent_url,
         ),
     )
 }

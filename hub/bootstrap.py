@@ -23,11 +23,13 @@ from hub.entry.platforms import Platforms
 from hub.infra.embedded import EmbeddedError
 from hub.infra.ledgers import LedgerStore
 from hub.infra.migrate import migrate
+from hub.infra.oauth_states import OAuthStates
 from hub.infra.redaction import install_log_redaction
 from hub.infra.relay import Relay
 from hub.infra.settings import Settings, SettingsError, eventsourcing_env
 from hub.infra.shops import Connectors, ConnectorsConfig
 from hub.infra.store import HubApplication
+from hub.service.authorisation import BindingRoutes
 from hub.service.commands import command_rules
 from hub.service.commit import GroupCommitter, utc_now
 from hub.service.crm import CrmOutbox
@@ -160,6 +162,7 @@ def connect_platforms(
     max_push_rounds: int = DEFAULT_MAX_ROUNDS,
     personal: PersonalData | None = None,
     crm: CrmOutbox | None = None,
+    callback_base: str = "http://127.0.0.1:8780",
 ) -> Platforms:
     """Build the hub's side of the shop platforms (it starts nothing).
 
@@ -176,6 +179,8 @@ def connect_platforms(
         personal: Seals the buyers of incoming orders under the profile policy
             of the book (None: buyers are dropped).
         crm: Where the profiles of the CRM transfer mode are sent.
+        callback_base: Where the platforms reach the hub's HTTP port: the
+            OAuth callbacks are ``<callback_base>/oauth/<platform>/callback``.
     """
     install_log_redaction()
     connectors = Connectors(
@@ -199,8 +204,18 @@ def connect_platforms(
     scheduler = SyncScheduler(
         intake, outbound, clock=clock, cursors=PollCursors(hub.database_url)
     )
+    routes = BindingRoutes(
+        hub,
+        connectors,
+        OAuthStates(hub.database_url, clock=clock),
+        callback_url=lambda platform: f"{callback_base}/oauth/{platform}/callback",
+    )
     return Platforms(
-        connectors=connectors, intake=intake, outbound=outbound, scheduler=scheduler
+        connectors=connectors,
+        intake=intake,
+        outbound=outbound,
+        scheduler=scheduler,
+        routes=routes,
     )
 
 
@@ -366,6 +381,7 @@ async def serve(
     *,
     stream_replicas: int = 1,
     master_key: bytes | None = None,
+    public_url: str | None = None,
 ) -> None:
     """Run the hub until SIGINT/SIGTERM, then stop it (see :func:`_run`).
 
@@ -399,6 +415,7 @@ async def serve(
             token_store=token_store_of(database_url, platforms_config, master_key),
             personal=personal,
             crm=crm,
+            callback_base=public_url or f"http://127.0.0.1:{http_port}",
         )
         # The HTTP port and the schedule are served under supervision (_run).
         await platforms.start(http_port=None, schedule=False)

@@ -4,7 +4,7 @@ Verbs: ``serve`` (everything, on the embedded servers by default), ``migrate``,
 ``status``, ``docs``, ``send`` (one command over NATS), ``relay`` and
 ``project`` (one worker alone, for scaling out), ``projections rebuild``,
 ``policies show`` (a platform's policy profile) and ``bindings
-request|suspend|unbind|show|list`` (see ``docs/bindings.md``).
+request|suspend|unbind|show|list|connect`` (see ``docs/bindings.md``).
 
 ``HUB_POLICIES_FILE`` points every verb at another policy book.
 """
@@ -27,6 +27,7 @@ from hub.bootstrap import (
     serve,
     servers,
 )
+from hub.entry.bindings_cli import add_connect
 from hub.infra.runtime import configure_logging, leave, run_until_signal
 from hub.infra.runtime import run as run_loop
 from hub.infra.settings import Settings, SettingsError, nats_servers
@@ -70,6 +71,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 settings.http_port,
                 master_key=key,
                 stream_replicas=settings.stream_replicas,
+                public_url=settings.public_url,
             )
         )
     _print("stopped")
@@ -545,6 +547,7 @@ def _add_policies_and_bindings(verbs: Any) -> None:
     listing.add_argument("--platform", help="only this platform")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_bindings_list)
+    add_connect(bverbs)
 
 
 def build_parser() -> argparse.ArgumentParser:

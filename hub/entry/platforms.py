@@ -11,8 +11,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from hub.entry.bindings_api import bindings_app
 from hub.entry.http import HttpServer, WebhookStats, create_app
 from hub.infra.shops import Connectors
+from hub.service.authorisation import BindingRoutes
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import OutboundDispatcher
 from hub.service.sync import SyncScheduler
@@ -27,12 +32,19 @@ class Platforms:
     outbound: OutboundDispatcher
     scheduler: SyncScheduler
     stats: WebhookStats = field(default_factory=WebhookStats)
+    #: The shops' binding routes (``/bindings/...``, ``/oauth/...``).
+    routes: BindingRoutes | None = None
     http: HttpServer | None = None
     _schedule: asyncio.Task[None] | None = None
 
-    def app(self) -> object:
-        """The webhook ASGI app."""
-        return create_app(self.intake, stats=self.stats)
+    def app(self) -> Starlette:
+        """The webhook ASGI app, with the binding routes when there are any."""
+        webhooks = create_app(self.intake, stats=self.stats)
+        if self.routes is None:
+            return webhooks
+        return Starlette(
+            routes=[*bindings_app(self.routes).routes, Mount("/", app=webhooks)]
+        )
 
     async def start(
         self,
@@ -50,9 +62,7 @@ class Platforms:
         """
         await self.outbound.start()
         if http_port is not None:
-            self.http = await HttpServer(
-                create_app(self.intake, stats=self.stats), http_host, http_port
-            ).start()
+            self.http = await HttpServer(self.app(), http_host, http_port).start()
         if schedule:
             self._schedule = asyncio.create_task(self.scheduler.run(), name="sync")
 

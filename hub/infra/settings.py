@@ -51,6 +51,9 @@ class Settings:
             shops, credentials and listings; ``None`` talks to no platform.
         stream_replicas: copies of the ``HUB_EVENTS`` stream the relay
             creates in a NATS cluster (``HUB_STREAM_REPLICAS``, 1 to 5).
+        public_url: where the platforms reach the hub's HTTP port, for the
+            OAuth callback (``HUB_PUBLIC_URL``; default
+            ``http://127.0.0.1:<http_port>``).
     """
 
     home: Path = field(default_factory=lambda: Path(".hub"))
@@ -62,6 +65,7 @@ class Settings:
     policies_file: Path | None = None
     connectors_file: Path | None = None
     stream_replicas: int = 1
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -81,7 +85,14 @@ class Settings:
             if env.get("HUB_CONNECTORS_FILE")
             else None,
             stream_replicas=_replicas(env),
+            public_url=(env.get("HUB_PUBLIC_URL") or "").rstrip("/") or None,
         )
+
+    @property
+    def callback_base(self) -> str:
+        """Where the platforms send the merchant back: ``public_url``, else
+        the HTTP port on this machine."""
+        return self.public_url or f"http://127.0.0.1:{self.http_port}"
 
 
 def _replicas(env: dict[str, str]) -> int:

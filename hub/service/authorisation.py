@@ -1,34 +1,45 @@
-"""Binding authorisation: run the platform's route, then record the grant.
+"""Binding authorisation: run the platform's route, record the grant, activate.
 
-Each platform authorises a binding its own way (docs/domain.md §2): WeChat Shop by the
-shop's own appid and secret (WeChat internal authorisation), Douyin Shop by the
-app's API key (self-use grant), Kuaishou Shop and Youzan by the OAuth 2.0
-authorisation-code flow. The route is chosen by the profile's
-``binding_route.kind`` (data in the policy book), run through the platform's
-connector client, and its outcome is recorded as ``binding.authorise`` with a
-non-secret ``grant_ref`` (token fingerprint and expiry), so history shows what
-authorised the binding while the token itself stays in the token store.
+Each platform authorises a binding its own way (docs/domain.md §2): WeChat Shop
+by the shop's own appid and secret, Douyin Shop by the app's self-use grant,
+Kuaishou Shop and Youzan by the OAuth 2.0 authorisation-code flow. The hub does
+not branch on the platform: it asks the connector registry whether the platform
+has a code flow (``exchange_code`` and ``consent_url``) or a grant it can
+obtain alone (``first_grant``).
+
+:class:`BindingRoutes` runs the route for a shop of the connectors registry
+whose binding has met its requirements. A grant obtained alone is recorded at
+once; a code flow answers the consent URL, with a state the hub issued
+(:mod:`hub.infra.oauth_states`), and the platform sends the merchant's browser
+back to ``GET /oauth/{platform}/callback``, where :meth:`BindingRoutes.callback`
+takes the state once and exchanges the code once. Either way the tokens go to
+the connectors' token store (sealed under the master key in ``hub serve``), the
+binding gets ``GrantObtained`` (a non-secret ``grant_ref``: token fingerprint
+and expiry), then ``binding.authorise`` naming that grant, then
+``binding.activate``. An authorisation naming any other grant is refused by
+the binding itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from connectors.common import TokenState
-
-#: Given the consent URL, return the ``code`` of the callback (the merchant's
-#: browser in production; the sandbox's redirect in tests).
-Consent = Callable[[str], Awaitable[str]]
+from connectors.registry import connector
+from domain import binding
+from hub.infra.oauth_states import OAuthStates, PendingConsent
+from hub.infra.shops import Connectors, ShopConfig
+from hub.service.hub import Hub
 
 
 class AuthorisationError(RuntimeError):
-    """The route did not produce a grant; the message says which step failed."""
+    """The route cannot run or did not produce a grant; says which step."""
 
 
 def grant_ref(state: TokenState) -> str:
@@ -37,8 +48,162 @@ def grant_ref(state: TokenState) -> str:
     return f"sha256:{digest} until {state.access_expires_at.isoformat()}"
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Where a binding route stands.
+
+    Attributes:
+        platform: The shop's platform.
+        shop_id: The shop.
+        channel_account: The binding's channel account.
+        status: ``active`` (the grant is recorded and the binding works) or
+            ``consent_needed`` (send the merchant to ``consent_url``).
+        consent_url: The platform's consent page, for a code flow.
+        grant_ref: The grant's non-secret reference, once obtained.
+        binding: The binding's public state, once active.
+    """
+
+    platform: str
+    shop_id: str
+    channel_account: str
+    status: str
+    consent_url: str | None = None
+    grant_ref: str | None = None
+    binding: dict[str, Any] | None = None
+
+
+class BindingRoutes:
+    """Run binding routes for the shops of a connectors registry.
+
+    Args:
+        hub: Records the grant, the authorisation and the activation.
+        connectors: The shops, their clients and the token store.
+        states: Issues and takes the OAuth state parameters.
+        callback_url: The hub's OAuth callback URL of a platform (what the
+            platform redirects the merchant's browser to).
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        connectors: Connectors,
+        states: OAuthStates,
+        *,
+        callback_url: Callable[[str], str],
+    ) -> None:
+        self.hub = hub
+        self.connectors = connectors
+        self.states = states
+        self.callback_url = callback_url
+
+    async def connect(
+        self, platform: str, shop_id: str, *, mapped_data: Sequence[str] = ()
+    ) -> Connection:
+        """Start (or, without a consent step, run) the route of one shop.
+
+        Raises:
+            hub.infra.shops.UnknownShopError: the shop is not in the registry.
+            AuthorisationError: the binding is not ready to be authorised.
+            connectors.common.PlatformCallError: the platform refused the grant.
+        """
+        shop = self.connectors.shop(platform, shop_id)
+        await self._check_ready(shop)
+        entry = connector(platform)
+        client = self.connectors.client(shop)
+        if entry.exchange_code is not None and entry.consent_url is not None:
+            redirect_uri = self.callback_url(platform)
+            state = await self.states.issue(
+                PendingConsent(
+                    platform=platform,
+                    shop_id=shop_id,
+                    channel_account=shop.channel_account,
+                    redirect_uri=redirect_uri,
+                    mapped_data=list(mapped_data),
+                )
+            )
+            return Connection(
+                platform=platform,
+                shop_id=shop_id,
+                channel_account=shop.channel_account,
+                status="consent_needed",
+                consent_url=entry.consent_url(client, redirect_uri, state),
+            )
+        if entry.first_grant is None:
+            raise AuthorisationError(
+                f"{platform} has neither a code flow nor a grant the hub can obtain"
+            )
+        grant = await entry.first_grant(client, shop.credentials, shop_id)
+        return await self._authorise(shop, grant, mapped_data)
+
+    async def callback(self, platform: str, state: str, code: str) -> Connection:
+        """Finish a code flow: take ``state`` once, exchange ``code`` once.
+
+        Raises:
+            hub.infra.oauth_states.OAuthStateError: a state this hub did not
+                issue for ``platform``, used already, or expired (the code is
+                not exchanged).
+            connectors.common.PlatformCallError: the platform refused the code
+                (used already, or not its own).
+        """
+        consent = await self.states.take(platform, state)
+        shop = self.connectors.shop(platform, consent.shop_id)
+        grant = await self.connectors.exchange_code(shop, code, consent.redirect_uri)
+        return await self._authorise(shop, grant, consent.mapped_data)
+
+    async def _check_ready(self, shop: ShopConfig) -> None:
+        rules = self.hub.rules["binding.authorise"]
+        binding_id = binding.binding_id(
+            shop.channel_account, shop.platform, shop.shop_id
+        )
+        state = await self.hub.committer.latest(rules, binding_id)
+        status = "not requested" if state is None else state.status
+        if status != "requirements_met":
+            raise AuthorisationError(
+                f"binding {shop.platform}/{shop.shop_id} of {shop.channel_account} "
+                f"is {status}: only a binding whose requirements are met runs its "
+                "route"
+            )
+
+    async def _authorise(
+        self, shop: ShopConfig, grant: TokenState, mapped_data: Sequence[str]
+    ) -> Connection:
+        keys = {
+            "channel_account": shop.channel_account,
+            "platform": shop.platform,
+            "shop_id": shop.shop_id,
+        }
+        ref = grant_ref(grant)
+        rules = self.hub.rules["binding.authorise"]
+        await self.hub.committer.execute(
+            rules, binding.RecordGrant(**keys, grant_ref=ref)
+        )
+        await self.hub.execute(
+            "binding.authorise",
+            binding.Authorise(
+                **keys,
+                grant_ref=ref,
+                mapped_data=tuple(mapped_data),  # type: ignore[arg-type]
+            ),
+        )
+        outcome = await self.hub.execute("binding.activate", binding.Activate(**keys))
+        state = outcome.state
+        return Connection(
+            platform=shop.platform,
+            shop_id=shop.shop_id,
+            channel_account=shop.channel_account,
+            status=state.status if state is not None else "unknown",
+            grant_ref=ref,
+            binding={"status": state.status, "version": state.version}
+            if state is not None
+            else None,
+        )
+
+
 async def follow_redirect(url: str, *, http: httpx.AsyncClient | None = None) -> str:
-    """Consent by following ``url`` once and reading ``code`` from the redirect.
+    """Consent by following ``url`` once; the redirect's location.
+
+    Stands in for the merchant's browser on a consent page that approves at
+    once (the sandbox's).
 
     Raises:
         AuthorisationError: no redirect, or a redirect without ``code``.
@@ -56,51 +221,6 @@ async def follow_redirect(url: str, *, http: httpx.AsyncClient | None = None) ->
             f"consent at {urlsplit(url).path} answered {answer.status_code}, "
             "not a redirect with a code"
         )
-    codes = parse_qs(urlsplit(location).query).get("code")
-    if not codes:
+    if not parse_qs(urlsplit(location).query).get("code"):
         raise AuthorisationError(f"the consent redirect carries no code: {location}")
-    return str(codes[0])
-
-
-async def run_route(
-    route_kind: str,
-    client: Any,
-    shop_id: str,
-    *,
-    credentials: Any = None,
-    consent: Consent | None = None,
-    redirect_uri: str = "https://hub.invalid/oauth/callback",
-) -> TokenState:
-    """Run one binding route against the platform; return the grant.
-
-    Args:
-        route_kind: ``binding_route.kind`` of the platform's profile.
-        client: the platform's connector client.
-        shop_id: the shop being bound.
-        credentials: the shop's own app credentials (WeChat internal route).
-        consent: how the merchant consents (OAuth 2.0 routes).
-        redirect_uri: the hub's OAuth callback.
-
-    Raises:
-        AuthorisationError: an unknown route, or a missing input of the route.
-    """
-    if route_kind == "wechat_internal_authorisation":
-        if credentials is None:
-            raise AuthorisationError("wechat_shop: the shop's appid/secret are needed")
-        state: TokenState = await client.authorise(shop_id, credentials)
-        return state
-    if route_kind == "douyin_api_key":
-        state = await client.authorise(shop_id)
-        assert isinstance(state, TokenState)
-        return state
-    if route_kind in {"kuaishou_oauth2", "youzan_oauth2"}:
-        if consent is None:
-            raise AuthorisationError(f"{route_kind}: a consent step is needed")
-        anti_forgery = secrets.token_urlsafe(12)
-        code = await consent(client.authorize_url(redirect_uri, anti_forgery))
-        if route_kind == "youzan_oauth2":
-            state = await client.exchange_code(shop_id, code, redirect_uri)
-        else:
-            state = await client.exchange_code(shop_id, code)
-        return state
-    raise AuthorisationError(f"no authorisation route {route_kind!r} is known")
+    return str(location)
