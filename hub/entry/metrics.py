@@ -148,11 +148,14 @@ class CountWebhooks:
 
 
 def commit_metrics(hub: Hub) -> CommitMetrics:
-    """The batch metrics of ``hub``'s committer (listening from the first call)."""
-    key = id(hub.committer)
+    """The batch metrics of ``hub``'s committer (listening from the first call;
+    a stand-in hub without a committer gets metrics that stay empty)."""
+    committer = getattr(hub, "committer", None)
+    key = id(committer)
     if key not in _COMMITS:
         _COMMITS[key] = CommitMetrics()
-        hub.committer.listen(_COMMITS[key])
+        if committer is not None:
+            committer.listen(_COMMITS[key])
     return _COMMITS[key]
 
 
