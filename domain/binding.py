@@ -57,6 +57,10 @@ BindingStatus = Literal[
 ]
 #: Kinds of data a connector pulls from a shop.
 DataKind = Literal["orders", "users", "products", "stock"]
+#: What a pull asks for: a kind of data, or ``sales``: the orders a shop sold,
+#: taken in for what they take from stock (lines, quantities, amounts), their
+#: buyers kept only where ``users`` may be pulled.
+PullKind = Literal["orders", "users", "products", "stock", "sales"]
 
 #: What "product information only" lets through: products and their stock.
 PRODUCT_INFORMATION: frozenset[str] = frozenset({"products", "stock"})
@@ -852,14 +856,21 @@ def _(event: BindingUnbound, state: Binding | None) -> Binding:
 
 
 def can_pull(
-    scope: DataScope | None, data_kind: DataKind, mapped_data: Collection[str] = ()
+    scope: DataScope | None, data_kind: PullKind, mapped_data: Collection[str] = ()
 ) -> bool:
     """Whether a binding of ``scope`` lets the hub pull ``data_kind``.
 
     Full scope allows everything; "product information only" allows products
     and their stock, never orders or users; custom mapping allows the kinds its
     mapping rules cover (``mapped_data``); an unknown scope allows nothing.
+    Sales are allowed wherever orders, products or stock are: every sale on a
+    bound shop must reach the hub's stock, whatever else its scope withholds.
     """
+    if data_kind == "sales":
+        return any(
+            can_pull(scope, kind, mapped_data)
+            for kind in ("orders", "products", "stock")
+        )
     if scope == "orders_and_users_full":
         return True
     if scope == "product_information_only":
@@ -869,7 +880,7 @@ def can_pull(
     return False
 
 
-def check_data_scope(binding: Binding, data_kind: DataKind) -> None:
+def check_data_scope(binding: Binding, data_kind: PullKind) -> None:
     """Guard for connectors: refuse a pull the binding does not allow.
 
     Raises:

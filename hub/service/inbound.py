@@ -8,7 +8,9 @@ idempotent (the order's id is derived from platform and platform order id, and
 a step already taken decides nothing), so a replay changes nothing.
 
 Every pull first checks the shop's binding: it must be active and its data
-scope must allow orders (:func:`domain.binding.check_data_scope`).
+scope must allow its sales (orders, products or stock:
+:func:`domain.binding.check_data_scope` with ``sales``); the buyer is kept
+only where the scope allows users.
 
 The buyer's personal data is sealed under the key of its data subject before
 any command is made (:class:`hub.service.personal.PersonalData`, under the
@@ -28,8 +30,8 @@ from connectors.common import PlatformOrder
 from domain import order
 from domain.binding import (
     Binding,
-    DataKind,
     DataScopeError,
+    PullKind,
     binding_id,
     can_pull,
     check_data_scope,
@@ -253,7 +255,7 @@ class OrderIntake:
         )
         return state
 
-    async def check_scope(self, shop: ShopConfig, data_kind: DataKind) -> None:
+    async def check_scope(self, shop: ShopConfig, data_kind: PullKind) -> None:
         """Refuse a pull the shop's binding does not allow.
 
         Raises:
@@ -277,7 +279,7 @@ class OrderIntake:
             domain.order.UnmappedSkuError, MalformedOrderError,
             domain.events.DomainError: see :meth:`apply`.
         """
-        await self.check_scope(shop, "orders")
+        await self.check_scope(shop, "sales")
         client = await self.connectors.ready_client(shop)
         platform_order = await client.fetch_order(shop.shop_id, platform_order_id)
         return await self.apply(shop, platform_order)

@@ -183,7 +183,7 @@ class SyncScheduler:
         start = min(start - OVERLAP, end)
         report = SyncReport(shop=shop.key, since=start, until=end)
         try:
-            await self.intake.check_scope(shop, "orders")
+            await self.intake.check_scope(shop, "sales")
         except DataScopeError as exc:
             report.refused = str(exc)
             log.warning("order pull of %s refused: %s", shop.key, exc)

@@ -548,6 +548,11 @@ def test_mapped_data_for_a_fixed_scope_is_refused() -> None:
         ("custom_mapping", "orders", ("orders",), True),
         ("custom_mapping", "users", ("orders",), False),
         (None, "products", (), False),
+        ("orders_and_users_full", "sales", (), True),
+        ("product_information_only", "sales", (), True),
+        ("custom_mapping", "sales", ("products",), True),
+        ("custom_mapping", "sales", ("users",), False),
+        (None, "sales", (), False),
     ],
 )
 def test_can_pull_follows_the_data_scope(
