@@ -38,6 +38,11 @@ class StockRules:
         """Delegate to :func:`domain.stock.mutate`."""
         return stock.mutate(event, state)
 
+    def request_key(self, command: stock.StockCommand) -> str | None:
+        """The command's idempotency key: the committer records it with the
+        command's events, so a retry with it applies once."""
+        return command.request_id
+
 
 STOCK_RULES = StockRules()
 

@@ -80,6 +80,9 @@ class AggregateRules(Protocol):
         """``state`` evolved by ``event``."""
         ...
 
+    # Optionally, ``request_key(command) -> str | None``: the command's
+    # idempotency key, recorded in ``command_requests`` with its events.
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -113,7 +116,10 @@ class _Pending:
 
     def __post_init__(self) -> None:
         self.aggregate_id = self.rules.aggregate_id(self.command)
-        self.request_id = getattr(self.command, "request_id", None)
+        # Only rules that say so have an idempotency key (a stock push's
+        # request id names the push, and its rounds share it).
+        key = getattr(self.rules, "request_key", None)
+        self.request_id = None if key is None else key(self.command)
 
 
 _Decision = tuple[

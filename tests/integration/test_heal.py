@@ -329,3 +329,42 @@ def test_the_request_id_window_is_stated_in_the_readme() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"{REQUEST_WINDOW_DAYS} days" in readme
+
+
+async def test_a_request_id_that_names_a_push_is_not_an_idempotency_key(
+    database_url: str,
+) -> None:
+    from domain import push
+    from hub.service.outbound import STOCK_PUSH_RULES
+
+    async with running(_small_hub(database_url)) as hub:
+        requested = await hub.committer.execute(
+            STOCK_PUSH_RULES,
+            push.RequestStockPush(
+                platform="youzan",
+                shop_id="s1",
+                sku="P-1",
+                platform_sku_id="p1",
+                quantity=3,
+                target_version=1,
+            ),
+        )
+        [event] = requested.events
+        request_id = event.request_id  # type: ignore[attr-defined]
+        rounds = [
+            await hub.committer.execute(
+                STOCK_PUSH_RULES,
+                push.RecordStockPushFailed(
+                    platform="youzan",
+                    shop_id="s1",
+                    sku="P-1",
+                    request_id=request_id,
+                    outcome="failed",
+                    round=n,
+                ),
+            )
+            for n in (1, 2)
+        ]
+    # Each round of the same push is stored: its request id names the push.
+    assert [len(r.positions) for r in rounds] == [1, 1]
+    assert rounds[0].positions != rounds[1].positions
