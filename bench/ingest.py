@@ -46,7 +46,7 @@ import contextlib
 from domain.events import Context
 from domain.stock import ReceiveStock, StockReceived, decide
 from hub.bootstrap import bootstrap
-from hub.infra.embedded import start_servers
+from hub.infra.embedded import Servers, start_servers
 from hub.infra.relay import stream_position
 from hub.infra.runtime import run as run_loop
 from hub.infra.settings import eventsourcing_env
@@ -54,6 +54,20 @@ from hub.infra.store import HubApplication, encode_event
 from hub.messages import STREAM, to_message
 
 BENCH_STREAM = "BENCH_BASELINE"
+
+
+def bench_servers(prefix: str = "hub-bench-") -> Servers:
+    """The servers ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` name, else embedded ones.
+
+    Embedded servers run on free ports in a new temporary folder.
+    """
+    return start_servers(
+        Path(tempfile.mkdtemp(prefix=prefix)) / "home",
+        database_url=os.environ.get("HUB_DATABASE_URL") or None,
+        nats_url=os.environ.get("HUB_NATS_URL") or None,
+        pg_port=0,
+        nats_port=0,
+    )
 
 
 def fresh_database(server_url: str) -> str:
@@ -252,14 +266,7 @@ def main() -> None:
     save_events = 2_000 if args.quick else 10_000
     js_events = 20_000 if args.quick else 100_000
 
-    home = Path(tempfile.mkdtemp(prefix="hub-bench-")) / "home"
-    servers = start_servers(
-        home,
-        database_url=os.environ.get("HUB_DATABASE_URL") or None,
-        nats_url=os.environ.get("HUB_NATS_URL") or None,
-        pg_port=0,
-        nats_port=0,
-    )
+    servers = bench_servers()
     try:
         a = bench_one_save_per_event(fresh_database(servers.database_url), save_events)
         print(f"(a) eventsourcing, one event per transaction: {a:,.0f} events/s")

@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,11 +43,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import fresh_database
+from bench.ingest import bench_servers, fresh_database
 from domain import order, stock
 from domain.events import Context, Event, project
 from hub.bootstrap import default_projections
-from hub.infra.embedded import start_servers
 from hub.infra.migrate import migrate
 from hub.infra.settings import eventsourcing_env
 from hub.infra.store import HubApplication
@@ -216,14 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     total = args.events or (100_000 if args.quick else 1_000_000)
 
-    home = Path(tempfile.mkdtemp(prefix="hub-bench-")) / "home"
-    servers = start_servers(
-        home,
-        database_url=os.environ.get("HUB_DATABASE_URL") or None,
-        nats_url=os.environ.get("HUB_NATS_URL") or None,
-        pg_port=0,
-        nats_port=0,
-    )
+    servers = bench_servers()
     try:
         database_url = fresh_database(servers.database_url)
         migrate(database_url)

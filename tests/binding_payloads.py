@@ -68,17 +68,35 @@ def meet(platform: str, **extra: Any) -> dict[str, Any]:
     return keys(platform, **extra) | {"requirement": REQUIREMENT[platform]}
 
 
-def to_active(platform: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every command taking a fresh binding on ``platform`` to active."""
+#: The events of ``to_active`` on a platform with a special requirement.
+ACTIVE_EVENTS = [
+    "BindingRequested",
+    "SubjectVerified",
+    "QualificationPassed",
+    "SpecialRequirementMet",
+    "BindingAuthorised",
+    "BindingActivated",
+]
+
+
+def to_requirements_met(
+    platform: str, shop_id: str = SHOP
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every command taking a fresh binding on ``platform`` to "requirements met"."""
     steps = [
-        ("binding.request", request(platform)),
-        ("binding.verify_subject", verify(platform)),
-        ("binding.record_qualification", qualify(platform)),
+        ("binding.request", request(platform, shop_id=shop_id)),
+        ("binding.verify_subject", verify(platform, shop_id=shop_id)),
+        ("binding.record_qualification", qualify(platform, shop_id)),
     ]
     if platform in REQUIREMENT:
-        steps.append(("binding.meet_requirement", meet(platform)))
-    steps += [
+        steps.append(("binding.meet_requirement", meet(platform, shop_id=shop_id)))
+    return steps
+
+
+def to_active(platform: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every command taking a fresh binding on ``platform`` to active."""
+    return [
+        *to_requirements_met(platform),
         ("binding.authorise", keys(platform)),
         ("binding.activate", keys(platform)),
     ]
-    return steps

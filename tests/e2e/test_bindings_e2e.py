@@ -47,16 +47,7 @@ from hub.infra.tokens import PostgresTokenStore
 from hub.service.authorisation import follow_redirect, grant_ref
 from hub.service.bindings import binding_history
 from hub.service.hub import Hub
-from tests.binding_payloads import (
-    ACCOUNT,
-    REQUIREMENT,
-    encode,
-    keys,
-    meet,
-    qualify,
-    request,
-    verify,
-)
+from tests.binding_payloads import ACCOUNT, encode, keys, to_requirements_met
 from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.e2e
@@ -127,15 +118,8 @@ async def running(
             tokens.close()
 
 
-async def to_requirements_met(hub: Hub, platform: str, shop: str) -> None:
-    steps = [
-        ("binding.request", request(platform, shop_id=shop)),
-        ("binding.verify_subject", verify(platform, shop_id=shop)),
-        ("binding.record_qualification", qualify(platform, shop)),
-    ]
-    if platform in REQUIREMENT:
-        steps.append(("binding.meet_requirement", meet(platform, shop_id=shop)))
-    for name, data in steps:
+async def walk_to_requirements_met(hub: Hub, platform: str, shop: str) -> None:
+    for name, data in to_requirements_met(platform, shop):
         reply = await hub.handle(name, encode(data))
         assert reply.ok, reply
 
@@ -166,7 +150,7 @@ async def test_all_four_shops_bind_through_their_routes_with_no_seeded_token(
     shop = SHOPS[0]
     async with httpx.AsyncClient(timeout=10) as http:
         for platform in PLATFORMS:
-            await to_requirements_met(running.hub, platform, shop)
+            await walk_to_requirements_met(running.hub, platform, shop)
             started = await connect(http, running, platform, shop)
             if platform in CONSENT_SHOP_PARAM:
                 assert started["status"] == "consent_needed"
@@ -217,7 +201,7 @@ async def test_a_forged_or_replayed_oauth_callback_is_refused(
     callback = f"{running.url}/oauth/{platform}/callback"
     async with httpx.AsyncClient(timeout=10) as http:
         for shop in SHOPS:
-            await to_requirements_met(running.hub, platform, shop)
+            await walk_to_requirements_met(running.hub, platform, shop)
         started = await connect(http, running, platform, first)
         back = await consent(http, platform, started["consent_url"], first)
         code = httpx.URL(back).params["code"]
@@ -285,7 +269,7 @@ async def test_hub_bindings_connect_binds_at_once_or_prints_the_consent_url(
     monkeypatch.setenv("HUB_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("HUB_PUBLIC_URL", running.url)
     for platform in ("douyin_shop", "youzan"):
-        await to_requirements_met(running.hub, platform, shop)
+        await walk_to_requirements_met(running.hub, platform, shop)
     argv = ["bindings", "connect", "douyin_shop", shop, "--json"]
     assert await asyncio.to_thread(main, argv) == 0
     bound = json.loads(capsys.readouterr().out.splitlines()[-1])

@@ -26,6 +26,7 @@ from hub.service.hub import Hub
 from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from tests.binding_payloads import (
     ACCOUNT,
+    ACTIVE_EVENTS,
     SHOP,
     encode,
     keys,
@@ -113,15 +114,7 @@ async def test_binding_goes_active_over_nats_with_events_and_row(
     await hub.relay.wait_for(head)
     messages = await binding_messages(nc, 6)
     assert [subject for subject, _ in messages] == [
-        f"hub.events.binding.{name}.douyin_shop"
-        for name in (
-            "BindingRequested",
-            "SubjectVerified",
-            "QualificationPassed",
-            "SpecialRequirementMet",
-            "BindingAuthorised",
-            "BindingActivated",
-        )
+        f"hub.events.binding.{name}.douyin_shop" for name in ACTIVE_EVENTS
     ]
     requested = messages[0][1]
     assert requested.aggregate_id == binding_id(ACCOUNT, "douyin_shop", SHOP)

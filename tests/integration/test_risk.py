@@ -23,16 +23,7 @@ from hub.bootstrap import bootstrap
 from hub.service.commands import BINDING_RULES
 from hub.service.hub import Hub
 from hub.service.policies import load_policy_book
-from tests.binding_payloads import (
-    ACCOUNT,
-    SHOP,
-    encode,
-    keys,
-    meet,
-    qualify,
-    request,
-    verify,
-)
+from tests.binding_payloads import ACCOUNT, SHOP, encode, keys, to_active
 
 WECHAT = "wechat_shop"
 
@@ -42,14 +33,7 @@ async def _active_hub(database_url: str, book: PolicyBook) -> Hub:
         database_url=database_url, nats_url=None, projections=[], policy_book=book
     )
     await hub.start()
-    for name, payload in [
-        ("binding.request", request(WECHAT)),
-        ("binding.verify_subject", verify(WECHAT)),
-        ("binding.record_qualification", qualify(WECHAT)),
-        ("binding.meet_requirement", meet(WECHAT)),
-        ("binding.authorise", keys(WECHAT)),
-        ("binding.activate", keys(WECHAT)),
-    ]:
+    for name, payload in to_active(WECHAT):
         reply = await hub.handle(name, encode(payload))
         assert reply.ok, (name, reply.error)
     return hub

@@ -38,6 +38,7 @@ from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from projections.bindings import failure_reasons
 from tests.binding_payloads import (
     ACCOUNT,
+    ACTIVE_EVENTS,
     SHOP,
     USCC,
     encode,
@@ -171,14 +172,7 @@ async def test_binding_walks_to_active_and_back_through_the_hub(hub: Hub) -> Non
     platform = "wechat_shop"
     replies = [await _send(hub, name, data) for name, data in to_active(platform)]
     assert all(reply.ok for reply in replies), [r.error for r in replies]
-    assert [event for reply in replies for event in reply.events] == [
-        "BindingRequested",
-        "SubjectVerified",
-        "QualificationPassed",
-        "SpecialRequirementMet",
-        "BindingAuthorised",
-        "BindingActivated",
-    ]
+    assert [event for reply in replies for event in reply.events] == ACTIVE_EVENTS
     assert replies[-1].state is not None
     assert replies[-1].state["status"] == "active"
     suspended = await _send(

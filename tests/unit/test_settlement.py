@@ -157,17 +157,20 @@ def test_refunds_in_any_number_of_parts_net_every_party_to_zero(
 # -- commission terms -----------------------------------------------------------
 
 
+#: The binding whose commission terms these tests set.
+KEYS: dict[str, Any] = {
+    "channel_account": "ch-1",
+    "platform": "douyin_shop",
+    "shop_id": "d-1",
+}
+
+
 def test_a_live_session_takes_precedence_over_the_binding_agreement() -> None:
-    keys: dict[str, Any] = {
-        "channel_account": "ch-1",
-        "platform": "douyin_shop",
-        "shop_id": "d-1",
-    }
     state = None
     for command in (
-        AgreeCommission(**keys, streamer="anna", rate="0.15"),
+        AgreeCommission(**KEYS, streamer="anna", rate="0.15"),
         ScheduleLiveSession(
-            **keys,
+            **KEYS,
             session_id="live-1",
             starts_at=PAID_AT,
             ends_at=PAID_AT + timedelta(hours=2),
@@ -188,22 +191,14 @@ def test_a_live_session_takes_precedence_over_the_binding_agreement() -> None:
 
 
 def test_commission_outside_the_books_range_is_refused() -> None:
-    command = AgreeCommission(
-        channel_account="ch-1",
-        platform="douyin_shop",
-        shop_id="d-1",
-        streamer="anna",
-        rate="0.31",
-    )
+    command = AgreeCommission(**KEYS, streamer="anna", rate="0.31")
     with pytest.raises(CommissionRateError, match=r"0.31 is outside \[0.15, 0.30\]"):
         decide_terms(None, command, ctx(), POLICY)
 
 
 def test_a_session_that_ends_before_it_starts_is_refused() -> None:
     command = ScheduleLiveSession(
-        channel_account="ch-1",
-        platform="douyin_shop",
-        shop_id="d-1",
+        **KEYS,
         session_id="s",
         starts_at=PAID_AT,
         ends_at=PAID_AT,
