@@ -5,9 +5,7 @@ The hub runs on eventsourcing's in-memory store here (no servers).
 
 from __future__ import annotations
 
-import itertools
 import typing
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,7 +20,6 @@ from domain.events import Context, Event
 from domain.policy import AtLeastRule, PolicyBook
 from hub.entry.cli import main
 from hub.infra.settings import Settings
-from hub.infra.store import HubApplication
 from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
 from hub.service.bindings import explain, format_binding, parse_binding_id
 from hub.service.commands import (
@@ -32,7 +29,6 @@ from hub.service.commands import (
     PolicyBookMissingError,
     command_rules,
 )
-from hub.service.commit import GroupCommitter
 from hub.service.hub import Hub
 from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from projections.bindings import failure_reasons
@@ -48,6 +44,7 @@ from tests.binding_payloads import (
     to_active,
     verify,
 )
+from tests.memory_hub import committing, in_memory_hub
 
 BOOK = load_policy_book()
 # Friday 26 September 2025, 10:00 in China.
@@ -68,28 +65,10 @@ def _with_threshold(book: PolicyBook, platform: str, threshold: int) -> PolicyBo
     return msgspec.structs.replace(book, profiles=profiles)
 
 
-def _in_memory_hub(book: PolicyBook = BOOK) -> Hub:
-    app = HubApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    counter = itertools.count(1)
-    committer = GroupCommitter(
-        app, clock=lambda: NOW, new_id=lambda: uuid.UUID(int=next(counter))
-    )
-    return Hub(
-        database_url="",
-        nats_url=None,
-        app=app,
-        committer=committer,
-        relay=None,
-        policy_book=book,
-    )
-
-
 @pytest.fixture
 async def hub() -> AsyncIterator[Hub]:
-    running = _in_memory_hub()
-    await running.committer.start()
-    yield running
-    await running.committer.stop()
+    async with committing(in_memory_hub(NOW, BOOK)) as running:
+        yield running
 
 
 async def _send(hub: Hub, name: str, payload: dict[str, Any]) -> CommandReply:

@@ -20,7 +20,6 @@ import pytest
 import domain
 from domain import order, stock
 from domain.events import Context, Event, registered_events
-from hub.infra.store import HubApplication
 from hub.messages import PAYLOADS, CommandReply, payload_of, subject_for, to_message
 from hub.service.commands import (
     COMMANDS,
@@ -29,9 +28,9 @@ from hub.service.commands import (
     CommandDecodeError,
     decode_command,
 )
-from hub.service.commit import GroupCommitter
 from hub.service.hub import Hub, _public_state
 from hub.service.processes import OrderStockProcess
+from tests.memory_hub import committing, in_memory_hub
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 LINE = order.OrderLine(
@@ -253,17 +252,8 @@ def test_reply_state_leaves_out_the_per_order_maps() -> None:
 
 @pytest.fixture
 async def hub() -> AsyncIterator[Hub]:
-    app = HubApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    counter = itertools.count(1)
-    committer = GroupCommitter(
-        app, clock=lambda: NOW, new_id=lambda: uuid.UUID(int=next(counter))
-    )
-    running = Hub(
-        database_url="", nats_url=None, app=app, committer=committer, relay=None
-    )
-    await committer.start()
-    yield running
-    await committer.stop()
+    async with committing(in_memory_hub(NOW)) as running:
+        yield running
 
 
 def _place(number: str, quantity: int) -> order.PlaceOrder:

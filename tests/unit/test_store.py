@@ -77,11 +77,6 @@ def test_stored_state_is_json_not_pickle() -> None:
     assert msgspec.json.decode(encode_event(_event(amount=1)))["amount"] == 1
 
 
-@pytest.fixture
-def app() -> HubApplication:
-    return HubApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
 async def test_committer_answers_each_caller_after_one_batch(
     app: HubApplication,
 ) -> None:

@@ -153,11 +153,6 @@ def test_a_log_record_with_a_traceback_is_one_line() -> None:
     assert line.startswith("ERROR failed: x | Traceback") and "ValueError: bad" in line
 
 
-@pytest.fixture
-def app() -> HubApplication:
-    return HubApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
 async def test_a_committer_whose_store_hangs_answers_and_stops(
     app: HubApplication,
 ) -> None:
