@@ -104,6 +104,17 @@ class State(msgspec.Struct, frozen=True, kw_only=True):
 S = TypeVar("S", bound=State)
 
 
+def advanced(kind: type[S], state: S | None, event: Event) -> S:
+    """``state`` moved to ``event``'s version, or a new ``kind`` at it if none.
+
+    For aggregates whose first event may be any of theirs: the new state has
+    only its id and version, every other field its default.
+    """
+    if state is None:
+        return kind(id=event.originator_id, version=event.originator_version)
+    return msgspec.structs.replace(state, version=event.originator_version)
+
+
 def project(
     mutate: Callable[[Any, Any], Any], state: Any, events: Iterable[Event]
 ) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 
@@ -108,89 +108,84 @@ def _check_facts(facts: QualificationFacts) -> None:
             )
 
 
-def _at_least(
-    rule: AtLeastRule, facts: QualificationFacts, platform: str
-) -> RuleFailure | None:
+class _Shortfall(NamedTuple):
+    """How ``facts`` fall short of one rule, before the platform is named."""
+
+    subject: str
+    measured: str
+    threshold: str
+    message: str
+
+
+def _at_least(rule: AtLeastRule, facts: QualificationFacts) -> _Shortfall | None:
     value: int | None = getattr(facts, rule.metric)
     label = _label(rule.metric)
     if value is not None and value >= rule.threshold:
         return None
-    measured = "not provided" if value is None else f"{value:,}"
-    message = (
-        f"{label} not provided, needs >= {rule.threshold:,} ({platform})"
-        if value is None
-        else f"{label} {measured} < {rule.threshold:,} ({platform})"
-    )
-    return RuleFailure(
-        platform=platform,
-        rule="at_least",
-        subject=rule.metric,
-        measured=measured,
-        threshold=f">= {rule.threshold:,}",
-        message=message,
+    threshold = f">= {rule.threshold:,}"
+    if value is None:
+        return _Shortfall(
+            rule.metric,
+            "not provided",
+            threshold,
+            f"{label} not provided, needs {threshold}",
+        )
+    return _Shortfall(
+        rule.metric, f"{value:,}", threshold, f"{label} {value:,} < {rule.threshold:,}"
     )
 
 
 def _none_within(
-    rule: NoneWithinDaysRule, facts: QualificationFacts, platform: str
-) -> RuleFailure | None:
+    rule: NoneWithinDaysRule, facts: QualificationFacts
+) -> _Shortfall | None:
     day: date | None = getattr(facts, rule.metric)
     if day is None:
         return None
     days_since = (facts.as_of - day).days
     if days_since > rule.days:
         return None
-    label = _label(rule.metric)
-    return RuleFailure(
-        platform=platform,
-        rule="none_within_days",
-        subject=rule.metric,
-        measured=f"{days_since} days ago ({day.isoformat()})",
-        threshold=f"none in the last {rule.days} days",
-        message=f"days since {label} {days_since} <= {rule.days} ({platform})",
+    return _Shortfall(
+        rule.metric,
+        f"{days_since} days ago ({day.isoformat()})",
+        f"none in the last {rule.days} days",
+        f"days since {_label(rule.metric)} {days_since} <= {rule.days}",
     )
 
 
-def _within(
-    rule: WithinDaysRule, facts: QualificationFacts, platform: str
-) -> RuleFailure | None:
+def _within(rule: WithinDaysRule, facts: QualificationFacts) -> _Shortfall | None:
     day: date | None = getattr(facts, rule.metric)
-    days_since = None if day is None else (facts.as_of - day).days
-    if days_since is not None and days_since <= rule.days:
-        return None
+    threshold = f"one in the last {rule.days} days"
     label = _label(rule.metric)
-    if day is None or days_since is None:
-        measured = "none on record"
-        message = f"{label} none on record, needs one within {rule.days} days"
-    else:
-        measured = f"{days_since} days ago ({day.isoformat()})"
-        message = f"days since {label} {days_since} > {rule.days}"
-    return RuleFailure(
-        platform=platform,
-        rule="within_days",
-        subject=rule.metric,
-        measured=measured,
-        threshold=f"one in the last {rule.days} days",
-        message=f"{message} ({platform})",
+    if day is None:
+        return _Shortfall(
+            rule.metric,
+            "none on record",
+            threshold,
+            f"{label} none on record, needs one within {rule.days} days",
+        )
+    days_since = (facts.as_of - day).days
+    if days_since <= rule.days:
+        return None
+    return _Shortfall(
+        rule.metric,
+        f"{days_since} days ago ({day.isoformat()})",
+        threshold,
+        f"days since {label} {days_since} > {rule.days}",
     )
 
 
-def _category(
-    rule: CategoryRule, facts: QualificationFacts, platform: str
-) -> RuleFailure | None:
+def _category(rule: CategoryRule, facts: QualificationFacts) -> _Shortfall | None:
     if rule.category not in facts.categories:
         return None
     held = facts.licences | facts.connections
     if held.intersection(rule.any_of):
         return None
     needed = " or ".join(rule.any_of)
-    return RuleFailure(
-        platform=platform,
-        rule="category_requires",
-        subject=f"category:{rule.category}",
-        measured="none held",
-        threshold=needed,
-        message=f"category {rule.category} needs {needed}, none held ({platform})",
+    return _Shortfall(
+        f"category:{rule.category}",
+        "none held",
+        needed,
+        f"category {rule.category} needs {needed}, none held",
     )
 
 
@@ -199,12 +194,23 @@ def evaluate_rule(
 ) -> RuleFailure | None:
     """The failure of one ``rule`` on ``facts``, or None when it passes."""
     if isinstance(rule, AtLeastRule):
-        return _at_least(rule, facts, platform)
-    if isinstance(rule, NoneWithinDaysRule):
-        return _none_within(rule, facts, platform)
-    if isinstance(rule, WithinDaysRule):
-        return _within(rule, facts, platform)
-    return _category(rule, facts, platform)
+        shortfall = _at_least(rule, facts)
+    elif isinstance(rule, NoneWithinDaysRule):
+        shortfall = _none_within(rule, facts)
+    elif isinstance(rule, WithinDaysRule):
+        shortfall = _within(rule, facts)
+    else:
+        shortfall = _category(rule, facts)
+    if shortfall is None:
+        return None
+    return RuleFailure(
+        platform=platform,
+        rule=str(type(rule).__struct_config__.tag),
+        subject=shortfall.subject,
+        measured=shortfall.measured,
+        threshold=shortfall.threshold,
+        message=f"{shortfall.message} ({platform})",
+    )
 
 
 def evaluate(profile: PlatformProfile, facts: QualificationFacts) -> list[RuleFailure]:

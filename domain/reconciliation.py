@@ -23,7 +23,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from domain.events import Context, Event, State, derive_id, register
+from domain.events import Context, Event, State, advanced, derive_id, register
 from domain.settlement import PlatformSettlement, Split
 
 #: Fields a difference can name.
@@ -200,15 +200,9 @@ def mutate(event: Event, state: Statement | None) -> Statement:
     raise TypeError(f"statement cannot apply {type(event).__name__}")
 
 
-def _current(state: Statement | None, event: Any) -> Statement:
-    if state is None:
-        return Statement(id=event.originator_id, version=event.originator_version)
-    return msgspec.structs.replace(state, version=event.originator_version)
-
-
 @mutate.register
 def _(event: SettlementDifferenceFound, state: Statement | None) -> Statement:
-    current = _current(state, event)
+    current = advanced(Statement, state, event)
     key = Difference(
         order_id=event.order_id,
         field=event.field,
@@ -220,5 +214,5 @@ def _(event: SettlementDifferenceFound, state: Statement | None) -> Statement:
 
 @mutate.register
 def _(event: StatementReconciled, state: Statement | None) -> Statement:
-    current = _current(state, event)
+    current = advanced(Statement, state, event)
     return msgspec.structs.replace(current, lines=event.lines, runs=current.runs + 1)

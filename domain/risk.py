@@ -30,7 +30,15 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from domain.events import Context, DomainError, Event, State, derive_id, register
+from domain.events import (
+    Context,
+    DomainError,
+    Event,
+    State,
+    advanced,
+    derive_id,
+    register,
+)
 
 #: China time: the platforms' days and hours.
 CHINA = timezone(timedelta(hours=8))
@@ -407,15 +415,9 @@ def _(event: TrafficDiverted, state: Traffic | None) -> Traffic:
     )
 
 
-def _violations(event: Event, state: Violations | None) -> Violations:
-    if state is None:
-        return Violations(id=event.originator_id, version=event.originator_version)
-    return msgspec.structs.replace(state, version=event.originator_version)
-
-
 @mutate.register
 def _(event: ViolationRecorded, state: Violations | None) -> Violations:
-    current = _violations(event, state)
+    current = advanced(Violations, state, event)
     counted = current.counted
     if event.counted:
         day = event.occurred_at.astimezone(CHINA).date().isoformat()
@@ -429,14 +431,14 @@ def _(event: ViolationRecorded, state: Violations | None) -> Violations:
 
 @mutate.register
 def _(event: BindingWarned, state: Violations | None) -> Violations:
-    return _violations(event, state)
+    return advanced(Violations, state, event)
 
 
 @mutate.register
 def _(event: BindingSuspensionDue, state: Violations | None) -> Violations:
-    return _violations(event, state)
+    return advanced(Violations, state, event)
 
 
 @mutate.register
 def _(event: ViolationsCleared, state: Violations | None) -> Violations:
-    return msgspec.structs.replace(_violations(event, state), counted=())
+    return msgspec.structs.replace(advanced(Violations, state, event), counted=())

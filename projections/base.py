@@ -57,6 +57,27 @@ class Projection(ABC):
             await self.apply(cur, event, position)
 
 
+async def apply_tracked(
+    cur: psycopg.AsyncCursor[object],
+    projection: Projection,
+    events: list[tuple[Event, int]],
+    last: int,
+) -> None:
+    """Apply ``events`` and move the projection's tracked position to ``last``.
+
+    Both go through ``cur``, so they commit (or roll back) in the caller's one
+    transaction: the position never moves without the rows, nor the rows
+    without the position.
+    """
+    if events:
+        await projection.apply_batch(cur, events)
+    await cur.execute(
+        "UPDATE projection_tracking SET position = %s, updated_at = now() "
+        "WHERE name = %s",
+        (last, projection.name),
+    )
+
+
 class BatchProjection(Projection):
     """A projection that folds a whole batch at once: one event is a batch of one.
 
@@ -190,13 +211,7 @@ class ProjectionRunner:
                 for notification_id, topic, state in rows
             ]
             async with conn.pipeline(), conn.cursor() as wcur:
-                if events:
-                    await self.projection.apply_batch(wcur, events)
-                await wcur.execute(
-                    "UPDATE projection_tracking SET position = %s, updated_at = now() "
-                    "WHERE name = %s",
-                    (last, self.projection.name),
-                )
+                await apply_tracked(wcur, self.projection, events, last)
         self.position = last
         await self._notify_waiters()
         return last - position

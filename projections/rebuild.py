@@ -34,7 +34,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import log_head, stored_topics
-from projections.base import Projection
+from projections.base import Projection, apply_tracked
 
 #: Called with (position reached, position to reach) as a rebuild goes on.
 Progress = Callable[[int, int], None]
@@ -255,13 +255,7 @@ async def _apply(
         events.append((decoded[index], position))
     conn = build.conn
     async with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
-        if events:
-            await build.projection.apply_batch(cur, events)
-        await cur.execute(
-            "UPDATE projection_tracking SET position = %s, updated_at = now() "
-            "WHERE name = %s",
-            (last, build.projection.name),
-        )
+        await apply_tracked(cur, build.projection, events, last)
     build.position = last
 
 
