@@ -15,7 +15,7 @@ Time and ids are never read here: they come in through :class:`Context`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -40,6 +40,24 @@ class DomainError(Exception):
 
     #: Machine-readable code for replies (``"insufficient_stock"``, ...).
     code: ClassVar[str] = "domain_error"
+
+
+V = TypeVar("V")
+
+
+def lookup(
+    table: Mapping[str, V], key: str, error: type[DomainError], missing: str
+) -> V:
+    """``table[key]``; else raise ``error``: ``missing`` and the keys there are.
+
+    Raises:
+        DomainError: ``error``, e.g. ``platform 'x' has no settlement terms
+            (known: douyin_shop, wechat_shop)``.
+    """
+    try:
+        return table[key]
+    except KeyError:
+        raise error(f"{missing} (known: {', '.join(sorted(table))})") from None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -180,6 +180,28 @@ def payout_source(platform: str, platform_order_id: str, payout: str) -> str:
     return f"{payout}:{platform}:{platform_order_id}"
 
 
+def _transaction(
+    event: PayoutScheduled | PayoutReversed | PayoutSettled,
+    source: str,
+    effective_at: datetime,
+    postings: tuple[Posting, ...],
+    *,
+    kind: str,
+    status: TransactionStatus,
+) -> LedgerTransaction:
+    """A transaction of ``event``'s order, recorded when the event occurred."""
+    return LedgerTransaction(
+        source=source,
+        kind=kind,
+        status=status,
+        platform=event.platform,
+        platform_order_id=event.platform_order_id,
+        effective_at=effective_at,
+        recorded_at=event.occurred_at,
+        postings=postings,
+    )
+
+
 def ledger_changes(
     event: Event, pending: dict[str, tuple[int, int]] | None = None
 ) -> list[LedgerChange]:
@@ -206,18 +228,8 @@ def ledger_changes(
             return []
         if pending is not None:
             pending[source] = (split.total_fen, split.payment_fen)
-        return [
-            LedgerTransaction(
-                source=source,
-                kind="sale" if sign > 0 else "refund",
-                status="pending",
-                platform=event.platform,
-                platform_order_id=event.platform_order_id,
-                effective_at=at,
-                recorded_at=event.occurred_at,
-                postings=postings,
-            )
-        ]
+        kind = "sale" if sign > 0 else "refund"
+        return [_transaction(event, source, at, postings, kind=kind, status="pending")]
     if isinstance(event, PayoutSettled):
         source = payout_source(event.platform, event.platform_order_id, event.payout)
         due = start_of_day(event.settled_on)
@@ -232,16 +244,10 @@ def ledger_changes(
         amount, fee = (pending or {}).get(source, (0, 0))
         postings = settlement_postings(amount, fee, channel=event.channel)
         if postings:
+            settle = f"settle:{source}"
             changes.append(
-                LedgerTransaction(
-                    source=f"settle:{source}",
-                    kind="settlement",
-                    status="posted",
-                    platform=event.platform,
-                    platform_order_id=event.platform_order_id,
-                    effective_at=due,
-                    recorded_at=event.occurred_at,
-                    postings=postings,
+                _transaction(
+                    event, settle, due, postings, kind="settlement", status="posted"
                 )
             )
         return changes

@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from domain.calendar import CHINA_TIME
-from domain.events import DomainError
+from domain.events import DomainError, lookup
 
 #: A rate as a decimal string between 0 and 1 (``"0.006"``, ``"0.15"``).
 Rate = Annotated[str, msgspec.Meta(pattern=r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$")]
@@ -253,13 +253,12 @@ class SettlementPolicy(_Terms, frozen=True, kw_only=True):
         Raises:
             UnknownSettlementTermsError: the book has no such channel.
         """
-        try:
-            return self.channels[code]
-        except KeyError:
-            known = ", ".join(sorted(self.channels))
-            raise UnknownSettlementTermsError(
-                f"payment channel {code!r} is not in the policy book (known: {known})"
-            ) from None
+        return lookup(
+            self.channels,
+            code,
+            UnknownSettlementTermsError,
+            f"payment channel {code!r} is not in the policy book",
+        )
 
     def platform(self, platform: str) -> PlatformSettlement:
         """How ``platform`` settles.
@@ -267,13 +266,12 @@ class SettlementPolicy(_Terms, frozen=True, kw_only=True):
         Raises:
             UnknownSettlementTermsError: the book has no settlement terms for it.
         """
-        try:
-            return self.platforms[platform]
-        except KeyError:
-            known = ", ".join(sorted(self.platforms))
-            raise UnknownSettlementTermsError(
-                f"platform {platform!r} has no settlement terms (known: {known})"
-            ) from None
+        return lookup(
+            self.platforms,
+            platform,
+            UnknownSettlementTermsError,
+            f"platform {platform!r} has no settlement terms",
+        )
 
 
 def check_settlement(policy: SettlementPolicy) -> None:
