@@ -249,13 +249,20 @@ class PayOrder(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ShipOrder(msgspec.Struct, frozen=True, kw_only=True):
-    """Record the shipment of a paid order."""
+    """Record the shipment of a paid order.
+
+    ``notify_platform``: the shipment happened on the hub's side (a warehouse
+    said so), so the platform the order came from is told (carrier and
+    tracking reference); the order intake sets it false for a shipment the
+    platform itself reported.
+    """
 
     platform: PlatformCode
     platform_order_id: PlatformOrderId
     carrier: Reference = ""
     tracking_ref: Reference = ""
     shipped_at: datetime | None = None
+    notify_platform: bool = True
 
 
 class CompleteOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -292,6 +299,22 @@ class RefundOrder(msgspec.Struct, frozen=True, kw_only=True):
     reason: Reason = ""
 
 
+class RecordShipmentNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """Record how the platform answered the hub's shipment notice.
+
+    Sent by the hub's shipment notifier after calling the platform, never by
+    an outside caller. A fact about the order, not a step; a notice already
+    recorded as sent is not recorded again.
+    """
+
+    platform: PlatformCode
+    platform_order_id: PlatformOrderId
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    outcome: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    code: str = ""
+    message: Reason = ""
+
+
 class RecordStockRefusal(msgspec.Struct, frozen=True, kw_only=True):
     """Record that a stock item refused one of the order's stock commands.
 
@@ -319,6 +342,7 @@ OrderCommand = (
     | CancelOrder
     | RefundOrder
     | RecordStockRefusal
+    | RecordShipmentNotice
 )
 
 #: Steps each status accepts (a step already taken is a no-op, not listed).
@@ -388,6 +412,8 @@ class OrderShipped(Event, frozen=True, kw_only=True):
     carrier: str = ""
     tracking_ref: str = ""
     shipped_at: datetime | None = None
+    #: The platform is to be told (the shipment happened on the hub's side).
+    notify_platform: bool = False
 
 
 @register
@@ -458,6 +484,25 @@ class OrderStockRefused(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
+@register
+class ShipmentNoticeRecorded(Event, frozen=True, kw_only=True):
+    """The platform's answer to the hub's shipment notice.
+
+    ``outcome`` is the call's (``sent``, ``rejected``, ``rate_limited``,
+    ``failed``, ...); ``code`` and ``message`` the platform's own.
+    """
+
+    TOPIC: ClassVar[str] = "order.ShipmentNoticeRecorded"
+    AGGREGATE: ClassVar[str] = "order"
+
+    platform: str
+    platform_order_id: str
+    request_id: str
+    outcome: str
+    code: str = ""
+    message: str = ""
+
+
 OrderEvent = (
     OrderPlaced
     | OrderPaid
@@ -466,6 +511,7 @@ OrderEvent = (
     | OrderCancelled
     | OrderRefunded
     | OrderStockRefused
+    | ShipmentNoticeRecorded
 )
 
 
@@ -494,6 +540,8 @@ class Order(State, frozen=True, kw_only=True):
     refund_ids: tuple[str, ...] = ()
     steps: tuple[OrderStatus, ...] = ()
     stock_refusals: tuple[str, ...] = ()
+    #: The outcome of the last shipment notice the hub sent ("" if none).
+    shipment_notice: str = ""
 
     @property
     def shipped(self) -> bool:
@@ -556,6 +604,8 @@ def decide(state: Order | None, command: OrderCommand, ctx: Context) -> list[Eve
     oid = order_id(command.platform, command.platform_order_id)
     if isinstance(command, RecordStockRefusal):
         return _record_refusal(state, command, ctx, oid)
+    if isinstance(command, RecordShipmentNotice):
+        return _record_notice(state, command, ctx, oid)
     events: list[Event] = []
     if state is None:
         placement = (
@@ -580,6 +630,30 @@ def decide(state: Order | None, command: OrderCommand, ctx: Context) -> list[Eve
     step = _STEPS[type(command)]
     events.append(step(state, command, ctx.meta(oid, state.version + 1)))
     return events
+
+
+def _record_notice(
+    state: Order | None, command: RecordShipmentNotice, ctx: Context, oid: uuid.UUID
+) -> list[Event]:
+    where = _describe(command.platform, command.platform_order_id)
+    if state is None or not state.shipped:
+        raise IllegalOrderTransitionError(
+            f"order {where} is {state.status if state else 'unknown'}: a shipment "
+            "notice is recorded on a shipped order"
+        )
+    if state.shipment_notice == "sent":
+        return []
+    return [
+        ShipmentNoticeRecorded(
+            **ctx.meta(oid, state.version + 1),
+            platform=state.platform,
+            platform_order_id=state.platform_order_id,
+            request_id=command.request_id,
+            outcome=command.outcome,
+            code=command.code,
+            message=command.message,
+        )
+    ]
 
 
 def _record_refusal(
@@ -669,6 +743,7 @@ def _ship(state: Order, command: ShipOrder, meta: dict[str, Any]) -> Event:
         carrier=command.carrier,
         tracking_ref=command.tracking_ref,
         shipped_at=command.shipped_at,
+        notify_platform=command.notify_platform,
     )
 
 
@@ -832,6 +907,14 @@ def _(event: OrderRefunded, state: Order | None) -> Order:
     if event.full:
         return _to(current, event, "refunded", **changes)
     return msgspec.structs.replace(current, version=event.originator_version, **changes)
+
+
+@mutate.register
+def _(event: ShipmentNoticeRecorded, state: Order | None) -> Order:
+    current = _existing(state, event)
+    return msgspec.structs.replace(
+        current, version=event.originator_version, shipment_notice=event.outcome
+    )
 
 
 @mutate.register

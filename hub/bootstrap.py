@@ -42,6 +42,7 @@ from hub.service.policies import load_policy_book
 from hub.service.processes import ProcessRunner, default_processes
 from hub.service.reconciliation import daily_reconciliation
 from hub.service.risk import suspension_reactor
+from hub.service.shipments import ShipmentNotifier
 from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
@@ -216,6 +217,7 @@ def connect_platforms(
         outbound=outbound,
         scheduler=scheduler,
         routes=routes,
+        shipments=ShipmentNotifier(hub, connectors),
     )
 
 

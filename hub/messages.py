@@ -46,6 +46,7 @@ from domain.order import (
     OrderRefunded,
     OrderShipped,
     OrderStockRefused,
+    ShipmentNoticeRecorded,
 )
 from domain.payout import (
     CommissionAgreed,
@@ -387,6 +388,18 @@ class OrderShippedV1(msgspec.Struct, frozen=True, kw_only=True):
     stock: tuple[StockMoveV1, ...]
     carrier: str = ""
     shipped_at: datetime | None = None
+    notify_platform: bool = False
+
+
+class ShipmentNoticeRecordedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """How the platform answered the hub's shipment notice (``outcome``)."""
+
+    platform: str
+    platform_order_id: str
+    request_id: str
+    outcome: str
+    code: str = ""
+    message: str = ""
 
 
 class OrderCompletedV1(msgspec.Struct, frozen=True, kw_only=True):
@@ -847,6 +860,7 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     OrderCancelled: OrderCancelledV1,
     OrderRefunded: OrderRefundedV1,
     OrderStockRefused: OrderStockRefusedV1,
+    ShipmentNoticeRecorded: ShipmentNoticeRecordedV1,
     BindingRequested: BindingRequestedV1,
     SubjectVerified: SubjectVerifiedV1,
     SubjectMismatched: SubjectMismatchedV1,

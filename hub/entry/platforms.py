@@ -20,6 +20,7 @@ from hub.infra.shops import Connectors
 from hub.service.authorisation import BindingRoutes
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import OutboundDispatcher
+from hub.service.shipments import ShipmentNotifier
 from hub.service.sync import SyncScheduler
 
 
@@ -34,6 +35,8 @@ class Platforms:
     stats: WebhookStats = field(default_factory=WebhookStats)
     #: The shops' binding routes (``/bindings/...``, ``/oauth/...``).
     routes: BindingRoutes | None = None
+    #: Tells the platforms about the hub's shipments.
+    shipments: ShipmentNotifier | None = None
     http: HttpServer | None = None
     _schedule: asyncio.Task[None] | None = None
 
@@ -61,6 +64,8 @@ class Platforms:
             schedule: Whether to tick the sync schedule every second.
         """
         await self.outbound.start()
+        if self.shipments is not None:
+            self.shipments.start()
         if http_port is not None:
             self.http = await HttpServer(self.app(), http_host, http_port).start()
         if schedule:
@@ -77,5 +82,7 @@ class Platforms:
             await self.http.stop()
             self.http = None
         await self.outbound.stop()
+        if self.shipments is not None:
+            await self.shipments.stop()
         await self.scheduler.aclose()
         await self.connectors.aclose()

@@ -140,6 +140,8 @@ def order_commands(
             order.ShipOrder(
                 platform=platform_order.platform,
                 platform_order_id=platform_order.order_id,
+                # The platform reported it: nothing to tell it back.
+                notify_platform=False,
             )
         )
     if status == "completed":

@@ -31,10 +31,12 @@ from domain.order import (
     PlacementMismatchError,
     PlaceOrder,
     PlatformLine,
+    RecordShipmentNotice,
     RefundExceedsPaidError,
     RefundLine,
     RefundOrder,
     RefundQuantityError,
+    ShipmentNoticeRecorded,
     ShipOrder,
     StockMove,
     UnknownOrderError,
@@ -174,6 +176,36 @@ def test_placed_paid_shipped_completed() -> None:
     assert state.status == "completed"
     assert state.steps == ("placed", "paid", "shipped", "completed")
     assert (state.version, state.paid_fen) == (4, 23_800)
+
+
+def _notice(outcome: str) -> RecordShipmentNotice:
+    return RecordShipmentNotice(
+        platform=P, platform_order_id=N, request_id=f"ship-{P}-{N}", outcome=outcome
+    )
+
+
+def test_a_hub_shipment_is_told_to_the_platform_and_a_reported_one_not() -> None:
+    (hub_side,) = when(given(PLACE, PAY), SHIP)
+    assert isinstance(hub_side, OrderShipped) and hub_side.notify_platform
+    reported = msgspec.structs.replace(SHIP, notify_platform=False)
+    (platform_side,) = when(given(PLACE, PAY), reported)
+    assert isinstance(platform_side, OrderShipped)
+    assert not platform_side.notify_platform
+
+
+def test_a_shipment_notice_is_recorded_until_one_is_sent() -> None:
+    shipped = given(PLACE, PAY, SHIP)
+    (failed,) = when(shipped, _notice("rate_limited"))
+    assert isinstance(failed, ShipmentNoticeRecorded)
+    assert failed.outcome == "rate_limited"
+    sent = given(PLACE, PAY, SHIP, _notice("rate_limited"), _notice("sent"))
+    assert sent.shipment_notice == "sent" and sent.status == "shipped"
+    assert when(sent, _notice("sent")) == []
+
+
+def test_a_shipment_notice_of_an_unshipped_order_is_refused() -> None:
+    with pytest.raises(IllegalOrderTransitionError, match="is paid"):
+        when(given(PLACE, PAY), _notice("sent"))
 
 
 def test_payment_defaults_to_the_order_total_and_keeps_a_given_amount() -> None:
