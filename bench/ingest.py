@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -46,7 +47,7 @@ import contextlib
 from domain.events import Context
 from domain.stock import ReceiveStock, StockReceived, decide
 from hub.bootstrap import bootstrap
-from hub.infra.embedded import Servers, start_servers
+from hub.infra.embedded import Servers, running_servers
 from hub.infra.relay import stream_position
 from hub.infra.runtime import run as run_loop
 from hub.infra.settings import eventsourcing_env
@@ -56,12 +57,13 @@ from hub.messages import STREAM, to_message
 BENCH_STREAM = "BENCH_BASELINE"
 
 
-def bench_servers(prefix: str = "hub-bench-") -> Servers:
+def bench_servers(prefix: str = "hub-bench-") -> AbstractContextManager[Servers]:
     """The servers ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` name, else embedded ones.
 
-    Embedded servers run on free ports in a new temporary folder.
+    Embedded servers run on free ports in a new temporary folder; they are
+    stopped when the ``with`` block ends.
     """
-    return start_servers(
+    return running_servers(
         Path(tempfile.mkdtemp(prefix=prefix)) / "home",
         database_url=os.environ.get("HUB_DATABASE_URL") or None,
         nats_url=os.environ.get("HUB_NATS_URL") or None,
@@ -266,8 +268,7 @@ def main() -> None:
     save_events = 2_000 if args.quick else 10_000
     js_events = 20_000 if args.quick else 100_000
 
-    servers = bench_servers()
-    try:
+    with bench_servers() as servers:
         a = bench_one_save_per_event(fresh_database(servers.database_url), save_events)
         print(f"(a) eventsourcing, one event per transaction: {a:,.0f} events/s")
         b = run_loop(bench_jetstream(servers.nats_url, js_events))
@@ -315,8 +316,6 @@ def main() -> None:
             "quick": args.quick,
         }
         print(json.dumps(result))
-    finally:
-        servers.stop()
 
 
 if __name__ == "__main__":

@@ -213,8 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     total = args.events or (100_000 if args.quick else 1_000_000)
 
-    servers = bench_servers()
-    try:
+    with bench_servers() as servers:
         database_url = fresh_database(servers.database_url)
         migrate(database_url)
         app = HubApplication(env=eventsourcing_env(database_url))
@@ -274,8 +273,6 @@ def main() -> None:
             "quick": args.quick,
         }
         print(json.dumps(result))
-    finally:
-        servers.stop()
 
 
 if __name__ == "__main__":

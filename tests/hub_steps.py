@@ -1,10 +1,11 @@
-"""A hub serving NATS for a test: started, yielded, stopped."""
+"""A hub for a test: started, yielded, stopped (and serving NATS)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 from hub.bootstrap import bootstrap
 from hub.entry.nats_api import build_broker
@@ -12,16 +13,27 @@ from hub.service.hub import Hub
 
 
 @contextlib.asynccontextmanager
+async def started_hub(
+    database_url: str, nats_url: str | None, **options: Any
+) -> AsyncIterator[Hub]:
+    """A started hub built by ``bootstrap`` with ``options``; stopped after."""
+    running = bootstrap(database_url=database_url, nats_url=nats_url, **options)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@contextlib.asynccontextmanager
 async def serving_hub(
     database_url: str, nats_url: str, clock: Callable[[], datetime]
 ) -> AsyncIterator[Hub]:
     """A started hub with its NATS broker answering ``hub.cmd.*``."""
-    running = bootstrap(database_url=database_url, nats_url=nats_url, clock=clock)
-    await running.start()
-    broker = build_broker(nats_url, running)
-    await broker.start()
-    try:
-        yield running
-    finally:
-        await broker.stop()
-        await running.stop()
+    async with started_hub(database_url, nats_url, clock=clock) as running:
+        broker = build_broker(nats_url, running)
+        await broker.start()
+        try:
+            yield running
+        finally:
+            await broker.stop()

@@ -13,23 +13,19 @@ import psycopg
 import pytest
 
 from domain.stock import ReceiveStock
-from hub.bootstrap import bootstrap
 from hub.infra.relay import Relay
 from hub.service.hub import Hub
 from tests.conftest import wait_until
 from tests.faults.harness import check_stream_equals_log, whole_log
+from tests.hub_steps import started_hub
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 
 @pytest.fixture
 async def writer(database_url: str) -> AsyncIterator[Hub]:
-    hub = bootstrap(
-        database_url=database_url, nats_url=None, run_relay=False, projections=[]
-    )
-    await hub.start()
-    yield hub
-    await hub.stop()
+    async with started_hub(database_url, None, run_relay=False, projections=[]) as hub:
+        yield hub
 
 
 async def _receive(hub: Hub, start: int, count: int) -> int:

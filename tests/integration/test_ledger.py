@@ -26,6 +26,7 @@ from projections import ledger as views
 from projections.base import rebuild
 from projections.ledger import PAYOUT_TOPICS, LedgerProjection
 from tests.conftest import wait_until
+from tests.hub_steps import started_hub
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +49,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def hub(database_url: str, clock: Clock) -> AsyncIterator[Hub]:
-    running = bootstrap(database_url=database_url, nats_url=None, clock=clock)
-    await running.start()
-    yield running
-    await running.stop()
+    async with started_hub(database_url, None, clock=clock) as running:
+        yield running
 
 
 async def sell(

@@ -41,6 +41,7 @@ from hub.service.inventory import (
 )
 from projections.base import rebuild
 from tests.conftest import wait_until
+from tests.hub_steps import started_hub
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +50,8 @@ WECHAT = "wechat_shop"
 
 @pytest.fixture
 async def hub(database_url: str, nats_url: str) -> AsyncIterator[Hub]:
-    running = bootstrap(database_url=database_url, nats_url=nats_url)
-    await running.start()
-    yield running
-    await running.stop()
+    async with started_hub(database_url, nats_url) as running:
+        yield running
 
 
 def place(number: str, *lines: tuple[str, int], platform: str = WECHAT) -> Any:

@@ -25,7 +25,7 @@ from hub.service.outbound import STOCK_PUSH_RULES
 from hub.service.replay import ReplayError, history, resolve, state_at, trace
 from tests.binding_payloads import ACCOUNT, SHOP, encode, request, verify
 from tests.conftest import wait_until
-from tests.hub_steps import serving_hub
+from tests.hub_steps import serving_hub, started_hub
 from tests.unit.test_upcasting import v1_receipt
 
 pytestmark = pytest.mark.integration
@@ -46,12 +46,10 @@ class Clock:
 
 @pytest.fixture
 async def hub(database_url: str) -> AsyncIterator[Hub]:
-    running = bootstrap(
-        database_url=database_url, nats_url=None, clock=Clock(), projections=[]
-    )
-    await running.start()
-    yield running
-    await running.stop()
+    async with started_hub(
+        database_url, None, clock=Clock(), projections=[]
+    ) as running:
+        yield running
 
 
 def _place(number: str, quantity: int) -> order.PlaceOrder:

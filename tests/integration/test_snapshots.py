@@ -11,10 +11,10 @@ import pytest
 
 from domain import stock
 from domain.events import project
-from hub.bootstrap import bootstrap
 from hub.service.commands import STOCK_RULES
 from hub.service.hub import Hub
 from hub.service.snapshots import EVERY, Snapshots
+from tests.hub_steps import started_hub
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +23,10 @@ LONG = 2 * EVERY + 251  # events of the long-lived SKU
 
 @pytest.fixture
 async def hub(database_url: str) -> AsyncIterator[Hub]:
-    running = bootstrap(
-        database_url=database_url, nats_url=None, run_processes=False, projections=[]
-    )
-    await running.start()
-    yield running
-    await running.stop()
+    async with started_hub(
+        database_url, None, run_processes=False, projections=[]
+    ) as running:
+        yield running
 
 
 async def _history(hub: Hub, sku: str, events: int) -> None:

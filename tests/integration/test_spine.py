@@ -13,7 +13,6 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
-from hub.bootstrap import bootstrap
 from hub.entry.nats_api import build_broker
 from hub.entry.status import read_status
 from hub.infra.migrate import Migration, MigrationError, bundled_migrations, migrate
@@ -29,16 +28,15 @@ from hub.messages import (
 )
 from hub.service.hub import Hub
 from projections.base import rebuild
+from tests.hub_steps import started_hub
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def hub(database_url: str, nats_url: str):  # type: ignore[no-untyped-def]
-    running = bootstrap(database_url=database_url, nats_url=nats_url)
-    await running.start()
-    yield running
-    await running.stop()
+    async with started_hub(database_url, nats_url) as running:
+        yield running
 
 
 async def read_stream(nats_url: str, count: int) -> list[nats.aio.msg.Msg]:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from connectors.common import token_state_from_grant
 from connectors.douyin_shop import protocol as douyin
 from connectors.douyin_shop.protocol import SignatureError, UnsupportedSignMethodError
+from tests.unit.connectors.grants import fresh_grant
 
 APP_KEY = "3409409348479354011"
 APP_SECRET = "2d9aa5e8-5c1c-4b8f-9a2b-fb7e0e4b7c31"
@@ -244,13 +245,7 @@ def test_token_lifetimes_are_seven_and_fourteen_days() -> None:
 
 
 def test_access_token_is_refreshed_a_day_before_expiry() -> None:
-    state = token_state_from_grant(
-        access_token="A",
-        expires_in_s=douyin.ACCESS_TOKEN_TTL_S,
-        now=NOW,
-        refresh_token="R",
-        refresh_expires_in_s=douyin.REFRESH_TOKEN_TTL_S,
-    )
+    state = fresh_grant(douyin, NOW)
     assert not douyin.needs_refresh(state, NOW + timedelta(days=5, hours=23))
     assert douyin.needs_refresh(state, NOW + timedelta(days=6))
     assert not douyin.needs_reauthorization(state, NOW + timedelta(days=13))

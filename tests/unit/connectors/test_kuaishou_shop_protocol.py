@@ -30,6 +30,7 @@ from connectors.kuaishou_shop.protocol import (
     SignatureError,
     UnsupportedSignMethodError,
 )
+from tests.unit.connectors.grants import fresh_grant
 
 SIGN_SECRET = "testsignsecret"
 
@@ -264,26 +265,14 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def test_access_token_lives_48_hours_and_is_refreshed_two_hours_early() -> None:
-    state = token_state_from_grant(
-        access_token="A1",
-        expires_in_s=kuaishou.ACCESS_TOKEN_TTL_S,
-        now=NOW,
-        refresh_token="R1",
-        refresh_expires_in_s=kuaishou.REFRESH_TOKEN_TTL_S,
-    )
+    state = fresh_grant(kuaishou, NOW)
     assert state.access_expires_at == NOW + timedelta(hours=48)
     assert not kuaishou.needs_refresh(state, NOW + timedelta(hours=45, minutes=59))
     assert kuaishou.needs_refresh(state, NOW + timedelta(hours=46))
 
 
 def test_refresh_rotates_the_refresh_token_and_keeps_its_expiry() -> None:
-    first = token_state_from_grant(
-        access_token="A1",
-        expires_in_s=kuaishou.ACCESS_TOKEN_TTL_S,
-        now=NOW,
-        refresh_token="R1",
-        refresh_expires_in_s=kuaishou.REFRESH_TOKEN_TTL_S,
-    )
+    first = fresh_grant(kuaishou, NOW)
     later = NOW + timedelta(hours=46)
     # The refresh answer carries the remaining lifetime of the inherited expiry.
     remaining = int((first.refresh_expires_at - later).total_seconds())  # type: ignore[operator]
@@ -302,13 +291,7 @@ def test_refresh_rotates_the_refresh_token_and_keeps_its_expiry() -> None:
 
 
 def test_refresh_without_expiry_in_the_answer_keeps_the_previous_expiry() -> None:
-    first = token_state_from_grant(
-        access_token="A1",
-        expires_in_s=kuaishou.ACCESS_TOKEN_TTL_S,
-        now=NOW,
-        refresh_token="R1",
-        refresh_expires_in_s=kuaishou.REFRESH_TOKEN_TTL_S,
-    )
+    first = fresh_grant(kuaishou, NOW)
     second = token_state_from_grant(
         access_token="A2",
         expires_in_s=kuaishou.ACCESS_TOKEN_TTL_S,

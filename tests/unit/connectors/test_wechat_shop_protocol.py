@@ -239,39 +239,37 @@ def test_wrong_key_is_rejected() -> None:
         wechat.decrypt(other_key, MP_SAMPLE["encrypt"], MP_SAMPLE["app_id"])
 
 
+def _encrypt(body: bytes) -> str:
+    """``body`` encrypted as it stands (no padding added) under the sample key."""
+    key = wechat.aes_key(MP_SAMPLE_KEY)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(encryptor.update(body) + encryptor.finalize()).decode()
+
+
 @pytest.mark.parametrize("last_byte", [0, 33, 255])
 def test_invalid_32_byte_padding_is_rejected(last_byte: int) -> None:
     # Build the ciphertext by hand so that only the padding is wrong.
-    key = wechat.aes_key(MP_SAMPLE_KEY)
     body = b"r" * 16 + (12).to_bytes(4, "big") + b"hello world!" + b"wxapp"
     body += bytes(63 - len(body)) + bytes([last_byte])
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
-    ciphertext = encryptor.update(body) + encryptor.finalize()
     with pytest.raises(DecryptError, match="bad PKCS#7 padding"):
-        wechat.decrypt(MP_SAMPLE_KEY, base64.b64encode(ciphertext).decode(), "wxapp")
+        wechat.decrypt(MP_SAMPLE_KEY, _encrypt(body), "wxapp")
 
 
 def test_padding_to_16_byte_blocks_is_rejected() -> None:
     # 44 bytes padded PKCS#5-style to 48 (4 x 0x04) is valid for a 16-byte
     # block but not whole 32-byte blocks, so it is not WeChat's scheme.
-    key = wechat.aes_key(MP_SAMPLE_KEY)
     body = b"r" * 16 + (19).to_bytes(4, "big") + b"nineteen bytes long" + b"wxapp"
     assert len(body) == 44
     body += bytes([4]) * 4
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
-    ciphertext = encryptor.update(body) + encryptor.finalize()
     with pytest.raises(DecryptError, match="bad PKCS#7 padding"):
-        wechat.decrypt(MP_SAMPLE_KEY, base64.b64encode(ciphertext).decode(), "wxapp")
+        wechat.decrypt(MP_SAMPLE_KEY, _encrypt(body), "wxapp")
 
 
 def test_length_field_beyond_the_message_is_rejected() -> None:
-    key = wechat.aes_key(MP_SAMPLE_KEY)
     body = b"r" * 16 + (1000).to_bytes(4, "big") + b"short" + b"wxapp"
     body += bytes([32 - len(body) % 32]) * (32 - len(body) % 32)
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
-    ciphertext = encryptor.update(body) + encryptor.finalize()
     with pytest.raises(DecryptError, match="length field says 1000 bytes"):
-        wechat.decrypt(MP_SAMPLE_KEY, base64.b64encode(ciphertext).decode(), "wxapp")
+        wechat.decrypt(MP_SAMPLE_KEY, _encrypt(body), "wxapp")
 
 
 def test_non_base64_encrypt_is_rejected() -> None:
