@@ -117,7 +117,8 @@ class Traffic:
         for n in range(SKUS):
             yield from self.stock(stock.ReceiveStock(sku=f"S{n}", quantity=10**6))
         yield from self.stock(stock.ReceiveStock(sku=long_sku, quantity=10**6))
-        made += SKUS + 1
+        yield from self.stock(stock.ReceiveStock(sku=short_sku, quantity=10))
+        made += SKUS + 2
         for n in range(9):
             yield from self.stock(
                 stock.AdjustStock(sku=short_sku, delta=1 + n % 2, reason="count")
