@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import typing
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -27,6 +29,18 @@ from eventlog.supervision import Supervisor, default_supervisor
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+
+_encode = msgspec.json.Encoder().encode
+
+
+def topics_of(events: object) -> tuple[str, ...]:
+    """The stable topics of the event classes of the union ``events``."""
+    return tuple(cls.TOPIC for cls in typing.get_args(events))
+
+
+def state_json(state: msgspec.Struct) -> str:
+    """An aggregate's folded state as JSON text, for a ``jsonb`` column."""
+    return _encode(state).decode()
 
 
 class Projection(ABC):

@@ -17,29 +17,12 @@ import psycopg
 from domain import binding
 from domain.calendar import HolidayCalendar
 from domain.events import Event
-from projections.base import Projection
+from projections.base import Projection, state_json, topics_of
 
-_encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(binding.Binding).decode
 
 #: Every binding event, by stable topic.
-BINDING_TOPICS: tuple[str, ...] = tuple(
-    cls.TOPIC
-    for cls in (
-        binding.BindingRequested,
-        binding.SubjectVerified,
-        binding.SubjectMismatched,
-        binding.QualificationPassed,
-        binding.QualificationRejected,
-        binding.SpecialRequirementMet,
-        binding.GrantObtained,
-        binding.BindingAuthorised,
-        binding.BindingActivated,
-        binding.BindingSuspended,
-        binding.BindingReinstated,
-        binding.BindingUnbound,
-    )
-)
+BINDING_TOPICS: tuple[str, ...] = topics_of(binding.BindingEvent)
 
 
 def failure_reasons(state: binding.Binding) -> list[str]:
@@ -119,7 +102,7 @@ class BindingsProjection(Projection):
                 self.review_due_on(state),
                 state.data_scope,
                 failure_reasons(state),
-                _encode(state).decode(),
+                state_json(state),
                 state.version,
                 position,
                 event.occurred_at,

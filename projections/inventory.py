@@ -17,11 +17,11 @@ import psycopg
 
 from domain import stock
 from domain.events import Event
-from projections.base import BatchProjection
+from projections.base import BatchProjection, topics_of
 
 _STOCK_CLASSES: tuple[type[Event], ...] = typing.get_args(stock.StockEvent)
 #: Every stock item event, by stable topic.
-STOCK_TOPICS: tuple[str, ...] = tuple(cls.TOPIC for cls in _STOCK_CLASSES)
+STOCK_TOPICS: tuple[str, ...] = topics_of(stock.StockEvent)
 
 
 def stock_event(event: Event) -> stock.StockEvent:

@@ -7,7 +7,6 @@ and the columns are read off the new state.
 
 from __future__ import annotations
 
-import typing
 import uuid
 from datetime import datetime
 from typing import ClassVar
@@ -17,15 +16,12 @@ import psycopg
 
 from domain import order
 from domain.events import Event
-from projections.base import BatchProjection
+from projections.base import BatchProjection, state_json, topics_of
 
-_encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(order.Order).decode
 
 #: Every order event, by stable topic.
-ORDER_TOPICS: tuple[str, ...] = tuple(
-    cls.TOPIC for cls in typing.get_args(order.OrderEvent)
-)
+ORDER_TOPICS: tuple[str, ...] = topics_of(order.OrderEvent)
 
 _UPSERT = (
     "INSERT INTO orders (id, platform, platform_order_id, shop_id, channel_account, "
@@ -107,7 +103,7 @@ def _row(
         state.refunded_fen,
         list(state.stock_refusals),
         placed_at,
-        _encode(state).decode(),
+        state_json(state),
         state.version,
         position,
         at,

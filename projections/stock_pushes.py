@@ -75,55 +75,28 @@ class StockPushesProjection(Projection):
                     position,
                 ),
             )
-        elif isinstance(event, StockPushSuperseded):
+            return
+        if isinstance(event, StockPushSuperseded):
             await cur.execute(
                 "UPDATE stock_pushes SET status = 'superseded', updated_at = %s, "
                 "position = %s WHERE request_id = %s "
                 "AND status IN ('requested', 'failed')",
                 (at, position, event.request_id),
             )
-        elif isinstance(event, StockPushSent):
-            await cur.execute(
-                _UPDATE,
-                (
-                    "sent",
-                    event.attempts,
-                    0,
-                    event.previous,
-                    None,
-                    event.message,
-                    at,
-                    position,
-                    event.request_id,
-                ),
-            )
+            return
+        # status, attempts, rounds, previous, code: the rest is every outcome's.
+        outcome: tuple[object, ...]
+        if isinstance(event, StockPushSent):
+            statement = _UPDATE
+            outcome = ("sent", event.attempts, 0, event.previous, None)
         elif isinstance(event, StockPushFailed):
-            await cur.execute(
-                _FAILED,
-                (
-                    "failed",
-                    event.attempts,
-                    event.round,
-                    None,
-                    event.code,
-                    event.message,
-                    at,
-                    position,
-                    event.request_id,
-                ),
-            )
+            statement = _FAILED
+            outcome = ("failed", event.attempts, event.round, None, event.code)
         elif isinstance(event, StockPushDeadLettered):
-            await cur.execute(
-                _UPDATE,
-                (
-                    "dead_lettered",
-                    0,
-                    event.rounds,
-                    None,
-                    event.code,
-                    event.message,
-                    at,
-                    position,
-                    event.request_id,
-                ),
-            )
+            statement = _UPDATE
+            outcome = ("dead_lettered", 0, event.rounds, None, event.code)
+        else:
+            return
+        await cur.execute(
+            statement, (*outcome, event.message, at, position, event.request_id)
+        )
