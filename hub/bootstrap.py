@@ -420,7 +420,7 @@ async def serve(
             callback_base=public_url or f"http://127.0.0.1:{http_port}",
         )
         # The HTTP port and the schedule are served under supervision (_run).
-        await platforms.start(http_port=None, schedule=False)
+        await platforms.start(http_port=None, schedule=False, nats_url=nats_url)
         daily_reconciliation(hub, platforms.connectors)
         say(
             f"webhooks: http://127.0.0.1:{http_port}/webhooks/<platform> "

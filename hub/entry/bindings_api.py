@@ -27,6 +27,7 @@ from connectors.common import PlatformCallError
 from connectors.registry import UnknownPlatformError
 from domain.binding import DataKind
 from domain.events import DomainError
+from hub.entry.sync_api import sync_route
 from hub.infra.access_tokens import (
     AccessKeyError,
     TokenRejectedError,
@@ -36,6 +37,7 @@ from hub.infra.access_tokens import (
 from hub.infra.oauth_states import OAuthStateError
 from hub.infra.shops import UnknownShopError
 from hub.service.authorisation import AuthorisationError, BindingRoutes
+from hub.service.sync import SyncScheduler
 
 #: The JWT scope that may start a binding route.
 BINDINGS_WRITE = "bindings:write"
@@ -56,6 +58,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def bindings_app(
     routes: BindingRoutes,
     *,
+    scheduler: SyncScheduler | None = None,
     key: bytes | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
@@ -63,6 +66,7 @@ def bindings_app(
 
     Args:
         routes: Runs the routes.
+        scheduler: Pulls orders for ``POST /sync/orders`` (None: not served).
         key: The JWT signing key (default: ``HUB_JWT_KEY`` read per request).
         clock: Now, for token expiry.
     """
@@ -128,9 +132,10 @@ def bindings_app(
             return _error(409, "not_ready", str(exc))
         return JSONResponse({"ok": True, **dataclasses.asdict(connection)})
 
-    return Starlette(
-        routes=[
-            Route("/bindings/{platform}/{shop_id}/connect", connect, methods=["POST"]),
-            Route("/oauth/{platform}/callback", callback, methods=["GET"]),
-        ]
-    )
+    served = [
+        Route("/bindings/{platform}/{shop_id}/connect", connect, methods=["POST"]),
+        Route("/oauth/{platform}/callback", callback, methods=["GET"]),
+    ]
+    if scheduler is not None:
+        served.append(sync_route(scheduler, refused))
+    return Starlette(routes=served)

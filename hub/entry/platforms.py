@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from nats.aio.client import Client as NatsClient
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from hub.entry.bindings_api import bindings_app
 from hub.entry.http import HttpServer, WebhookStats, create_app
+from hub.entry.sync_api import answer_on_nats
 from hub.infra.shops import Connectors
 from hub.service.authorisation import BindingRoutes
 from hub.service.inbound import OrderIntake
@@ -39,6 +41,7 @@ class Platforms:
     shipments: ShipmentNotifier | None = None
     http: HttpServer | None = None
     _schedule: asyncio.Task[None] | None = None
+    _nats: NatsClient | None = None
 
     def app(self) -> Starlette:
         """The webhook ASGI app, with the binding routes when there are any."""
@@ -46,7 +49,10 @@ class Platforms:
         if self.routes is None:
             return webhooks
         return Starlette(
-            routes=[*bindings_app(self.routes).routes, Mount("/", app=webhooks)]
+            routes=[
+                *bindings_app(self.routes, scheduler=self.scheduler).routes,
+                Mount("/", app=webhooks),
+            ]
         )
 
     async def start(
@@ -55,6 +61,7 @@ class Platforms:
         http_host: str = "127.0.0.1",
         http_port: int | None = None,
         schedule: bool = True,
+        nats_url: str | None = None,
     ) -> None:
         """Start the outbound dispatcher, the webhooks and the schedule.
 
@@ -62,10 +69,14 @@ class Platforms:
             http_host: Address the webhooks listen on.
             http_port: Their port (0: a free one); None serves no HTTP.
             schedule: Whether to tick the sync schedule every second.
+            nats_url: Answer the manual order sync (``hub.cmd.sync.orders``)
+                on this NATS (None: not over NATS).
         """
         await self.outbound.start()
         if self.shipments is not None:
             self.shipments.start()
+        if nats_url is not None:
+            self._nats = await answer_on_nats(nats_url, self.scheduler)
         if http_port is not None:
             self.http = await HttpServer(self.app(), http_host, http_port).start()
         if schedule:
@@ -84,5 +95,8 @@ class Platforms:
         await self.outbound.stop()
         if self.shipments is not None:
             await self.shipments.stop()
+        if self._nats is not None:
+            await self._nats.close()
+            self._nats = None
         await self.scheduler.aclose()
         await self.connectors.aclose()
