@@ -123,7 +123,6 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.common import SyncPolicy
 from connectors.sandbox import (
     CrowdShop,
     FaultConfig,
@@ -135,11 +134,11 @@ from connectors.sandbox.control_client import SandboxControlError
 from domain import order as order_domain
 from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
-from domain.policy import PolicyBook
+from domain.policy import PolicyBook, SyncPolicy
 from domain.stock import ReceiveStock, StockCommitted, stock_item_id
 from eventlog.log import log_head
 from hub.bootstrap import bootstrap
-from hub.entry.http import POLICIES, HttpServer, create_app
+from hub.entry.http import HttpServer, create_app
 from hub.entry.platforms import Platforms
 from hub.infra.embedded import parent_death_signal, start_servers
 from hub.infra.ledgers import LedgerStore
@@ -150,7 +149,7 @@ from hub.service.commit import utc_now
 from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import OutboundDispatcher
-from hub.service.policies import load_policy_book
+from hub.service.policies import load_policy_book, sync_policies
 from hub.service.sync import SyncScheduler
 from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
 
@@ -231,15 +230,14 @@ log = logging.getLogger("flash_sale")
 def sale_policies(
     *, event_driven: bool, shipped_retry: bool = False
 ) -> dict[str, SyncPolicy]:
-    """The flash-sale policy profile (see the module docstring)."""
+    """The flash-sale policy profile (see the module docstring): the bundled
+    book's sync policies, changed."""
     profile = {}
-    for platform, policy in POLICIES.items():
-        orders = msgspec.structs.replace(
-            policy.orders, mode="push", push_enabled=True, poll_delay_s=0
-        )
+    for platform, policy in sync_policies(load_policy_book()).items():
+        orders = msgspec.structs.replace(policy.orders, mode="push", poll_delay_s=0)
         stock = msgspec.structs.replace(
             policy.stock,
-            mode="realtime" if event_driven else "scheduled_calibration",
+            mode="two_way" if event_driven else "scheduled_calibration",
             calibration_times=(),
         )
         rate_limit = msgspec.structs.replace(
@@ -531,12 +529,9 @@ class Rig:
         rng = random.Random(self.config.seed)
         connectors = Connectors(
             registry,
+            policies=self.profile,
             client_options={"timeout_s": CLIENT_TIMEOUT_S, "jitter": rng.random},
         )
-        for shop in connectors.shops():
-            # The clients read their platform's policy (rates, retries) from
-            # this attribute; the profile replaces it before the first call.
-            connectors.client(shop).policy = self.profile[shop.platform]
         intake = OrderIntake(hub, connectors)
         outbound = OutboundDispatcher(
             hub,
@@ -553,6 +548,7 @@ class Rig:
             intake=intake,
             outbound=outbound,
             scheduler=scheduler,
+            policies=self.profile,
         )
         for platform in PLATFORMS:
             await activate(hub, platform, SHOPS[platform])

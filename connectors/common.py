@@ -1,15 +1,15 @@
-"""What the four platform connectors share: errors, AES-CBC, tokens, policy types.
+"""What the four platform connectors share: errors, AES-CBC, tokens, backoff.
 
 Every connector has a pure ``protocol.py`` (signing and crypto) and a ``policy.py``
-(its sync policy as data). The pieces they have in common live here once, so a
+(its platform code). The pieces they have in common live here once, so a
 fix to padding checks or token arithmetic reaches all four platforms together:
 
 * the protocol errors (:class:`SignatureError`, :class:`DecryptError`, ...);
 * strict AES-CBC with PKCS#7 padding to a chosen block size;
 * constant-time comparison of received signatures;
 * the token bookkeeping (:class:`TokenState`, :func:`needs_refresh`, ...);
-* the :class:`SyncPolicy` struct each ``policy.py`` instantiates, with the pure
-  helpers that read it (:func:`is_rate_limited`, :func:`backoff_delay_s`).
+* the backoff arithmetic of a retry policy (:func:`backoff_delay_s`); the
+  policy itself is data in the hub's policy book (:mod:`domain.policy`).
 
 Nothing here performs I/O or reads the clock: time comes in as ``now``.
 """
@@ -23,6 +23,8 @@ from typing import Literal, Protocol
 import msgspec
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from domain.policy import RetryPolicy
 
 # --------------------------------------------------------------------------- errors
 
@@ -250,152 +252,10 @@ def refresh_token_expired(state: TokenState, now: datetime) -> bool:
     return state.refresh_expires_at is not None and now >= state.refresh_expires_at
 
 
-# --------------------------------------------------------------------------- policy
+# --------------------------------------------------------------------------- retries
 
-OrderMode = Literal["push", "poll", "manual"]
-StockDirection = Literal["two_way", "shop_to_channel", "channel_to_shop"]
-StockMode = Literal["realtime", "scheduled_calibration"]
-ProfileMode = Literal[
-    "deidentified_merge", "stored_separately", "encrypted_transfer", "custom_mapping"
-]
-ProfileDestination = Literal["hub", "separate_store", "crm"]
-ProductMode = Literal["realtime", "poll", "none"]
-AuthMode = Literal["app_secret", "oauth2", "api_key"]
-
-
-class OrderSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How orders reach the hub from the platform.
-
-    ``poll_interval_s`` is the regular poll (or the fallback under pushes);
-    ``poll_delay_s`` makes a poll read only orders at least that old.
-    """
-
-    mode: OrderMode
-    push_enabled: bool
-    poll_interval_s: int | None = None
-    poll_delay_s: int = 0
-
-
-class StockSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How stock moves between the shop and the channel.
-
-    ``platform_is_source_of_truth`` says whether a number read from the platform
-    may overwrite the hub's; ``calibration_times`` are local ``HH:MM`` times
-    (``timezone``) for scheduled calibration.
-    """
-
-    direction: StockDirection
-    mode: StockMode
-    platform_is_source_of_truth: bool
-    calibration_times: tuple[str, ...] = ()
-    timezone: str = "Asia/Shanghai"
-    alert_within_s: int | None = None
-
-
-class ProfileSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """What happens to user profiles the platform shares."""
-
-    mode: ProfileMode
-    destination: ProfileDestination
-    deidentify: bool
-    encrypt_in_transit: bool
-
-
-class ProductSyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """How the product library follows the shop."""
-
-    mode: ProductMode
-    poll_interval_s: int | None = None
-
-
-class RateLimitPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """A token bucket per shop and the platform's ways of saying "slow down".
-
-    ``rate_per_s``/``burst`` are the hub's own defaults, set below the platform's
-    published caps; the error codes, messages and HTTP statuses are the
-    platform's signals that a limit was hit.
-    """
-
-    rate_per_s: float
-    burst: int
-    error_codes: tuple[str, ...] = ()
-    error_messages: tuple[str, ...] = ()
-    http_statuses: tuple[int, ...] = (429,)
-
-
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Exponential backoff with full jitter for retryable failures."""
-
-    max_attempts: int
-    base_delay_s: float
-    max_delay_s: float
-    multiplier: float = 2.0
-    rate_limited_min_delay_s: float = 1.0
-    #: A first attempt not answered after this long is abandoned and sent
-    #: again at once (None: never); the wait for the resent one is the
-    #: client's timeout. Cuts the tail a slow or lost answer adds (the
-    #: timeout, then a backoff) to about this much. Applies to reads; to
-    #: writes only with ``resend_slow_writes``.
-    resend_slow_after_s: float | None = None
-    #: Resend slow writes too: only where the platform applies a request id
-    #: once (Douyin's ``idempotent_id``, the sandbox's ``X-Request-Id``);
-    #: elsewhere an abandoned write may have been applied.
-    resend_slow_writes: bool = False
-
-
-class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Token lifetimes and when the hub refreshes."""
-
-    access_ttl_s: int
-    refresh_margin_s: int
-    refresh_ttl_s: int | None = None
-    rotates_refresh_token: bool = False
-    expired_codes: tuple[str, ...] = ()
-
-
-class SyncPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """One platform's sync policy: the data a connector obeys (docs/domain.md §4).
-
-    Every rule is data, so a changed threshold or a new platform is a data
-    change, not a code change.
-    """
-
-    platform: str
-    auth: AuthMode
-    orders: OrderSyncPolicy
-    stock: StockSyncPolicy
-    profiles: ProfileSyncPolicy
-    products: ProductSyncPolicy
-    rate_limit: RateLimitPolicy
-    retry: RetryPolicy
-    token: TokenPolicy
-
-
-def is_rate_limited(
-    policy: RateLimitPolicy,
-    *,
-    http_status: int | None = None,
-    code: str | int | None = None,
-    message: str | None = None,
-) -> bool:
-    """Whether a platform response says a rate limit was hit.
-
-    Args:
-        policy: The platform's rate-limit facts.
-        http_status: The HTTP status of the response, if known.
-        code: The platform's error code (compared as a string).
-        message: The platform's error message (searched for the known phrases).
-
-    Returns:
-        True when any signal matches.
-    """
-    if http_status is not None and http_status in policy.http_statuses:
-        return True
-    if code is not None and str(code) in policy.error_codes:
-        return True
-    return message is not None and any(
-        phrase in message for phrase in policy.error_messages
-    )
+#: HTTP statuses by which every platform says "slow down".
+RATE_LIMITED_HTTP_STATUSES = frozenset({429})
 
 
 def backoff_delay_s(

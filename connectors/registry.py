@@ -2,10 +2,15 @@
 
 The hub never spells a platform's name. It asks this registry for a
 platform's :class:`PlatformConnector`: the credential fields a shop of it
-needs, where its API lives, its sync policy, how to build a client for a shop,
-whether that client fetches its first token by itself, and how it turns an
-OAuth consent code into tokens. Adding a platform is adding an entry here
-(and its package beside this file); nothing in ``hub/`` changes.
+needs, where its API lives, how to build a client for a shop, whether that
+client fetches its first token by itself, and how it turns an OAuth consent
+code into tokens. Adding a platform is adding an entry here (and its package
+beside this file) and its profile in the policy book; nothing in ``hub/``
+changes.
+
+The registry holds no sync policy: a platform's policy (order and stock
+modes, rate limit, retries) is data in the hub's policy book, and the hub
+passes it to :attr:`PlatformConnector.build_client` with the other options.
 """
 
 from __future__ import annotations
@@ -14,23 +19,24 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.common import ShopClient, SyncPolicy, TokenState
+from connectors.common import ShopClient, TokenState
 from connectors.douyin_shop import client as douyin_client
-from connectors.douyin_shop.policy import POLICY as DOUYIN_POLICY
+from connectors.douyin_shop import policy as douyin_policy
 from connectors.douyin_shop.webhook import DouyinWebhook
 from connectors.kuaishou_shop import client as kuaishou_client
-from connectors.kuaishou_shop.policy import POLICY as KUAISHOU_POLICY
+from connectors.kuaishou_shop import policy as kuaishou_policy
 from connectors.kuaishou_shop.webhook import KuaishouWebhook
 from connectors.webhooks import Webhook
 from connectors.wechat_shop import client as wechat_client
-from connectors.wechat_shop.policy import POLICY as WECHAT_POLICY
+from connectors.wechat_shop import policy as wechat_policy
 from connectors.wechat_shop.webhook import WechatWebhook
 from connectors.youzan import client as youzan_client
-from connectors.youzan.policy import POLICY as YOUZAN_POLICY
+from connectors.youzan import policy as youzan_policy
 from connectors.youzan.webhook import YouzanWebhook
 
 #: Builds a shop's client from its credentials, its shop id and the options
-#: every client takes (``base_url``, ``token_store``, ``clock``, ``sleep``, ...).
+#: every client takes (``policy``, ``base_url``, ``token_store``, ``clock``,
+#: ``sleep``, ...).
 ClientBuilder = Callable[[Mapping[str, str], str, dict[str, Any]], ShopClient]
 #: Exchanges an OAuth consent code: (client, shop id, code, redirect URI).
 CodeExchange = Callable[[Any, str, str, str], Awaitable[TokenState]]
@@ -53,7 +59,6 @@ class PlatformConnector:
         code: The platform code used in subjects, URLs and tables.
         credentials: The credential fields every shop of it must give.
         default_base_url: Where its API lives unless configured otherwise.
-        policy: Its sync policy (orders, stock, profiles).
         build_client: Makes a shop's client.
         webhook: Verifies, decodes and acknowledges its pushes.
         self_authorised: The client fetches its first token itself, without
@@ -68,7 +73,6 @@ class PlatformConnector:
     code: str
     credentials: tuple[str, ...]
     default_base_url: str
-    policy: SyncPolicy
     build_client: ClientBuilder
     webhook: Webhook
     self_authorised: bool = False
@@ -147,7 +151,7 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
     c.code: c
     for c in (
         PlatformConnector(
-            code=WECHAT_POLICY.platform,
+            code=wechat_policy.PLATFORM,
             # app_id/app_secret: API token; push_token, encoding_aes_key: push
             # signature and decryption; username: the ToUserName pushes are sent to.
             credentials=(
@@ -158,39 +162,35 @@ CONNECTORS: Mapping[str, PlatformConnector] = {
                 "username",
             ),
             default_base_url=wechat_client.DEFAULT_BASE_URL,
-            policy=WECHAT_POLICY,
             build_client=_wechat,
             webhook=WechatWebhook(),
             first_grant=_wechat_grant,
         ),
         PlatformConnector(
-            code=DOUYIN_POLICY.platform,
+            code=douyin_policy.PLATFORM,
             # app_key/app_secret: request signing and the push event-sign.
             credentials=("app_key", "app_secret"),
             default_base_url=douyin_client.DEFAULT_BASE_URL,
-            policy=DOUYIN_POLICY,
             build_client=_douyin,
             webhook=DouyinWebhook(),
             self_authorised=True,
             first_grant=_self_use_grant,
         ),
         PlatformConnector(
-            code=KUAISHOU_POLICY.platform,
+            code=kuaishou_policy.PLATFORM,
             # sign_secret: request signing; message_key: push decryption.
             credentials=("app_id", "app_secret", "sign_secret", "message_key"),
             default_base_url=kuaishou_client.DEFAULT_BASE_URL,
-            policy=KUAISHOU_POLICY,
             build_client=_kuaishou,
             webhook=KuaishouWebhook(),
             exchange_code=_kuaishou_code,
             consent_url=_consent_url,
         ),
         PlatformConnector(
-            code=YOUZAN_POLICY.platform,
+            code=youzan_policy.PLATFORM,
             # client_secret: the push sign and the token calls.
             credentials=("client_id", "client_secret"),
             default_base_url=youzan_client.DEFAULT_BASE_URL,
-            policy=YOUZAN_POLICY,
             build_client=_youzan,
             webhook=YouzanWebhook(),
             exchange_code=_youzan_code,
@@ -217,7 +217,3 @@ def connector(code: str) -> PlatformConnector:
 def platforms() -> Iterator[str]:
     """Every platform code with a connector, in registry order."""
     return iter(CONNECTORS)
-
-
-#: Every platform's sync policy, by code.
-POLICIES: Mapping[str, SyncPolicy] = {c.code: c.policy for c in CONNECTORS.values()}

@@ -3,7 +3,8 @@
 Each ``client.py`` says how to build, sign and classify its platform's
 requests; this module runs them the same way for all four:
 
-* a token bucket per (platform, shop) at the policy's rate, paused for the
+* a token bucket per (platform, shop) at the rate of the platform's sync
+  policy (the hub's policy book, :class:`domain.policy.SyncPolicy`), paused for the
   backoff delay whenever the platform says "slow down" (HTTP 429 or its own
   rate-limit codes);
 * retries of 5xx, timeouts and transport errors with exponential backoff and
@@ -27,14 +28,15 @@ import httpx
 import msgspec
 
 from connectors.common import (
+    RATE_LIMITED_HTTP_STATUSES,
     CallOutcome,
     PlatformCallError,
     PushResult,
-    SyncPolicy,
     TokenState,
     access_token_due,
     backoff_delay_s,
 )
+from domain.policy import SyncPolicy
 
 #: The header every outbound call carries with its stable request id. The
 #: sandbox deduplicates writes on it; real platforms ignore it (Douyin's own
@@ -238,10 +240,13 @@ class ClientBase:
     """The retry, rate-limit and token machinery of a platform client.
 
     Subclasses implement :meth:`_refresh_token` (and usually :meth:`_classify`)
-    and call :meth:`_call` with a function that sends one signed attempt.
+    and call :meth:`_call` with a function that sends one signed attempt; they
+    set :attr:`refresh_margin`, a fact of the platform's token protocol.
     """
 
     platform: str = ""
+    #: How long before its expiry an access token is refreshed.
+    refresh_margin: ClassVar[timedelta]
 
     def __init__(
         self,
@@ -259,7 +264,8 @@ class ClientBase:
 
         Args:
             base_url: The platform's API root (the sandbox in tests).
-            policy: The platform's sync policy (rates, retries, token margins).
+            policy: The platform's sync policy from the policy book (the
+                rate limit of each shop's bucket, the retries).
             token_store: Where tokens are kept; in memory when None.
             http: The HTTP client to use; one is created (and closed by
                 :meth:`aclose`) when None.
@@ -319,9 +325,6 @@ class ClientBase:
         """
         raise NotImplementedError
 
-    def _refresh_margin(self) -> timedelta:
-        return timedelta(seconds=self.policy.token.refresh_margin_s)
-
     async def access_token(self, shop_id: str) -> str:
         """The shop's access token, refreshed first if it is due.
 
@@ -337,7 +340,7 @@ class ClientBase:
         """
         state = self.tokens.get(self.platform, shop_id)
         if state is not None and not access_token_due(
-            state, self.clock.now(), self._refresh_margin()
+            state, self.clock.now(), self.refresh_margin
         ):
             return state.access_token
         return (await self._renew(shop_id, stale=state)).access_token
@@ -580,18 +583,17 @@ class ClientBase:
         )
 
 
-def http_status_verdict(response: httpx.Response, policy: SyncPolicy) -> Verdict | None:
+def http_status_verdict(response: httpx.Response) -> Verdict | None:
     """The verdict an HTTP status alone decides (429, 5xx, 4xx), if any.
 
     Args:
         response: The answer.
-        policy: The platform's policy (which statuses mean "rate limited").
 
     Returns:
         A verdict for statuses that need no body, or None for 2xx.
     """
     status = response.status_code
-    if status in policy.rate_limit.http_statuses:
+    if status in RATE_LIMITED_HTTP_STATUSES:
         return Verdict(kind="rate_limited", code=f"http_{status}", message="HTTP 429")
     if status >= 500:
         return Verdict(kind="retry", code=f"http_{status}", message=response.text[:200])
@@ -624,26 +626,29 @@ AppT = TypeVar("AppT")
 class AppClient(ClientBase, Generic[AppT]):
     """A client that signs every call with one platform app's credentials.
 
-    Subclasses set :attr:`default_base_url` and :attr:`default_policy`.
+    Subclasses set :attr:`default_base_url`.
     """
 
     default_base_url: ClassVar[str] = ""
-    default_policy: ClassVar[SyncPolicy]
 
     def __init__(
-        self, *, app: AppT, base_url: str | None = None, **options: Any
+        self,
+        *,
+        app: AppT,
+        policy: SyncPolicy,
+        base_url: str | None = None,
+        **options: Any,
     ) -> None:
         """Create the client.
 
         Args:
             app: The app's credentials.
+            policy: The platform's sync policy from the policy book.
             base_url: The API root (default: the platform's; the sandbox in
                 tests).
             **options: Passed to :class:`ClientBase`.
         """
         super().__init__(
-            base_url=base_url or self.default_base_url,
-            policy=self.default_policy,
-            **options,
+            base_url=base_url or self.default_base_url, policy=policy, **options
         )
         self.app = app

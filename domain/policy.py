@@ -20,7 +20,7 @@ from domain.events import DomainError
 from domain.settlement import SettlementPolicy, check_settlement
 
 #: Policy book schema versions this code reads.
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+SUPPORTED_SCHEMA_VERSIONS = frozenset({2})
 
 #: Platform codes: ``wechat_shop``, ``douyin_shop``, ... (lower snake case).
 PlatformCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
@@ -138,21 +138,127 @@ class BindingRoute(PolicyData, frozen=True, kw_only=True):
     interface: str = ""
 
 
-class SyncRule(PolicyData, frozen=True, kw_only=True):
-    """How one kind of data is synchronised; the parameters its ``mode`` needs."""
+#: A time of day, ``HH:MM`` on a 24-hour clock.
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+#: A whole number of seconds in a schedule (0 allowed where it means "none").
+ScheduleSeconds = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 3600)]
+#: A wait in seconds (may be fractional).
+DelaySeconds = Annotated[float, msgspec.Meta(ge=0, le=24 * 3600)]
+
+#: How orders reach the hub: pushed by the platform (with an optional fallback
+#: poll), polled, or pulled only when an operator asks.
+OrderMode = Literal["push", "poll", "manual"]
+#: How stock reaches the platform: pushed on every change (two-way or one-way
+#: push) or calibrated at set times of day.
+StockMode = Literal["two_way", "one_way_push", "scheduled_calibration"]
+
+
+class OrderSync(PolicyData, frozen=True, kw_only=True):
+    """How orders reach the hub from the platform.
+
+    Attributes:
+        mode: ``push`` (the webhooks take the platform's pushes), ``poll`` (the
+            sync schedule pulls) or ``manual`` (only ``hub sync orders``).
+        poll_interval_s: Seconds between scheduled polls: the schedule under
+            ``poll``, the fallback for lost pushes under ``push`` (None: no
+            fallback). Never given for ``manual``.
+        poll_delay_s: A poll reads only orders at least this many seconds old.
+    """
+
+    mode: OrderMode
+    poll_interval_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
+    poll_delay_s: ScheduleSeconds = 0
+
+    @property
+    def push_enabled(self) -> bool:
+        """Whether the platform's order pushes are taken in."""
+        return self.mode == "push"
+
+
+class StockSync(PolicyData, frozen=True, kw_only=True):
+    """How stock moves between the hub and the platform.
+
+    Attributes:
+        mode: ``two_way`` and ``one_way_push``: the outbound dispatcher pushes
+            every change; ``scheduled_calibration``: the sync schedule
+            calibrates at ``calibration_times`` and nothing is pushed between.
+        calibration_times: Local ``HH:MM`` times (in ``timezone``) of the
+            calibrations; given exactly when the mode is scheduled.
+        timezone: The IANA zone the calibration times are in.
+    """
+
+    mode: StockMode
+    calibration_times: tuple[ClockTime, ...] = ()
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = (
+        "Asia/Shanghai"
+    )
+
+    @property
+    def pushed_on_change(self) -> bool:
+        """Whether every stock change is pushed (not only calibrations)."""
+        return self.mode != "scheduled_calibration"
+
+
+class UserProfileSync(PolicyData, frozen=True, kw_only=True):
+    """What the platform's user profiles are for (shown, not yet acted on)."""
 
     mode: Code
-    every_seconds: PositiveInt | None = None
-    delay_minutes: PositiveInt | None = None
-    times_per_day: PositiveInt | None = None
+
+
+class RateLimitPolicy(PolicyData, frozen=True, kw_only=True):
+    """The hub's own token bucket per shop, set below the platform's caps.
+
+    Attributes:
+        rate_per_s: Calls a second each shop's client makes at most.
+        burst: Calls a shop's client may make at once after a quiet spell.
+    """
+
+    rate_per_s: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+    burst: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+
+class RetryPolicy(PolicyData, frozen=True, kw_only=True):
+    """Exponential backoff with full jitter for retryable failures.
+
+    Attributes:
+        max_attempts: HTTP attempts of one call (and rounds of a stock push
+            between backoffs use the same delays).
+        base_delay_s: The ceiling of the first backoff.
+        max_delay_s: The largest backoff ceiling.
+        multiplier: How the ceiling grows from one retry to the next.
+        rate_limited_min_delay_s: The shortest wait after a rate-limit answer.
+        resend_slow_after_s: A first attempt not answered after this long is
+            abandoned and sent again at once (None: never); the wait for the
+            resent one is the client's timeout. Applies to reads; to writes
+            only with ``resend_slow_writes``.
+        resend_slow_writes: Resend slow writes too: only where the platform
+            applies a request id once; elsewhere an abandoned write may have
+            been applied.
+    """
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    base_delay_s: DelaySeconds
+    max_delay_s: DelaySeconds
+    multiplier: Annotated[float, msgspec.Meta(ge=1, le=10)] = 2.0
+    rate_limited_min_delay_s: DelaySeconds = 1.0
+    resend_slow_after_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    resend_slow_writes: bool = False
 
 
 class SyncPolicy(PolicyData, frozen=True, kw_only=True):
-    """The platform's data synchronisation modes (docs/domain.md §4)."""
+    """One platform's synchronisation policy: what the runtime obeys.
 
-    orders: SyncRule | None = None
-    stock: SyncRule | None = None
-    user_profile: SyncRule | None = None
+    The composition root hands it to the sync schedule (orders, stock
+    calibrations), the webhooks (whether pushes are taken), the outbound
+    dispatcher (stock mode, retry rounds) and each shop's client (rate limit,
+    retries).
+    """
+
+    orders: OrderSync
+    stock: StockSync
+    rate_limit: RateLimitPolicy
+    retry: RetryPolicy
+    user_profile: UserProfileSync | None = None
 
 
 class TrafficLimit(PolicyData, frozen=True, kw_only=True):
@@ -264,6 +370,44 @@ def _check_profile(key: str, profile: PlatformProfile) -> None:
             raise PolicyBookError(
                 f"{where}.{field} lists {', '.join(repeated)} more than once"
             )
+    if profile.sync is not None:
+        _check_sync(f"{where}.sync", profile.sync)
+
+
+def _check_sync(where: str, sync: SyncPolicy) -> None:
+    orders = sync.orders
+    if orders.mode == "poll" and orders.poll_interval_s is None:
+        raise PolicyBookError(
+            f"{where}.orders.poll_interval_s is missing (mode 'poll' polls on it)"
+        )
+    if orders.mode == "manual" and orders.poll_interval_s is not None:
+        raise PolicyBookError(
+            f"{where}.orders.poll_interval_s {orders.poll_interval_s} is given for "
+            "mode 'manual' (a manual platform is never polled on a schedule)"
+        )
+    stock = sync.stock
+    if stock.mode == "scheduled_calibration" and not stock.calibration_times:
+        raise PolicyBookError(
+            f"{where}.stock.calibration_times is empty (mode "
+            "'scheduled_calibration' calibrates at those times)"
+        )
+    if stock.mode != "scheduled_calibration" and stock.calibration_times:
+        raise PolicyBookError(
+            f"{where}.stock.calibration_times is given for mode {stock.mode!r} "
+            "(only 'scheduled_calibration' calibrates on a schedule)"
+        )
+    repeated = _duplicates(stock.calibration_times)
+    if repeated:
+        raise PolicyBookError(
+            f"{where}.stock.calibration_times lists {', '.join(repeated)} "
+            "more than once"
+        )
+    retry = sync.retry
+    if retry.base_delay_s > retry.max_delay_s:
+        raise PolicyBookError(
+            f"{where}.retry: base_delay_s {retry.base_delay_s} > max_delay_s "
+            f"{retry.max_delay_s} (the first backoff may not exceed the largest)"
+        )
 
 
 class _ProfilesOnly(msgspec.Struct):

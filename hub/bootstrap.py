@@ -38,7 +38,7 @@ from hub.service.inbound import OrderIntake
 from hub.service.outbound import DEFAULT_MAX_ROUNDS, OutboundDispatcher
 from hub.service.payouts import payout_runners
 from hub.service.personal import PersonalData, profile_policies
-from hub.service.policies import load_policy_book
+from hub.service.policies import load_policy_book, sync_policies
 from hub.service.processes import ProcessRunner, default_processes
 from hub.service.reconciliation import daily_reconciliation
 from hub.service.risk import suspension_reactor
@@ -167,8 +167,14 @@ def connect_platforms(
 ) -> Platforms:
     """Build the hub's side of the shop platforms (it starts nothing).
 
+    The hub's policy book is the only source of the platforms' sync policies:
+    its ``sync`` sections go to every shop's client (rate limit, retries), the
+    webhooks (whether order pushes are taken in), the outbound dispatcher
+    (stock mode, retry rounds) and the sync schedule (polls, calibrations).
+
     Args:
-        hub: The hub whose committer stores what the platforms say.
+        hub: The hub whose committer stores what the platforms say, and whose
+            policy book the platforms obey.
         config: The connectors registry (``HUB_CONNECTORS_FILE``).
         clock: The time the sync schedule reads.
         client_options: Passed to every connector client (``clock``,
@@ -182,28 +188,38 @@ def connect_platforms(
         crm: Where the profiles of the CRM transfer mode are sent.
         callback_base: Where the platforms reach the hub's HTTP port: the
             OAuth callbacks are ``<callback_base>/oauth/<platform>/callback``.
+
+    Raises:
+        hub.infra.shops.ConnectorsConfigError: a shop's platform has no sync
+            policy in the book.
     """
+    book = load_policy_book() if hub.policy_book is None else hub.policy_book
+    policies = sync_policies(book)
     install_log_redaction()
     connectors = Connectors(
-        config, token_store=token_store, client_options=client_options
+        config,
+        policies=policies,
+        token_store=token_store,
+        client_options=client_options,
     )
     intake = OrderIntake(
-        hub,
-        connectors,
-        personal=personal,
-        crm=crm,
-        profiles=profile_policies(hub.policy_book or load_policy_book()),
+        hub, connectors, personal=personal, crm=crm, profiles=profile_policies(book)
     )
     outbound = OutboundDispatcher(
         hub,
         connectors,
+        policies=policies,
         sleep=sleep,
         jitter=jitter,
         max_rounds=max_push_rounds,
         ledger_store=LedgerStore(hub.database_url),
     )
     scheduler = SyncScheduler(
-        intake, outbound, clock=clock, cursors=PollCursors(hub.database_url)
+        intake,
+        outbound,
+        clock=clock,
+        policies=policies,
+        cursors=PollCursors(hub.database_url),
     )
     routes = BindingRoutes(
         hub,
@@ -217,6 +233,7 @@ def connect_platforms(
         outbound=outbound,
         scheduler=scheduler,
         routes=routes,
+        policies=policies,
         shipments=ShipmentNotifier(hub, connectors),
     )
 

@@ -30,7 +30,7 @@ from connectors.common import (
     token_state_from_grant,
 )
 from connectors.douyin_shop import protocol, translate
-from connectors.douyin_shop.policy import PLATFORM, POLICY
+from connectors.douyin_shop.policy import PLATFORM
 from connectors.mapping import id_value, to_beijing_text
 from connectors.transport import (
     REQUEST_ID_HEADER,
@@ -58,7 +58,7 @@ class DouyinShopClient(AppClient[DouyinApp]):
 
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
-    default_policy = POLICY
+    refresh_margin = protocol.REFRESH_MARGIN
 
     # ------------------------------------------------------------------ auth
 
@@ -162,7 +162,7 @@ class DouyinShopClient(AppClient[DouyinApp]):
         return attempt
 
     def _classify(self, response: httpx.Response) -> Verdict:
-        by_status = http_status_verdict(response, self.policy)
+        by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
         body = decode_json(response)

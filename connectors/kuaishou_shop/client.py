@@ -30,7 +30,7 @@ from connectors.common import (
     token_state_from_grant,
 )
 from connectors.kuaishou_shop import protocol, translate
-from connectors.kuaishou_shop.policy import PLATFORM, POLICY
+from connectors.kuaishou_shop.policy import PLATFORM
 from connectors.mapping import id_value
 from connectors.transport import (
     REQUEST_ID_HEADER,
@@ -60,7 +60,7 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
 
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
-    default_policy = POLICY
+    refresh_margin = protocol.REFRESH_MARGIN
 
     # ------------------------------------------------------------------ auth
 
@@ -161,7 +161,7 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
         )
 
     def _classify_token(self, response: httpx.Response) -> Verdict:
-        by_status = http_status_verdict(response, self.policy)
+        by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
         body = decode_json(response)
@@ -201,7 +201,7 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
         return attempt
 
     def _classify(self, response: httpx.Response) -> Verdict:
-        by_status = http_status_verdict(response, self.policy)
+        by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
         body = decode_json(response)

@@ -41,7 +41,7 @@ from connectors.sandbox.calls import (
 from connectors.sandbox.pushes import YOUZAN_STATUS, PushSender
 from connectors.sandbox.state import Order, SandboxState, Shop, Token
 from connectors.youzan import protocol as youzan
-from connectors.youzan.policy import ACCESS_TOKEN_TTL_S
+from connectors.youzan.protocol import ACCESS_TOKEN_TTL_S
 
 PLATFORM = "youzan"
 REFRESH_TTL_S = 28 * 24 * 3600

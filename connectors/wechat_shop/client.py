@@ -38,7 +38,8 @@ from connectors.transport import (
     http_status_verdict,
 )
 from connectors.wechat_shop import protocol, translate
-from connectors.wechat_shop.policy import PLATFORM, POLICY
+from connectors.wechat_shop.policy import PLATFORM
+from domain.policy import SyncPolicy
 
 DEFAULT_BASE_URL = "https://api.weixin.qq.com"
 #: errcode of "system busy, retry later".
@@ -56,10 +57,12 @@ class WechatShopClient(ClientBase):
     """The :class:`connectors.common.ShopClient` of WeChat Shop."""
 
     platform = PLATFORM
+    refresh_margin = protocol.REFRESH_MARGIN
 
     def __init__(
         self,
         *,
+        policy: SyncPolicy,
         base_url: str = DEFAULT_BASE_URL,
         credentials: Mapping[str, WechatCredentials] | None = None,
         **options: Any,
@@ -67,12 +70,13 @@ class WechatShopClient(ClientBase):
         """Create the client.
 
         Args:
+            policy: WeChat Shop's sync policy from the policy book.
             base_url: The API root (the sandbox in tests).
             credentials: Each shop's appid and secret, by shop id.
             **options: Passed to :class:`connectors.transport.ClientBase`
                 (``token_store``, ``http``, ``clock``, ``jitter``, ``sleep``).
         """
-        super().__init__(base_url=base_url, policy=POLICY, **options)
+        super().__init__(base_url=base_url, policy=policy, **options)
         self._credentials = dict(credentials or {})
 
     # ------------------------------------------------------------------ auth
@@ -129,7 +133,7 @@ class WechatShopClient(ClientBase):
     # ------------------------------------------------------------------ calls
 
     def _classify(self, response: httpx.Response) -> Verdict:  # noqa: PLR0911
-        by_status = http_status_verdict(response, self.policy)
+        by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
         body = decode_json(response)

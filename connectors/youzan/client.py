@@ -41,7 +41,7 @@ from connectors.transport import (
     http_status_verdict,
 )
 from connectors.youzan import protocol, translate
-from connectors.youzan.policy import PLATFORM, POLICY
+from connectors.youzan.policy import PLATFORM
 
 DEFAULT_BASE_URL = "https://open.youzanyun.com"
 
@@ -58,7 +58,7 @@ class YouzanClient(AppClient[YouzanApp]):
 
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
-    default_policy = POLICY
+    refresh_margin = protocol.REFRESH_MARGIN
 
     # ------------------------------------------------------------------ auth
 
@@ -154,7 +154,7 @@ class YouzanClient(AppClient[YouzanApp]):
     # ------------------------------------------------------------------ calls
 
     def _classify(self, response: httpx.Response) -> Verdict:
-        by_status = http_status_verdict(response, self.policy)
+        by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
         body = decode_json(response)

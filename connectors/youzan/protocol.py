@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -31,8 +32,10 @@ from connectors.common import (
 )
 
 __all__ = [
+    "ACCESS_TOKEN_TTL_S",
     "GATEWAY_ERROR_KEY",
     "MESSAGE_IV",
+    "REFRESH_MARGIN",
     "DecryptError",
     "ProtocolError",
     "SignatureError",
@@ -43,6 +46,12 @@ __all__ = [
     "push_sign",
     "verify_push_sign",
 ]
+
+#: Planning default for the access token lifetime (7 days). Unverified: the
+#: token response's ``expires`` is authoritative and is what the hub stores.
+ACCESS_TOKEN_TTL_S = 7 * 24 * 3600
+#: Refresh a day before expiry, as for Douyin's week-long token.
+REFRESH_MARGIN = timedelta(days=1)
 
 #: The fixed AES-CBC IV of encrypted messages.
 MESSAGE_IV = b"0102030405060708"

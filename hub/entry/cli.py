@@ -381,10 +381,12 @@ async def _sync_orders(
     config: ConnectorsConfig,
     binding: str,
     hours: float,
+    policy_book: PolicyBook,
     *,
     key: bytes | None = None,
 ) -> tuple[str, bool]:
-    """Pull one binding's orders of the last ``hours`` in this process."""
+    """Pull one binding's orders of the last ``hours`` in this process, under
+    the sync policies of ``policy_book`` (tokens sealed under ``key``)."""
     from datetime import timedelta
 
     from hub.bootstrap import (
@@ -398,7 +400,12 @@ async def _sync_orders(
     from hub.service.commands import BINDING_RULES
     from hub.service.commit import utc_now
 
-    hub = bootstrap(database_url=database_url, nats_url=None, projections=[])
+    hub = bootstrap(
+        database_url=database_url,
+        nats_url=None,
+        projections=[],
+        policy_book=policy_book,
+    )
     await hub.start()
     personal = personal_data_of(database_url, key)
     # Kuaishou's orders come this way: their profiles go to the CRM before
@@ -444,11 +451,12 @@ def cmd_sync_orders(settings: Settings, args: argparse.Namespace) -> int:
 
     key = master_key_of(settings)
     config = connectors_config_of(settings, key)
+    book = policy_book_of(settings)
     with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         try:
             text, ok = asyncio.run(
-                _sync_orders(db, config, args.binding, args.hours, key=key)
+                _sync_orders(db, config, args.binding, args.hours, book, key=key)
             )
         except (UnknownShopError, ValueError) as exc:
             print(f"hub: error: {exc}", file=sys.stderr)

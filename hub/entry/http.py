@@ -42,9 +42,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from connectors.common import PlatformCallError, SyncPolicy
+from connectors.common import PlatformCallError
 from connectors.mapping import TranslateError
-from connectors.registry import POLICIES, connector
+from connectors.registry import connector
 from connectors.webhooks import (
     MAX_BODY_BYTES,
     PushRejectedError,
@@ -54,6 +54,7 @@ from connectors.webhooks import (
 from domain.binding import DataScopeError
 from domain.events import DomainError
 from domain.order import UnmappedSkuError
+from domain.policy import SyncPolicy
 from hub.entry.finance_api import finance_app
 from hub.entry.metrics import CountWebhooks, metrics_endpoint
 from hub.infra.shops import ShopConfig
@@ -170,7 +171,7 @@ class WebhookStats:
 def create_app(
     intake: OrderIntake,
     *,
-    policies: Mapping[str, SyncPolicy] = POLICIES,
+    policies: Mapping[str, SyncPolicy],
     stats: WebhookStats | None = None,
     clock: Callable[[], float] = time.time,
     queue: ShopQueue | None = None,

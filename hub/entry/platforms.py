@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from domain.policy import SyncPolicy
 from hub.entry.bindings_api import bindings_app
 from hub.entry.http import HttpServer, WebhookStats, create_app
 from hub.entry.sync_api import answer_on_nats
@@ -28,12 +30,17 @@ from hub.service.sync import SyncScheduler
 
 @dataclass
 class Platforms:
-    """Everything that talks to the platforms, for one running hub."""
+    """Everything that talks to the platforms, for one running hub.
+
+    ``policies`` are the policy book's sync policies, by platform: the
+    webhooks read whether a platform's order pushes are taken in.
+    """
 
     connectors: Connectors
     intake: OrderIntake
     outbound: OutboundDispatcher
     scheduler: SyncScheduler
+    policies: Mapping[str, SyncPolicy]
     stats: WebhookStats = field(default_factory=WebhookStats)
     #: The shops' binding routes (``/bindings/...``, ``/oauth/...``).
     routes: BindingRoutes | None = None
@@ -45,7 +52,7 @@ class Platforms:
 
     def app(self) -> Starlette:
         """The webhook ASGI app, with the binding routes when there are any."""
-        webhooks = create_app(self.intake, stats=self.stats)
+        webhooks = create_app(self.intake, policies=self.policies, stats=self.stats)
         if self.routes is None:
             return webhooks
         return Starlette(

@@ -7,10 +7,11 @@ pushes are verified with and its API calls signed with, and its listings (which
 platform SKU shows which hub SKU, with the allocation rule of that channel).
 
 From it the registry builds one connector client per shop, lazily, with the
-options the composition root passes (clock, sleep, jitter, HTTP client, token
-store), and answers the questions the webhooks, the order sync and the
-outbound dispatcher ask: which shop sent this push, which hub SKU is this
-platform SKU, where is this hub SKU listed.
+platform's sync policy from the policy book and the options the composition
+root passes (clock, sleep, jitter, HTTP client, token store), and answers
+the questions the webhooks, the order sync and the outbound dispatcher ask:
+which shop sent this push, which hub SKU is this platform SKU, where is this
+hub SKU listed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from connectors.common import ShopClient, TokenState
 from connectors.registry import CONNECTORS, connector
 from connectors.transport import MemoryTokenStore, TokenStore
 from domain.allocation import LIST_ALL, AllocationRule
+from domain.policy import SyncPolicy
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -144,20 +146,34 @@ class Connectors:
 
     Args:
         config: The registry data.
+        policies: Each platform's sync policy from the policy book; every
+            shop's client obeys its platform's (rate limit, retries).
         token_store: Where every client keeps tokens (in memory by default;
             the hub may pass a persistent one).
         client_options: Passed to every client (``clock``, ``sleep``,
             ``jitter``, ``http``, ``timeout_s``); tests make time fake here.
+
+    Raises:
+        ConnectorsConfigError: a shop's platform has no sync policy in the book.
     """
 
     def __init__(
         self,
         config: ConnectorsConfig,
         *,
+        policies: Mapping[str, SyncPolicy],
         token_store: TokenStore | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        for index, shop in enumerate(config.shops):
+            if shop.platform not in policies:
+                raise ConnectorsConfigError(
+                    f"shops[{index}] ({shop.key}): the policy book has no sync "
+                    f"policy for {shop.platform} ($.profiles.{shop.platform}.sync "
+                    "is needed to talk to its shops)"
+                )
         self.config = config
+        self.policies = policies
         self.tokens: TokenStore = token_store or MemoryTokenStore()
         self._options = dict(client_options or {})
         self._shops = {(s.platform, s.shop_id): s for s in config.shops}
@@ -223,6 +239,7 @@ class Connectors:
         )
         options: dict[str, Any] = {
             "base_url": base_url,
+            "policy": self.policies[shop.platform],
             "token_store": self.tokens,
             **self._options,
         }

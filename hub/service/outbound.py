@@ -46,14 +46,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 
-from connectors.common import PlatformCallError, PushResult, SyncPolicy, backoff_delay_s
-from connectors.registry import POLICIES
+from connectors.common import PlatformCallError, PushResult, backoff_delay_s
 from domain import listing_ledger
 from domain import push as stock_push
 from domain.allocation import allocate
 from domain.binding import Binding, binding_id
 from domain.events import Context, DomainError, Event, registered_events
 from domain.listing_ledger import Listed, ListingLedger, PendingWrite, WritePlan
+from domain.policy import SyncPolicy
 from domain.stock import (
     ReportPlatformStock,
     StockCommitted,
@@ -193,7 +193,8 @@ class OutboundDispatcher(Projection):
     Args:
         hub: The running hub (committer for the push records and bindings).
         connectors: Shops, listings and clients.
-        policies: Each platform's sync policy (stock mode, retry backoff).
+        policies: Each platform's sync policy from the policy book (stock
+            mode: pushed on change or calibrated; retry backoff between rounds).
         max_rounds: Rounds of calls before a push is dead-lettered.
         sleep: Waits between rounds (injected; tests pass a fake).
         jitter: Numbers in [0, 1) for the backoff between rounds.
@@ -212,7 +213,7 @@ class OutboundDispatcher(Projection):
         hub: Hub,
         connectors: Connectors,
         *,
-        policies: Mapping[str, SyncPolicy] = POLICIES,
+        policies: Mapping[str, SyncPolicy],
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
@@ -293,7 +294,7 @@ class OutboundDispatcher(Projection):
                     key in self._wanted
                     or key in held
                     or not self._known_active.get((shop.platform, shop.shop_id))
-                    or self.policies[shop.platform].stock.mode != "realtime"
+                    or not self.policies[shop.platform].stock.pushed_on_change
                 ):
                     continue
                 self._enqueue(
@@ -390,7 +391,7 @@ class OutboundDispatcher(Projection):
             if calibrate is not None:
                 if shop.key != calibrate.key:
                     continue
-            elif self.policies[shop.platform].stock.mode != "realtime":
+            elif not self.policies[shop.platform].stock.pushed_on_change:
                 continue
             command = stock_push.RequestStockPush(
                 platform=shop.platform,

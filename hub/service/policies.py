@@ -2,11 +2,16 @@
 
 The book is data (``hub/policies.json`` by default): it is read and checked
 once, at start, and a bad book stops the hub with an error naming the field.
+Its ``sync`` sections are the runtime's only sync policies
+(:func:`sync_policies`): the composition root hands them to the sync
+schedule, the webhooks, the outbound dispatcher and every shop's client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.policy import (
     AtLeastRule,
@@ -16,7 +21,7 @@ from domain.policy import (
     PolicyBook,
     PolicyBookError,
     QualificationRule,
-    SyncRule,
+    SyncPolicy,
     WithinDaysRule,
     decode_policy_book,
 )
@@ -36,9 +41,32 @@ def load_policy_book(path: Path | None = None) -> PolicyBook:
     source = BUNDLED_POLICIES if path is None else path
     data = source.read_bytes()
     try:
-        return decode_policy_book(data)
+        book = decode_policy_book(data)
+        _check_timezones(book)
     except PolicyBookError as exc:
         raise PolicyBookError(f"{source}: {exc}") from None
+    return book
+
+
+def _check_timezones(book: PolicyBook) -> None:
+    """Refuse a calibration time zone this machine does not know."""
+    for key, sync in sync_policies(book).items():
+        try:
+            ZoneInfo(sync.stock.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PolicyBookError(
+                f"$.profiles.{key}.sync.stock.timezone {sync.stock.timezone!r} is "
+                "not a known IANA time zone"
+            ) from None
+
+
+def sync_policies(book: PolicyBook) -> Mapping[str, SyncPolicy]:
+    """The sync policy of every platform whose profile gives one, by code."""
+    return {
+        code: profile.sync
+        for code, profile in book.profiles.items()
+        if profile.sync is not None
+    }
 
 
 def _words(code: str) -> str:
@@ -69,17 +97,46 @@ def describe_rule(rule: QualificationRule) -> str:
     return f"{text}  [{rule.note}]" if rule.note else text
 
 
-def _sync(rule: SyncRule | None) -> str:
-    if rule is None:
+def _orders(sync: SyncPolicy | None) -> str:
+    if sync is None:
         return "(not given)"
-    parts = [_words(rule.mode)]
-    if rule.every_seconds is not None:
-        parts.append(f"every {rule.every_seconds} s")
-    if rule.delay_minutes is not None:
-        parts.append(f"by {rule.delay_minutes} min")
-    if rule.times_per_day is not None:
-        parts.append(f"{rule.times_per_day} times a day")
+    orders = sync.orders
+    parts = [_words(orders.mode)]
+    if orders.poll_interval_s is not None:
+        every = "fallback poll" if orders.mode == "push" else "poll"
+        parts.append(f"{every} every {orders.poll_interval_s} s")
+    if orders.poll_delay_s:
+        parts.append(f"orders at least {orders.poll_delay_s} s old")
     return ", ".join(parts)
+
+
+def _stock(sync: SyncPolicy | None) -> str:
+    if sync is None:
+        return "(not given)"
+    stock = sync.stock
+    if not stock.calibration_times:
+        return _words(stock.mode)
+    times = ", ".join(stock.calibration_times)
+    return f"{_words(stock.mode)} at {times} ({stock.timezone})"
+
+
+def _limits(sync: SyncPolicy | None) -> list[str]:
+    if sync is None:
+        return []
+    limit = sync.rate_limit
+    retry = sync.retry
+    resend = (
+        ""
+        if retry.resend_slow_after_s is None
+        else f", resend after {retry.resend_slow_after_s:g} s"
+        + (" (writes too)" if retry.resend_slow_writes else "")
+    )
+    return [
+        f"    rate limit:         {limit.rate_per_s:g}/s per shop, burst {limit.burst}",
+        f"    retry:              {retry.max_attempts} attempts, backoff "
+        f"{retry.base_delay_s:g}-{retry.max_delay_s:g} s (x{retry.multiplier:g}), "
+        f"at least {retry.rate_limited_min_delay_s:g} s after a rate limit{resend}",
+    ]
 
 
 def _review(profile: PlatformProfile) -> str:
@@ -118,14 +175,12 @@ def format_profile(profile: PlatformProfile) -> str:
     if not profile.rules:
         lines.append("    (none)")
     lines.append("  sync:")
-    lines.append(
-        f"    orders:             {_sync(None if sync is None else sync.orders)}"
-    )
-    lines.append(
-        f"    stock:              {_sync(None if sync is None else sync.stock)}"
-    )
+    lines.append(f"    orders:             {_orders(sync)}")
+    lines.append(f"    stock:              {_stock(sync)}")
+    lines.extend(_limits(sync))
     user_profile = None if sync is None else sync.user_profile
-    lines.append(f"    user profile:       {_sync(user_profile)}")
+    shown = "(not given)" if user_profile is None else _words(user_profile.mode)
+    lines.append(f"    user profile:       {shown}")
     protection = None if risk is None else risk.data_protection
     monitoring = None if risk is None else risk.violation_monitoring
     lines.append("  risk controls:")

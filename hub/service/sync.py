@@ -1,7 +1,9 @@
 """When orders are pulled and stock calibrated: the sync policies, on a clock.
 
-Each platform's :class:`connectors.common.SyncPolicy` (docs/domain.md §4) says it, as
-data, and :class:`SyncScheduler` only reads it:
+Each platform's :class:`domain.policy.SyncPolicy`, the ``sync`` section of its
+profile in the policy book (``hub/policies.json`` or ``HUB_POLICIES_FILE``;
+docs/policies.md), says it, as data, and :class:`SyncScheduler` only reads it.
+With the bundled book:
 
 * WeChat Shop: orders arrive by push; a poll every ``poll_interval_s`` (15 s)
   is the fallback for a lost push;
@@ -28,10 +30,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from connectors.common import PlatformCallError, SyncPolicy
-from connectors.registry import POLICIES
+from connectors.common import PlatformCallError
 from domain.binding import DataScopeError
 from domain.events import DomainError
+from domain.policy import SyncPolicy
 from hub.infra.shops import ShopConfig
 from hub.service.inbound import MalformedOrderError, OrderIntake
 from hub.service.outbound import OutboundDispatcher
@@ -130,7 +132,8 @@ class SyncScheduler:
         intake: Takes pulled orders in (and holds the registry).
         outbound: Calibrates stock (None: no calibration).
         clock: The current time, timezone-aware (injected).
-        policies: Each platform's sync policy.
+        policies: Each platform's sync policy from the policy book (order
+            modes, poll intervals and delays, calibration times).
         lookback: How far back a shop's first poll reads.
         cursors: Where polls got to, kept across restarts (None: in memory).
     """
@@ -141,7 +144,7 @@ class SyncScheduler:
         outbound: OutboundDispatcher | None,
         *,
         clock: Callable[[], datetime],
-        policies: Mapping[str, SyncPolicy] = POLICIES,
+        policies: Mapping[str, SyncPolicy],
         lookback: timedelta = DEFAULT_LOOKBACK,
         cursors: PollCursors | None = None,
     ) -> None:

@@ -45,7 +45,6 @@ from domain.stock import (
 )
 from eventlog.log import log_head
 from hub.bootstrap import bootstrap, connect_platforms
-from hub.entry.http import create_app
 from hub.entry.platforms import Platforms
 from hub.entry.status import read_status
 from hub.infra.shops import ConnectorsConfig, Listing, ShopConfig
@@ -734,6 +733,7 @@ async def test_polls_resume_where_they_ended_after_a_restart(rig: Rig) -> None:
         rig.platforms.intake,
         None,
         clock=lambda: rig.schedule_now[-1],
+        policies=rig.platforms.policies,
         cursors=PollCursors(rig.hub.database_url),
     )
     rig.schedule_now.append(start + timedelta(hours=3))
@@ -1087,7 +1087,7 @@ async def test_ten_thousand_malformed_or_mis_signed_pushes_get_400_or_401_and_st
     hub = bootstrap(database_url=database_url, nats_url=None)
     await hub.start()
     platforms = connect_platforms(hub, _bad_input_config())
-    transport = httpx.ASGITransport(app=create_app(platforms.intake))
+    transport = httpx.ASGITransport(app=platforms.app())
     loop = asyncio.get_running_loop()
     answered: dict[int, int] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:

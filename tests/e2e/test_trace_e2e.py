@@ -59,7 +59,7 @@ async def test_the_trace_of_a_sandbox_order_reaches_every_other_platforms_push(
     realtime = {
         p
         for p in PLATFORMS
-        if p != ORIGIN and rig.platforms.outbound.policies[p].stock.mode == "realtime"
+        if p != ORIGIN and rig.platforms.outbound.policies[p].stock.pushed_on_change
     }
     assert realtime, "some other platform takes real-time pushes"
     requested = {

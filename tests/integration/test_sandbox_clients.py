@@ -42,6 +42,7 @@ from connectors.webhooks import PushRequest
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan import protocol as youzan_protocol
 from connectors.youzan.client import YouzanApp, YouzanClient
+from hub.service.policies import load_policy_book, sync_policies
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,7 @@ async def _make_client(
 
     options: dict[str, Any] = {
         "base_url": base_url,
+        "policy": sync_policies(load_policy_book())[platform],
         "clock": clock,
         "sleep": sleep,
         "jitter": random.Random(7).random,

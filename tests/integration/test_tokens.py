@@ -22,6 +22,9 @@ from hub.infra.shops import (
     load_connectors_config,
 )
 from hub.infra.tokens import PostgresTokenStore, TokenStoreError, token_key
+from hub.service.policies import load_policy_book, sync_policies
+
+POLICIES = sync_policies(load_policy_book())
 
 STATE = TokenState(
     access_token="at-secret-1",
@@ -119,7 +122,7 @@ async def test_an_oauth_shop_needs_no_new_consent_after_a_restart(
     config = ConnectorsConfig(base_urls={"youzan": sandbox.url}, shops=(shop,))
     key = _key()
     first = PostgresTokenStore(db, key=key)
-    connectors = Connectors(config, token_store=first)
+    connectors = Connectors(config, policies=POLICIES, token_store=first)
     code = await sandbox_control.authorization_code("youzan", "42001")
     granted = await connectors.exchange_code(shop, code, "http://127.0.0.1:9/cb")
     await connectors.aclose()
@@ -128,7 +131,7 @@ async def test_an_oauth_shop_needs_no_new_consent_after_a_restart(
     # A new process: the token comes from the database, not from the merchant.
     second = PostgresTokenStore(db, key=key)
     assert second.get("youzan", "42001") == granted
-    restarted = Connectors(config, token_store=second)
+    restarted = Connectors(config, policies=POLICIES, token_store=second)
     client = await restarted.ready_client(shop)
     assert await client.fetch_stock("42001", "456", product_id="123") == 7
     # A refresh (its old refresh token now spent) is stored before it is used.
@@ -165,6 +168,6 @@ def test_a_files_token_only_seeds_a_shop_the_store_does_not_hold(
     config = load_connectors_config(path)  # as `hub serve` reads it
     with PostgresTokenStore(db) as store:
         store.put("youzan", "held", newer)
-        Connectors(config, token_store=store)
+        Connectors(config, policies=POLICIES, token_store=store)
         assert store.get("youzan", "held") == newer
         assert store.get("youzan", "new") == STATE

@@ -17,13 +17,17 @@ from domain.policy import (
     NoneWithinDaysRule,
     PlatformProfile,
     PolicyBookError,
-    SyncRule,
     UnknownPlatformError,
     WithinDaysRule,
     decode_policy_book,
 )
 from domain.qualification import QualificationFacts, evaluate
-from hub.service.policies import BUNDLED_POLICIES, format_profile, load_policy_book
+from hub.service.policies import (
+    BUNDLED_POLICIES,
+    format_profile,
+    load_policy_book,
+    sync_policies,
+)
 
 
 def bundled_data() -> dict[str, Any]:
@@ -37,7 +41,7 @@ def decode(data: dict[str, Any]) -> Any:
 
 def test_bundled_book_decodes_with_every_platform() -> None:
     book = load_policy_book()
-    assert book.schema_version == 1
+    assert book.schema_version == 2
     assert set(book.profiles) == {
         "wechat_shop",
         "douyin_shop",
@@ -141,8 +145,8 @@ SYNC_AND_RISK = [
     # platform, orders, stock, user profile, protection, monitoring, traffic
     (
         "wechat_shop",
-        ("real_time", 15, None, None),
-        ("two_way", None, None, None),
+        ("push", 15, 0),
+        ("two_way", ()),
         "de_identified_merge",
         "aes_256",
         "automated_content_review",
@@ -150,8 +154,8 @@ SYNC_AND_RISK = [
     ),
     (
         "douyin_shop",
-        ("delayed", None, 30, None),
-        ("one_way_push_shop_to_channel", None, None, None),
+        ("poll", 300, 1800),
+        ("one_way_push", ()),
         "stored_separately",
         "dynamic_token_verification",
         "manual_review",
@@ -159,20 +163,14 @@ SYNC_AND_RISK = [
     ),
     (
         "kuaishou_shop",
-        ("manual_trigger", None, None, None),
-        ("scheduled_calibration", None, None, 2),
+        ("manual", None, 0),
+        ("scheduled_calibration", ("03:00", "15:00")),
         "encrypted_transfer_to_crm",
         "local_storage",
         "user_reports",
         ("dynamic_bandwidth", None),
     ),
 ]
-
-
-def _sync_rule_row(rule: SyncRule | None) -> tuple[Any, ...] | None:
-    if rule is None:
-        return None
-    return (rule.mode, rule.every_seconds, rule.delay_minutes, rule.times_per_day)
 
 
 def _sync_and_risk_row(profile: PlatformProfile) -> tuple[Any, ...]:
@@ -182,10 +180,11 @@ def _sync_and_risk_row(profile: PlatformProfile) -> tuple[Any, ...]:
     assert risk is not None
     assert sync.user_profile is not None
     assert risk.traffic_limit is not None
+    orders, stock = sync.orders, sync.stock
     return (
         profile.platform,
-        _sync_rule_row(sync.orders),
-        _sync_rule_row(sync.stock),
+        (orders.mode, orders.poll_interval_s, orders.poll_delay_s),
+        (stock.mode, stock.calibration_times),
         sync.user_profile.mode,
         risk.data_protection,
         risk.violation_monitoring,
@@ -196,6 +195,15 @@ def _sync_and_risk_row(profile: PlatformProfile) -> tuple[Any, ...]:
 @pytest.mark.parametrize("row", SYNC_AND_RISK, ids=lambda row: str(row[0]))
 def test_profiles_hold_sync_modes_and_risk_controls(row: tuple[Any, ...]) -> None:
     assert _sync_and_risk_row(load_policy_book().profile(row[0])) == row
+
+
+def test_every_bound_platform_has_a_full_sync_policy() -> None:
+    policies = sync_policies(load_policy_book())
+    assert set(policies) == {"wechat_shop", "douyin_shop", "kuaishou_shop", "youzan"}
+    youzan = policies["youzan"]
+    assert (youzan.orders.mode, youzan.orders.poll_interval_s) == ("push", 60)
+    assert youzan.stock.mode == "two_way"
+    assert youzan.user_profile is None
 
 
 # -- data changes, not code changes ----------------------------------------------
@@ -336,8 +344,58 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
         ),
         (
             "schema_version",
-            2,
-            "$.schema_version 2 is not supported (supported: 1)",
+            1,
+            "$.schema_version 1 is not supported (supported: 2)",
+        ),
+        (
+            "profiles.douyin_shop.sync.orders.poll_interval_s",
+            None,
+            "$.profiles.douyin_shop.sync.orders.poll_interval_s is missing (mode "
+            "'poll' polls on it)",
+        ),
+        (
+            "profiles.kuaishou_shop.sync.orders.poll_interval_s",
+            60,
+            "$.profiles.kuaishou_shop.sync.orders.poll_interval_s 60 is given for "
+            "mode 'manual'",
+        ),
+        (
+            "profiles.kuaishou_shop.sync.stock.calibration_times",
+            [],
+            "$.profiles.kuaishou_shop.sync.stock.calibration_times is empty",
+        ),
+        (
+            "profiles.wechat_shop.sync.stock.calibration_times",
+            ["03:00"],
+            "$.profiles.wechat_shop.sync.stock.calibration_times is given for mode "
+            "'two_way'",
+        ),
+        (
+            "profiles.kuaishou_shop.sync.stock.calibration_times",
+            ["03:00", "03:00"],
+            "calibration_times lists 03:00 more than once",
+        ),
+        (
+            "profiles.kuaishou_shop.sync.stock.calibration_times",
+            ["3pm"],
+            "- at `$.profiles.kuaishou_shop.sync.stock.calibration_times[0]`",
+        ),
+        (
+            "profiles.wechat_shop.sync.stock.mode",
+            "realtime",
+            "Invalid enum value 'realtime' - at "
+            "`$.profiles.wechat_shop.sync.stock.mode`",
+        ),
+        (
+            "profiles.wechat_shop.sync.rate_limit.rate_per_s",
+            0,
+            "Expected `float` > 0.0 - at "
+            "`$.profiles.wechat_shop.sync.rate_limit.rate_per_s`",
+        ),
+        (
+            "profiles.wechat_shop.sync.retry.base_delay_s",
+            90.0,
+            "$.profiles.wechat_shop.sync.retry: base_delay_s 90.0 > max_delay_s 60.0",
         ),
         (
             "holiday_calendar.makeup_workdays",
@@ -404,8 +462,11 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
                 "data scope:           orders and users full",
                 "- compliance score >= 80",
                 "- category food needs sc food production licence or qs food",
-                "orders:             real time, every 15 s",
+                "orders:             push, fallback poll every 15 s",
                 "stock:              two way",
+                "rate limit:         5/s per shop, burst 10",
+                "retry:              5 attempts, backoff 1-60 s (x2), at least 60 s "
+                "after a rate limit",
                 "user profile:       de identified merge",
                 "data protection:    aes 256",
                 "violation review:   automated content review",
@@ -418,7 +479,9 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
                 "review time:          2-5 working days",
                 "data scope:           product information only",
                 "- no violation in the last 30 days",
-                "orders:             delayed, by 30 min",
+                "orders:             poll, poll every 300 s, orders at least 1800 s "
+                "old",
+                "stock:              one way push",
             ],
         ),
         (
@@ -426,7 +489,9 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
             [
                 "review time:          instant",
                 "- followers >= 10,000",
-                "stock:              scheduled calibration, 2 times a day",
+                "orders:             manual",
+                "stock:              scheduled calibration at 03:00, 15:00 "
+                "(Asia/Shanghai)",
             ],
         ),
         (
@@ -434,6 +499,8 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
             [
                 "data scope:           custom mapping",
                 "review time:          (not given)",
+                "orders:             push, fallback poll every 60 s",
+                "user profile:       (not given)",
             ],
         ),
         (
@@ -441,6 +508,7 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
             [
                 "binding route:        (not given: cannot be bound)",
                 "- a completed sale in the last 7 days",
+                "orders:             (not given)",
             ],
         ),
     ],

@@ -9,7 +9,9 @@ import pytest
 
 from connectors.common import TokenState
 from connectors.transport import ClientBase, TokenBucket, Verdict
-from connectors.wechat_shop.policy import POLICY
+from hub.service.policies import load_policy_book, sync_policies
+
+POLICY = sync_policies(load_policy_book())["wechat_shop"]
 
 
 class Clock:
@@ -52,6 +54,7 @@ async def test_paused_bucket_holds_every_caller_and_a_fake_clock_cannot_livelock
 
 class Scripted(ClientBase):
     platform = "wechat_shop"
+    refresh_margin = timedelta(minutes=5)
 
     def __init__(self, verdicts: list[Verdict], clock: Clock) -> None:
         self.slept: list[float] = []
