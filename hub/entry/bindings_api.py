@@ -27,13 +27,8 @@ from connectors.common import PlatformCallError
 from connectors.registry import UnknownPlatformError
 from domain.binding import DataKind
 from domain.events import DomainError
+from hub.entry.bearer import bearer_refusal
 from hub.entry.sync_api import sync_route
-from hub.infra.access_tokens import (
-    AccessKeyError,
-    TokenRejectedError,
-    signing_key,
-    verify,
-)
 from hub.infra.oauth_states import OAuthStateError
 from hub.infra.shops import UnknownShopError
 from hub.service.authorisation import AuthorisationError, BindingRoutes
@@ -72,20 +67,12 @@ def bindings_app(
     """
 
     def refused(request: Request) -> Response | None:
-        try:
-            secret = key if key is not None else signing_key()
-            verify(
-                request.headers.get("authorization"),
-                secret,
-                scope=BINDINGS_WRITE,
-                now=clock(),
-            )
-        except AccessKeyError as exc:
-            return _error(503, "not_configured", str(exc))
-        except TokenRejectedError as exc:
-            code = "forbidden" if exc.status == 403 else "unauthorized"
-            return _error(exc.status, code, exc.reason)
-        return None
+        return bearer_refusal(
+            request.headers.get("authorization"),
+            key=key,
+            scope=BINDINGS_WRITE,
+            now=clock(),
+        )
 
     async def connect(request: Request) -> Response:
         denied = refused(request)

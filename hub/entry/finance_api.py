@@ -29,13 +29,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from domain.calendar import CHINA_TIME
-from hub.infra.access_tokens import (
-    LEDGER_READ,
-    AccessKeyError,
-    TokenRejectedError,
-    signing_key,
-    verify,
-)
+from hub.entry.bearer import bearer_refusal
+from hub.infra.access_tokens import LEDGER_READ
 from projections import ledger as views
 
 
@@ -106,27 +101,12 @@ def finance_app(
     """
 
     def authorised(request: Request) -> Response | None:
-        try:
-            secret = key if key is not None else signing_key()
-        except AccessKeyError as exc:
-            return _error(503, "not_configured", str(exc))
-        try:
-            verify(
-                request.headers.get("authorization"),
-                secret,
-                scope=LEDGER_READ,
-                now=clock(),
-            )
-        except TokenRejectedError as exc:
-            code = "forbidden" if exc.status == 403 else "unauthorized"
-            response = _error(exc.status, code, exc.reason)
-            if exc.status == 401:
-                reason = exc.reason.replace('"', "'")
-                response.headers["WWW-Authenticate"] = (
-                    f'Bearer error="invalid_token", error_description="{reason}"'
-                )
-            return response
-        return None
+        return bearer_refusal(
+            request.headers.get("authorization"),
+            key=key,
+            scope=LEDGER_READ,
+            now=clock(),
+        )
 
     def endpoint(
         read: Callable[[Request, psycopg.AsyncConnection[Any]], Any],
