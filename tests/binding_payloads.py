@@ -6,10 +6,14 @@ tests go through the boundary's decoding.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+#: The binding tests' clock: Friday 26 September 2025, 10:00 in China (the day
+#: ``qualify``'s facts are as of).
+NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
 ACCOUNT = "sph_beauty_001"
 SHOP = "shop-42"
 #: Huawei Technologies Co., Ltd. (public register): a valid credit code.

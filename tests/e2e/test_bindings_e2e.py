@@ -47,13 +47,11 @@ from hub.infra.tokens import PostgresTokenStore
 from hub.service.authorisation import follow_redirect, grant_ref
 from hub.service.bindings import binding_history
 from hub.service.hub import Hub
-from tests.binding_payloads import ACCOUNT, encode, keys, to_requirements_met
+from tests.binding_payloads import ACCOUNT, NOW, encode, keys, to_requirements_met
 from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.e2e
 
-# Friday 26 September 2025, 10:00 in China.
-NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
 PLATFORMS = ["wechat_shop", "douyin_shop", "kuaishou_shop", "youzan"]
 #: Who consents on the sandbox's consent page (a sandbox extension).
 CONSENT_SHOP_PARAM = {"kuaishou_shop": "shop_id", "youzan": "kdt_id"}

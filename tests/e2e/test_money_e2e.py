@@ -15,7 +15,6 @@ import nats
 import psycopg
 import pytest
 
-from domain import payout
 from domain.calendar import CHINA_TIME
 from domain.settlement import settlement_date, start_of_day
 from eventlog.log import log_head
@@ -27,6 +26,7 @@ from projections import ledger as views
 from tests.binding_payloads import ACCOUNT
 from tests.conftest import wait_until
 from tests.e2e.test_connectors_e2e import LISTED, SHOPS, Rig, rig  # noqa: F401
+from tests.payout_steps import agree_terms
 
 pytestmark = pytest.mark.e2e
 
@@ -89,20 +89,8 @@ async def test_a_live_sessions_orders_settle_reconcile_and_reach_finance(
             "platform": platform,
             "shop_id": SHOPS[platform],
         }
-        await hub.execute(
-            "payout.agree_commission",
-            payout.AgreeCommission(**binding, streamer="anna", rate="0.15"),
-        )
-        await hub.execute(
-            "payout.schedule_live_session",
-            payout.ScheduleLiveSession(
-                **binding,
-                session_id="live-1",
-                starts_at=now - timedelta(hours=1),
-                ends_at=now + timedelta(hours=1),
-                streamer="bo",
-                rate="0.25",
-            ),
+        await agree_terms(
+            hub, binding, now - timedelta(hours=1), now + timedelta(hours=1)
         )
     # Two WeChat orders pushed to the hub; a Douyin one, with the streamer's
     # commission on its statement, pulled (Douyin orders are polled).

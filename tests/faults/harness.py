@@ -603,3 +603,15 @@ async def check_projections_equal_rebuild(database_url: str) -> None:
         assert rows == rebuilt[table], (
             f"projection table {table} differs from a rebuild"
         )
+
+
+async def check_nothing_lost_or_doubled(
+    database_url: str, servers: str | list[str], commands: Sequence[Command]
+) -> None:
+    """After a fault: each command is in the log once, as its reply said;
+    ``HUB_EVENTS`` on ``servers`` equals the log; every projection equals a
+    rebuild."""
+    log = await whole_log(database_url)
+    check_each_command_once(log, commands)
+    await check_stream_equals_log(servers, log)
+    await check_projections_equal_rebuild(database_url)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from domain import order, payout
+from domain import order
 from domain.events import Event
 from domain.ledger import Ledger
 from eventlog.codec import decode_event
@@ -27,6 +27,7 @@ from projections.base import rebuild
 from projections.ledger import PAYOUT_TOPICS, LedgerProjection
 from tests.conftest import wait_until
 from tests.hub_steps import started_hub
+from tests.payout_steps import agree_terms
 
 pytestmark = pytest.mark.integration
 
@@ -98,21 +99,7 @@ def as_dict(rows: list[views.Balance]) -> dict[str, int]:
 async def test_orders_become_payouts_that_settle_and_balance(
     hub: Hub, clock: Clock
 ) -> None:
-    await hub.execute(
-        "payout.agree_commission",
-        payout.AgreeCommission(**BINDING, streamer="anna", rate="0.15"),
-    )
-    await hub.execute(
-        "payout.schedule_live_session",
-        payout.ScheduleLiveSession(
-            **BINDING,
-            session_id="live-1",
-            starts_at=T0,
-            ends_at=T0 + timedelta(hours=2),
-            streamer="bo",
-            rate="0.25",
-        ),
-    )
+    await agree_terms(hub, BINDING, T0, T0 + timedelta(hours=2))
     await sell(hub, "O-1", 10_000, T0 + timedelta(minutes=30))  # in the session
     await sell(hub, "O-2", 3_333, T0 + timedelta(hours=3))  # the binding's terms
     await sell(hub, "K-1", 5_000, T0, platform="kuaishou_shop")  # alipay, no subject
@@ -217,18 +204,29 @@ async def test_orders_become_payouts_that_settle_and_balance(
         assert await query(hub, f"SELECT * FROM {table} ORDER BY 1, 2") == live[table]
 
 
-async def _one_sided(conn: psycopg.AsyncConnection[Any]) -> None:
+async def _write_transaction(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    ids: tuple[int, int, int],
+    source: str,
+    position: int,
+    merchant_fen: int,
+) -> None:
+    """A pending transaction written by hand (``ids``: its own, then its two
+    postings'): 100 fen to clearing and ``merchant_fen`` to the merchant."""
+    transaction_id, clearing_id, merchant_id = ids
     cur = await conn.execute(
         "INSERT INTO ledger_transactions (id, source, kind, platform, "
         "platform_order_id, status, effective_at, recorded_at, position) VALUES "
-        "(4, 'test:1', 'test', 'p', 'o', 'pending', now(), now(), 1) RETURNING id"
+        "(%s, %s, 'test', 'p', 'o', 'pending', now(), now(), %s) RETURNING id",
+        (transaction_id, source, position),
     )
     row = await cur.fetchone()
     assert row is not None
     await conn.execute(
         "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
-        "VALUES (1, %s, 'clearing', 100), (2, %s, 'merchant', -99)",
-        (row[0], row[0]),
+        "VALUES (%s, %s, 'clearing', 100), (%s, %s, 'merchant', %s)",
+        (clearing_id, row[0], merchant_id, row[0], merchant_fen),
     )
 
 
@@ -241,7 +239,9 @@ async def test_the_database_refuses_an_unbalanced_transaction(
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
             async with conn.transaction():
-                await _one_sided(conn)
+                await _write_transaction(
+                    conn, ids=(4, 1, 2), source="test:1", position=1, merchant_fen=-99
+                )
         cur = await conn.execute("SELECT count(*) FROM ledger_postings")
         assert await cur.fetchone() == (0,)
 
@@ -256,18 +256,8 @@ async def test_the_database_refuses_any_change_to_a_posting(
         database_url, autocommit=True
     ) as conn:
         async with conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO ledger_transactions (id, source, kind, platform, "
-                "platform_order_id, status, effective_at, recorded_at, position) "
-                "VALUES (8, 'test:2', 'test', 'p', 'o', 'pending', now(), now(), 2) "
-                "RETURNING id"
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            await conn.execute(
-                "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
-                "VALUES (3, %s, 'clearing', 100), (4, %s, 'merchant', -100)",
-                (row[0], row[0]),
+            await _write_transaction(
+                conn, ids=(8, 3, 4), source="test:2", position=2, merchant_fen=-100
             )
         for statement in (
             "UPDATE ledger_postings SET amount_fen = 101 WHERE account = 'clearing'",

@@ -59,14 +59,9 @@ from domain.events import Context, Event, event_class, project
 from domain.identity import Subject
 from domain.qualification import InvalidFactsError, QualificationFacts
 from hub.service.policies import load_policy_book
+from tests.binding_payloads import ACCOUNT, NAME, NOW, SHOP, USCC
 
 BOOK = load_policy_book()
-# Friday 26 September 2025, 10:00 in China.
-NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
-ACCOUNT = "sph_beauty_001"
-SHOP = "shop-42"
-USCC = "914403001922038216"  # Huawei Technologies Co., Ltd. (public register)
-NAME = "华为技术有限公司"
 
 MATERIALS = {
     "wechat_shop": ("business_licence", "legal_person_id"),

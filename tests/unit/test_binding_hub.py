@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from projections.bindings import failure_reasons
 from tests.binding_payloads import (
     ACCOUNT,
     ACTIVE_EVENTS,
+    NOW,
     SHOP,
     USCC,
     encode,
@@ -47,8 +48,6 @@ from tests.binding_payloads import (
 from tests.memory_hub import committing, in_memory_hub
 
 BOOK = load_policy_book()
-# Friday 26 September 2025, 10:00 in China.
-NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
 BINDING_COMMANDS = [name for name in COMMANDS if name.startswith("binding.")]
 
 

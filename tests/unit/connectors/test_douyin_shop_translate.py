@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -95,32 +96,27 @@ def test_push_that_is_not_an_array_is_refused() -> None:
         webhook.push_events(b'{"tag": 100}')
 
 
+def _settlement_row(
+    request_no: str, total: int, fee: int, commission: int, settled: int
+) -> dict[str, Any]:
+    """A settlement row (amounts in fen) of the order, settled on 16 Nov 2023."""
+    return {
+        "request_no": request_no,
+        "shop_order_id": str(ORDER_ID),
+        "total_amount": total,
+        "platform_service_fee": fee,
+        "commission": commission,
+        "settle_amount": settled,
+        "settle_time": "2023-11-16 06:13:20",
+    }
+
+
 def test_settlement_row() -> None:
-    entry = translate.settlement_entry(
-        {
-            "request_no": "R1",
-            "shop_order_id": str(ORDER_ID),
-            "total_amount": 2700,
-            "platform_service_fee": 135,
-            "commission": 0,
-            "settle_amount": 2565,
-            "settle_time": "2023-11-16 06:13:20",
-        }
-    )
+    entry = translate.settlement_entry(_settlement_row("R1", 2700, 135, 0, 2565))
     assert (entry.gross_fen, entry.fee_fen, entry.net_fen) == (2700, 135, 2565)
     assert entry.settled_at.isoformat() == "2023-11-15T22:13:20+00:00"
 
 
 def test_settlement_row_keeps_the_streamers_commission_apart() -> None:
-    entry = translate.settlement_entry(
-        {
-            "request_no": "R2",
-            "shop_order_id": str(ORDER_ID),
-            "total_amount": 10000,
-            "platform_service_fee": 500,
-            "commission": 2500,
-            "settle_amount": 7000,
-            "settle_time": "2023-11-16 06:13:20",
-        }
-    )
+    entry = translate.settlement_entry(_settlement_row("R2", 10000, 500, 2500, 7000))
     assert (entry.fee_fen, entry.commission_fen, entry.net_fen) == (500, 2500, 7000)
