@@ -17,6 +17,8 @@ import msgspec
 
 from domain.calendar import CalendarError, HolidayCalendar, check_calendar
 from domain.events import DomainError
+from domain.personal import PersonalField
+from domain.risk import ViolationRule
 from domain.settlement import SettlementPolicy, check_settlement
 
 #: Policy book schema versions this code reads.
@@ -200,9 +202,17 @@ class StockSync(PolicyData, frozen=True, kw_only=True):
 
 
 class UserProfileSync(PolicyData, frozen=True, kw_only=True):
-    """What the platform's user profiles are for (shown, not yet acted on)."""
+    """How the platform's buyers become profiles (``docs/privacy.md``).
+
+    Attributes:
+        mode: One of :data:`domain.personal.PROFILE_MODES`.
+        fields: The personal fields kept (empty: the mode's default).
+        merge: A custom mapping's profiles merge across platforms.
+    """
 
     mode: Code
+    fields: tuple[PersonalField, ...] = ()
+    merge: bool = False
 
 
 class RateLimitPolicy(PolicyData, frozen=True, kw_only=True):
@@ -266,6 +276,9 @@ class TrafficLimit(PolicyData, frozen=True, kw_only=True):
 
     mode: Code
     per_day: PositiveInt | None = None
+    per_hour: PositiveInt | None = None
+    tiers: dict[Code, PositiveInt] = {}
+    tier: Code | None = None
 
 
 class RiskControls(PolicyData, frozen=True, kw_only=True):
@@ -274,6 +287,7 @@ class RiskControls(PolicyData, frozen=True, kw_only=True):
     data_protection: Code | None = None
     violation_monitoring: Code | None = None
     traffic_limit: TrafficLimit | None = None
+    violations: ViolationRule | None = None
 
 
 class PlatformProfile(PolicyData, frozen=True, kw_only=True):

@@ -178,5 +178,7 @@ def profile_policies(book: PolicyBook) -> dict[str, ProfilePolicy]:
     for code, profile in book.profiles.items():
         rule = profile.sync.user_profile if profile.sync is not None else None
         if rule is not None:
-            policies[code] = profile_policy(rule.mode)
+            policies[code] = profile_policy(
+                rule.mode, fields=rule.fields or None, merge=rule.merge
+            )
     return policies

@@ -36,12 +36,20 @@ def traffic_budget_of(profile: PlatformProfile) -> risk.TrafficBudget:
         raise risk.RiskPolicyError(
             f"{profile.platform} risk.traffic_limit: the book gives none"
         )
-    return risk.traffic_budget(profile.platform, limit.mode, per_day=limit.per_day)
+    return risk.traffic_budget(
+        profile.platform,
+        limit.mode,
+        per_day=limit.per_day,
+        per_hour=limit.per_hour,
+        tiers=dict(limit.tiers),
+        tier=limit.tier,
+    )
 
 
 def violation_rule_of(profile: PlatformProfile) -> risk.ViolationRule:
-    """The platform's violation rule (the bundled default when the book has none)."""
-    return risk.ViolationRule()
+    """The book's ``risk.violations`` of the platform (else the default rule)."""
+    rule = profile.risk.violations if profile.risk is not None else None
+    return rule if rule is not None else risk.ViolationRule()
 
 
 class _BookRules:

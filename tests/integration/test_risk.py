@@ -23,6 +23,7 @@ from hub.bootstrap import bootstrap
 from hub.service.commands import BINDING_RULES
 from hub.service.hub import Hub
 from hub.service.policies import load_policy_book
+from hub.service.risk import traffic_budget_of, violation_rule_of
 from tests.binding_payloads import ACCOUNT, SHOP, encode, keys, to_active
 
 WECHAT = "wechat_shop"
@@ -145,3 +146,39 @@ async def test_three_reports_warn_then_suspend_the_binding_with_rule_and_evidenc
     )
     assert cleared.ok
     assert await _report(hub, "r4") == ["ViolationRecorded", "BindingWarned"]
+
+
+async def test_a_book_file_sets_the_violation_rule(
+    database_url: str, tmp_path: Path
+) -> None:
+    book = _book_file(
+        tmp_path, lambda risk: risk["violations"].update(warn_at=2, suspend_at=2)
+    )
+    hub = await _active_hub(database_url, book)
+    try:
+        assert await _report(hub, "r1") == ["ViolationRecorded"]
+        assert await _report(hub, "r2") == [
+            "ViolationRecorded",
+            "BindingSuspensionDue",
+        ]
+        state = await _suspended(hub)
+        assert "suspend at 2 within 30 days" in state.suspension_reason
+    finally:
+        await hub.stop()
+
+
+def test_the_bundled_book_gives_every_platform_its_budget_and_rule() -> None:
+    book = load_policy_book()
+    budgets = {
+        code: traffic_budget_of(book.profile(code))
+        for code in ("wechat_shop", "douyin_shop", "kuaishou_shop")
+    }
+    assert (budgets["wechat_shop"].limit, budgets["wechat_shop"].window) == (
+        500,
+        "day",
+    )
+    assert budgets["douyin_shop"].rule == (
+        "douyin_shop tiered_traffic_packages basic 1000/day"
+    )
+    assert budgets["kuaishou_shop"].window == "hour"
+    assert violation_rule_of(book.profile("kuaishou_shop")).suspend_at == 3

@@ -203,7 +203,8 @@ def test_every_bound_platform_has_a_full_sync_policy() -> None:
     youzan = policies["youzan"]
     assert (youzan.orders.mode, youzan.orders.poll_interval_s) == ("push", 60)
     assert youzan.stock.mode == "two_way"
-    assert youzan.user_profile is None
+    assert youzan.user_profile is not None
+    assert youzan.user_profile.mode == "custom_mapping"
 
 
 # -- data changes, not code changes ----------------------------------------------
@@ -500,7 +501,7 @@ def test_an_unknown_platform_names_the_known_ones() -> None:
                 "data scope:           custom mapping",
                 "review time:          (not given)",
                 "orders:             push, fallback poll every 60 s",
-                "user profile:       (not given)",
+                "user profile:       custom mapping",
             ],
         ),
         (
