@@ -111,18 +111,17 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.servers import fresh_database
 from connectors.sandbox import (
     CrowdShop,
     FaultConfig,
@@ -300,16 +299,6 @@ async def activate(hub: Hub, platform: str, shop_id: str) -> None:
         reply = await hub.handle(name, encode(payload))
         if not reply.ok:
             raise RuntimeError(f"{name} {platform}: {reply.error}")
-
-
-def fresh_database(server_url: str) -> str:
-    """Create an empty database on the server; return its URL."""
-    name = f"flash_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @dataclass
@@ -1059,7 +1048,9 @@ def main() -> None:
             workers=not args.single_process,
         )
         hub_run = run_loop(
-            run_sale(config, fresh_database(servers.database_url), servers.nats_url)
+            run_sale(
+                config, fresh_database(servers.database_url, "flash"), servers.nats_url
+            )
         )
         report(hub_run, "hub, event-driven")
         baseline: SaleResult | None = None
@@ -1067,7 +1058,7 @@ def main() -> None:
             baseline = run_loop(
                 run_sale(
                     dataclasses.replace(config, event_driven=False),
-                    fresh_database(servers.database_url),
+                    fresh_database(servers.database_url, "flash"),
                     servers.nats_url,
                 )
             )

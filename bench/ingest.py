@@ -27,14 +27,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import psycopg
@@ -44,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
+from bench.servers import bench_servers, fresh_database
 from domain.events import Context
 from domain.stock import ReceiveStock, StockReceived, decide
 from hub.bootstrap import bootstrap
-from hub.infra.embedded import Servers, running_servers
 from hub.infra.relay import stream_position
 from hub.infra.runtime import run as run_loop
 from hub.infra.settings import eventsourcing_env
@@ -55,31 +51,6 @@ from hub.infra.store import HubApplication, encode_event
 from hub.messages import STREAM, to_message
 
 BENCH_STREAM = "BENCH_BASELINE"
-
-
-def bench_servers(prefix: str = "hub-bench-") -> AbstractContextManager[Servers]:
-    """The servers ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` name, else embedded ones.
-
-    Embedded servers run on free ports in a new temporary folder; they are
-    stopped when the ``with`` block ends.
-    """
-    return running_servers(
-        Path(tempfile.mkdtemp(prefix=prefix)) / "home",
-        database_url=os.environ.get("HUB_DATABASE_URL") or None,
-        nats_url=os.environ.get("HUB_NATS_URL") or None,
-        pg_port=0,
-        nats_port=0,
-    )
-
-
-def fresh_database(server_url: str) -> str:
-    """Create an empty database on the server; return its URL."""
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(server_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def sample_events(count: int) -> list[StockReceived]:

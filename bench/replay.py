@@ -43,7 +43,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import bench_servers, fresh_database
+from bench.servers import bench_servers, fresh_database
 from domain import order, stock
 from domain.events import Context, Event, project
 from hub.bootstrap import default_projections

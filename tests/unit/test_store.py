@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -77,12 +79,21 @@ def test_stored_state_is_json_not_pickle() -> None:
     assert msgspec.json.decode(encode_event(_event(amount=1)))["amount"] == 1
 
 
-async def test_committer_answers_each_caller_after_one_batch(
-    app: HubApplication,
-) -> None:
+@contextlib.asynccontextmanager
+async def _running(app: HubApplication) -> AsyncIterator[GroupCommitter]:
+    """A committer on ``app`` at :data:`NOW`, started, stopped after."""
     committer = GroupCommitter(app, clock=lambda: NOW)
     await committer.start()
     try:
+        yield committer
+    finally:
+        await committer.stop()
+
+
+async def test_committer_answers_each_caller_after_one_batch(
+    app: HubApplication,
+) -> None:
+    async with _running(app) as committer:
         await committer.execute(STOCK_RULES, ReceiveStock(sku="A", quantity=1))
         outcomes = await asyncio.gather(
             *(
@@ -94,8 +105,6 @@ async def test_committer_answers_each_caller_after_one_batch(
             await committer.execute(
                 STOCK_RULES, AdjustStock(sku="A", delta=-52, reason="x")
             )
-    finally:
-        await committer.stop()
     assert committer.transactions <= 3
     assert [o.version for o in outcomes] == list(range(2, 52))
     assert outcomes[-1].state.on_hand == 51
@@ -115,24 +124,24 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
         return append(events)
 
     app.append = slow_append  # type: ignore[method-assign]
-    committer = GroupCommitter(app, clock=lambda: NOW)
-    await committer.start()
-    try:
-        tasks = [
-            asyncio.create_task(
-                committer.execute(STOCK_RULES, ReceiveStock(sku=f"C-{i}", quantity=1))
-            )
-            for i in range(3)
-        ]
-        await asyncio.sleep(0)  # let the three reach the committer's queue
-        while committer._queue.qsize():  # the batch is taken and being written
-            await asyncio.sleep(0.001)
-        tasks[1].cancel()
-        release.set()
-        first, third = await tasks[0], await tasks[2]
-    finally:
-        release.set()
-        await committer.stop()
+    async with _running(app) as committer:
+        try:
+            tasks = [
+                asyncio.create_task(
+                    committer.execute(
+                        STOCK_RULES, ReceiveStock(sku=f"C-{i}", quantity=1)
+                    )
+                )
+                for i in range(3)
+            ]
+            await asyncio.sleep(0)  # let the three reach the committer's queue
+            while committer._queue.qsize():  # the batch is taken and being written
+                await asyncio.sleep(0.001)
+            tasks[1].cancel()
+            release.set()
+            first, third = await tasks[0], await tasks[2]
+        finally:
+            release.set()
     # The caller who gave up hears nothing; whether its command was still in
     # the batch depends on when the cancel landed (while the batch was being
     # decided it is dropped, once written it is stored): the others' are stored
@@ -146,22 +155,16 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
 async def test_a_batch_that_loses_a_race_is_decided_again_on_fresh_state(
     app: HubApplication,
 ) -> None:
-    committer = GroupCommitter(app, clock=lambda: NOW)
-    await committer.start()
-    try:
+    async with _running(app) as committer:
         first = await committer.execute(STOCK_RULES, ReceiveStock(sku="Q", quantity=5))
         # Another hub process writes version 2 behind this committer's back.
-        other = GroupCommitter(app, clock=lambda: NOW)
-        await other.start()
-        await other.execute(STOCK_RULES, AdjustStock(sku="Q", delta=-5, reason="x"))
-        await other.stop()
+        async with _running(app) as other:
+            await other.execute(STOCK_RULES, AdjustStock(sku="Q", delta=-5, reason="x"))
         # Decided on the stale cache (on hand 5), refused on fresh state (0).
         with pytest.raises(InsufficientStockError):
             await committer.execute(
                 STOCK_RULES, AdjustStock(sku="Q", delta=-3, reason="y")
             )
         after = await committer.execute(STOCK_RULES, ReceiveStock(sku="Q", quantity=2))
-    finally:
-        await committer.stop()
     assert after.version == 3 and after.state.on_hand == 2
     assert len(app.load_events(first.aggregate_id)) == 3
