@@ -21,7 +21,8 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from connectors.common import (
@@ -163,30 +164,13 @@ def verify_event_sign(
     )
 
 
-def needs_refresh(token_state: TokenState, now: datetime) -> bool:
-    """Whether to refresh the access token now (within :data:`REFRESH_MARGIN`).
-
-    Args:
-        token_state: The token the hub holds for the shop.
-        now: The current time.
-
-    Returns:
-        True when the access token expires within the margin or already has.
-    """
-    return access_token_due(token_state, now, REFRESH_MARGIN)
-
-
-def needs_reauthorization(token_state: TokenState, now: datetime) -> bool:
-    """Whether the refresh token is gone, so the merchant must authorise again.
-
-    Args:
-        token_state: The token the hub holds for the shop.
-        now: The current time.
-
-    Returns:
-        True when there is no refresh token or its 14 days are over.
-    """
-    return refresh_token_expired(token_state, now)
+#: Whether to refresh the access token now: ``needs_refresh(token_state, now)``
+#: is True when it expires within :data:`REFRESH_MARGIN` or already has.
+needs_refresh = partial(access_token_due, margin=REFRESH_MARGIN)
+#: Whether the refresh token is gone, so the merchant must authorise again:
+#: ``needs_reauthorization(token_state, now)`` is True when there is none or
+#: its 14 days are over.
+needs_reauthorization = refresh_token_expired
 
 
 def is_rate_limited_code(code: int | str) -> bool:
