@@ -48,10 +48,17 @@ class Projection(ABC):
 
     #: Unique name; its row in ``projection_tracking``.
     name: ClassVar[str]
-    #: Tables this projection writes (and empties on rebuild).
+    #: Tables this projection writes (and empties on rebuild); when neither a
+    #: class nor its bases name any, the one table named like the projection.
     tables: ClassVar[tuple[str, ...]]
     #: Stable event topics it reads (without ``:vN``); empty means all.
     topics: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Give a named projection that inherits no tables its own one table."""
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls) and not hasattr(cls, "tables"):
+            cls.tables = (cls.name,)
 
     @abstractmethod
     async def apply(

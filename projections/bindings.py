@@ -49,7 +49,6 @@ class BindingsProjection(Projection):
     """
 
     name: ClassVar[str] = "bindings"
-    tables: ClassVar[tuple[str, ...]] = ("bindings",)
     topics: ClassVar[tuple[str, ...]] = BINDING_TOPICS
 
     def __init__(self, calendar: HolidayCalendar) -> None:

@@ -63,7 +63,6 @@ class InventoryProjection(BatchProjection):
     """
 
     name: ClassVar[str] = "inventory"
-    tables: ClassVar[tuple[str, ...]] = ("inventory",)
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
 
     async def apply_batch(
@@ -141,7 +140,6 @@ class StockDriftProjection(BatchProjection):
     """
 
     name: ClassVar[str] = "stock_drift"
-    tables: ClassVar[tuple[str, ...]] = ("stock_drift",)
     topics: ClassVar[tuple[str, ...]] = (stock.StockDriftDetected.TOPIC,)
 
     async def apply_batch(

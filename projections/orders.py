@@ -48,7 +48,6 @@ class OrdersProjection(BatchProjection):
     """
 
     name: ClassVar[str] = "orders"
-    tables: ClassVar[tuple[str, ...]] = ("orders",)
     topics: ClassVar[tuple[str, ...]] = ORDER_TOPICS
 
     async def apply_batch(

@@ -47,7 +47,6 @@ class CustomerProfilesProjection(Projection):
     """Table ``customer_profiles``: each data subject's sealed profile."""
 
     name: ClassVar[str] = "customer_profiles"
-    tables: ClassVar[tuple[str, ...]] = ("customer_profiles",)
     topics: ClassVar[tuple[str, ...]] = (OrderPlaced.TOPIC,)
 
     async def apply(

@@ -32,7 +32,6 @@ class StockOnHandProjection(BatchProjection):
     """
 
     name: ClassVar[str] = "stock_on_hand"
-    tables: ClassVar[tuple[str, ...]] = ("stock_on_hand",)
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
 
     async def apply_batch(

@@ -43,7 +43,6 @@ class StockPushesProjection(Projection):
     """
 
     name: ClassVar[str] = "stock_pushes"
-    tables: ClassVar[tuple[str, ...]] = ("stock_pushes",)
     topics: ClassVar[tuple[str, ...]] = (
         StockPushRequested.TOPIC,
         StockPushSuperseded.TOPIC,
