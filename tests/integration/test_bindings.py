@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from tests.binding_payloads import (
     ACCOUNT,
     ACTIVE_EVENTS,
+    NOW,
     SHOP,
     encode,
     keys,
@@ -38,9 +39,6 @@ from tests.conftest import wait_until
 from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.integration
-
-# Friday 26 September 2025, 10:00 in China.
-NOW = datetime(2025, 9, 26, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -270,14 +268,19 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     return code, captured.out + captured.err
 
 
+@pytest.fixture
+def cli_env(database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hub`` commands run by the test use the test's PostgreSQL and NATS."""
+    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUB_NATS_URL", nats_url)
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_bindings_cli_request_list_show_suspend_unbind(
     database_url: str,
-    nats_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("HUB_NATS_URL", nats_url)
     monkeypatch.delenv("HUB_POLICIES_FILE", raising=False)
 
     # A binding requested long ago (the hub's clock injected) is overdue now.
@@ -365,15 +368,10 @@ def test_bindings_cli_request_list_show_suspend_unbind(
     assert "no binding has id" in out
 
 
+@pytest.mark.usefixtures("cli_env")
 async def test_bindings_cli_sends_over_nats_when_a_hub_serves(
-    hub: Hub,
-    nats_url: str,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    hub: Hub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
-    monkeypatch.setenv("HUB_NATS_URL", nats_url)
     before = hub.committer.commands
     # main() runs its own event loop: give it a thread of its own.
     code = await asyncio.to_thread(

@@ -443,15 +443,9 @@ def _expected_stock(log: list[tuple[int, str, bytes]]) -> dict[str, stock.StockI
 async def test_process_killed_mid_stream_applies_every_effect_once(
     database_url: str,
 ) -> None:
-    writer = bootstrap(
-        database_url=database_url,
-        nats_url=None,
-        run_relay=False,
-        run_processes=False,
-        projections=[],
-    )
-    await writer.start()
-    try:
+    async with started_hub(
+        database_url, None, run_relay=False, run_processes=False, projections=[]
+    ) as writer:
         skus = [f"K-{i}" for i in range(7)]
         for sku in skus:
             await writer.execute(
@@ -503,8 +497,6 @@ async def test_process_killed_mid_stream_applies_every_effect_once(
             1 for _, topic, _ in log if topic.startswith("order.OrderShipped:")
         )
         assert consumed == 2 * shipped, "every shipment consumed each SKU once"
-    finally:
-        await writer.stop()
 
 
 async def _moved(database_url: str, before: int) -> bool:

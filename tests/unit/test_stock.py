@@ -9,6 +9,7 @@ import pytest
 
 from domain.stock import (
     AdjustStock,
+    CommitStock,
     CountStock,
     InsufficientStockError,
     InvalidQuantityError,
@@ -76,14 +77,23 @@ def test_a_repeated_request_id_decides_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("command", "payload", "field"),
     [
-        (b'{"sku":"A","quantity":0}', "$.quantity"),
-        (b'{"sku":"","quantity":1}', "$.sku"),
-        (b'{"sku":"A b","quantity":1}', "$.sku"),
-        (b'{"sku":"A","quantity":1,"request_id":""}', "$.request_id"),
+        (ReceiveStock, b'{"sku":"A","quantity":0}', "$.quantity"),
+        (ReceiveStock, b'{"sku":"","quantity":1}', "$.sku"),
+        (ReceiveStock, b'{"sku":"A b","quantity":1}', "$.sku"),
+        (ReceiveStock, b'{"sku":"A","quantity":1,"request_id":""}', "$.request_id"),
+        (CommitStock, b'{"sku":"A","order_ref":"o","quantity":0}', "$.quantity"),
+        (CommitStock, b'{"sku":"A","order_ref":"","quantity":1}', "$.order_ref"),
+        (
+            CommitStock,
+            b'{"sku":"A","order_ref":"o","quantity":1,"platform":"X"}',
+            "$.platform",
+        ),
     ],
 )
-def test_bad_commands_name_the_field(payload: bytes, field: str) -> None:
+def test_bad_commands_name_the_field(
+    command: type[msgspec.Struct], payload: bytes, field: str
+) -> None:
     with pytest.raises(msgspec.ValidationError, match=field.replace("$", r"\$")):
-        msgspec.json.decode(payload, type=ReceiveStock)
+        msgspec.json.decode(payload, type=command)
