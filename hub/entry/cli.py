@@ -328,21 +328,11 @@ async def _caught_up_bindings(
     database_url: str, book: PolicyBook, platform: str | None
 ) -> list[Any]:
     """The bindings table, first brought up to the log's head."""
-    import psycopg
-
-    from eventlog.log import log_head
+    from hub.entry.catch_up import catch_up
     from hub.service.bindings import read_bindings
-    from projections.base import ProjectionRunner
     from projections.bindings import BindingsProjection
 
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        head = await log_head(conn)
-    runner = ProjectionRunner(BindingsProjection(book.holiday_calendar), database_url)
-    await runner.start()
-    try:
-        await runner.wait_for(head)
-    finally:
-        await runner.stop()
+    await catch_up(database_url, BindingsProjection(book.holiday_calendar))
     return await read_bindings(database_url, platform=platform)
 
 

@@ -49,22 +49,12 @@ def add_inventory_verbs(verbs: Any) -> None:
 
 
 async def _stock_show(database_url: str, sku: str) -> str:
-    import psycopg
-
-    from eventlog.log import log_head
+    from hub.entry.catch_up import catch_up
     from hub.service.inventory import format_stock, read_drift, stock_history
-    from projections.base import ProjectionRunner
     from projections.inventory import StockDriftProjection
 
     history = await stock_history(database_url, sku)
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        head = await log_head(conn)
-    runner = ProjectionRunner(StockDriftProjection(), database_url)
-    await runner.start()
-    try:
-        await runner.wait_for(head)
-    finally:
-        await runner.stop()
+    await catch_up(database_url, StockDriftProjection())
     return format_stock(history, await read_drift(database_url, sku))
 
 

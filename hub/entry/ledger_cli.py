@@ -118,20 +118,10 @@ def _with_ledger(settings: Settings, read: Callable[[str], Awaitable[T]]) -> T:
 
 
 async def _caught_up_then(database_url: str, read: Callable[[str], Awaitable[T]]) -> T:
-    import psycopg
-
-    from eventlog.log import log_head
-    from projections.base import ProjectionRunner
+    from hub.entry.catch_up import catch_up
     from projections.ledger import LedgerProjection
 
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        head = await log_head(conn)
-    runner = ProjectionRunner(LedgerProjection(), database_url)
-    await runner.start()
-    try:
-        await runner.wait_for(head)
-    finally:
-        await runner.stop()
+    await catch_up(database_url, LedgerProjection())
     return await read(database_url)
 
 

@@ -100,20 +100,10 @@ def _personal(database_url: str, master: bytes) -> Any:
 
 async def _caught_up_profiles(database_url: str) -> None:
     """Bring ``customer_profiles`` up to the log's head."""
-    import psycopg
-
-    from eventlog.log import log_head
-    from projections.base import ProjectionRunner
+    from hub.entry.catch_up import catch_up
     from projections.profiles import CustomerProfilesProjection
 
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        head = await log_head(conn)
-    runner = ProjectionRunner(CustomerProfilesProjection(), database_url)
-    await runner.start()
-    try:
-        await runner.wait_for(head)
-    finally:
-        await runner.stop()
+    await catch_up(database_url, CustomerProfilesProjection())
 
 
 async def profile_text(
