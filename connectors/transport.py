@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -212,6 +214,25 @@ async def _first_or_slow(
 
 #: Judges one HTTP answer.
 Classify = Callable[[httpx.Response], Verdict]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockDelta:
+    """One SKU's stock change, sent as the platform's add/reduce operation.
+
+    Attributes:
+        shop_id: The shop.
+        platform_sku_id: The SKU's id on the platform.
+        product_id: The product's id on the platform.
+        delta: How much to add (negative: reduce); never 0.
+        request_id: The stable id of the change (at most once per id).
+    """
+
+    shop_id: str
+    platform_sku_id: str
+    product_id: str
+    delta: int
+    request_id: str
 
 
 class CallReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -461,6 +482,40 @@ class ClientBase:
             message="" if verdict.kind == "ok" else verdict.message,
         )
 
+    async def _read_with(self, shop_id: str, build: Callable[[str], Attempt]) -> Any:
+        """Run a read under a fresh request id and return its payload.
+
+        Args:
+            shop_id: The shop.
+            build: Builds the attempt for the request id.
+
+        Returns:
+            The payload of the successful answer.
+
+        Raises:
+            PlatformCallError: If the read did not succeed.
+        """
+        request_id = str(uuid.uuid4())
+        report = await self._call(shop_id, request_id, build(request_id), read=True)
+        return self._require_ok(report)
+
+    async def _send(
+        self, shop_id: str, request_id: str, attempt: Attempt
+    ) -> PushResult:
+        """Run a write under the caller's request id and say how it ended.
+
+        Args:
+            shop_id: The shop.
+            request_id: The stable id of the write (put on the request by
+                ``attempt``).
+            attempt: Sends one attempt with the current access token.
+
+        Returns:
+            The write's result.
+        """
+        report = await self._call(shop_id, request_id, attempt)
+        return self._push_result(shop_id, request_id, report)
+
     def _require_ok(self, report: CallReport) -> Any:
         """The payload of a successful read, or :class:`PlatformCallError`."""
         if report.verdict.kind == "ok":
@@ -475,15 +530,8 @@ class ClientBase:
 
     # ------------------------------------------------------------------ stock
 
-    async def _push_delta(
-        self,
-        shop_id: str,
-        platform_sku_id: str,
-        *,
-        product_id: str,
-        delta: int,
-        request_id: str,
-    ) -> PushResult:
+    async def _push_delta(self, change: StockDelta) -> PushResult:
+        """Send one stock change (per platform)."""
         raise NotImplementedError
 
     async def fetch_stock(
@@ -575,11 +623,13 @@ class ClientBase:
                 message="no change",
             )
         return await self._push_delta(
-            shop_id,
-            platform_sku_id,
-            product_id=product_id,
-            delta=delta,
-            request_id=request_id,
+            StockDelta(
+                shop_id=shop_id,
+                platform_sku_id=platform_sku_id,
+                product_id=product_id,
+                delta=delta,
+                request_id=request_id,
+            )
         )
 
 

@@ -38,6 +38,7 @@ from connectors.transport import (
     AppClient,
     Attempt,
     NotAuthorisedError,
+    StockDelta,
     Verdict,
     decode_json,
     http_status_verdict,
@@ -180,35 +181,23 @@ class DouyinShopClient(AppClient[DouyinApp]):
         return Verdict(kind="rejected", code=sub_code or str(code), message=message)
 
     async def _read(self, shop_id: str, method: str, params: dict[str, Any]) -> Any:
-        request_id = str(uuid.uuid4())
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._request(method, params, request_id),
-            read=True,
+        return await self._read_with(
+            shop_id, lambda request_id: self._request(method, params, request_id)
         )
-        return self._require_ok(report)
 
-    async def _push_delta(
-        self,
-        shop_id: str,
-        platform_sku_id: str,
-        *,
-        product_id: str,
-        delta: int,
-        request_id: str,
-    ) -> PushResult:
+    async def _push_delta(self, change: StockDelta) -> PushResult:
         params = {
-            "product_id": id_value(product_id),
-            "sku_id": id_value(platform_sku_id),
-            "stock_num": delta,
+            "product_id": id_value(change.product_id),
+            "sku_id": id_value(change.platform_sku_id),
+            "stock_num": change.delta,
             "incremental": True,
-            "idempotent_id": request_id,
+            "idempotent_id": change.request_id,
         }
-        report = await self._call(
-            shop_id, request_id, self._request("sku.syncStock", params, request_id)
+        return await self._send(
+            change.shop_id,
+            change.request_id,
+            self._request("sku.syncStock", params, change.request_id),
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_stock(
         self, shop_id: str, platform_sku_id: str, *, product_id: str
@@ -272,10 +261,9 @@ class DouyinShopClient(AppClient[DouyinApp]):
             "company_code": carrier_code,
             "logistics_code": tracking_no,
         }
-        report = await self._call(
+        return await self._send(
             shop_id, request_id, self._request("order.logisticsAdd", params, request_id)
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_settlement(
         self, shop_id: str, period_start: datetime, period_end: datetime

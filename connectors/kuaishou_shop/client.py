@@ -38,6 +38,7 @@ from connectors.transport import (
     AppClient,
     Attempt,
     NotAuthorisedError,
+    StockDelta,
     Verdict,
     decode_json,
     http_status_verdict,
@@ -218,36 +219,22 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
         return Verdict(kind="rejected", code=str(result), message=message)
 
     async def _read(self, shop_id: str, method: str, param: dict[str, Any]) -> Any:
-        request_id = str(uuid.uuid4())
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._request(method, param, request_id),
-            read=True,
+        return await self._read_with(
+            shop_id, lambda request_id: self._request(method, param, request_id)
         )
-        return self._require_ok(report)
 
-    async def _push_delta(
-        self,
-        shop_id: str,
-        platform_sku_id: str,
-        *,
-        product_id: str,
-        delta: int,
-        request_id: str,
-    ) -> PushResult:
+    async def _push_delta(self, change: StockDelta) -> PushResult:
         param = {
-            "kwaiItemId": id_value(product_id),
-            "skuId": id_value(platform_sku_id),
-            "skuChangeStock": abs(delta),
-            "changeType": 1 if delta > 0 else 2,
+            "kwaiItemId": id_value(change.product_id),
+            "skuId": id_value(change.platform_sku_id),
+            "skuChangeStock": abs(change.delta),
+            "changeType": 1 if change.delta > 0 else 2,
         }
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._request("open.item.sku.stock.update", param, request_id),
+        return await self._send(
+            change.shop_id,
+            change.request_id,
+            self._request("open.item.sku.stock.update", param, change.request_id),
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_stock(
         self, shop_id: str, platform_sku_id: str, *, product_id: str
@@ -320,12 +307,11 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
             "expressNo": tracking_no,
             "expressCode": carrier_code,
         }
-        report = await self._call(
+        return await self._send(
             shop_id,
             request_id,
             self._request("open.seller.order.goods.deliver", param, request_id),
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_settlement(
         self, shop_id: str, period_start: datetime, period_end: datetime

@@ -33,6 +33,7 @@ from connectors.transport import (
     Attempt,
     ClientBase,
     NotAuthorisedError,
+    StockDelta,
     Verdict,
     decode_json,
     http_status_verdict,
@@ -164,35 +165,21 @@ class WechatShopClient(ClientBase):
         return attempt
 
     async def _read(self, shop_id: str, path: str, body: dict[str, Any]) -> Any:
-        request_id = str(uuid.uuid4())
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._post(path, body, request_id),
-            read=True,
+        return await self._read_with(
+            shop_id, lambda request_id: self._post(path, body, request_id)
         )
-        return self._require_ok(report)
 
-    async def _push_delta(
-        self,
-        shop_id: str,
-        platform_sku_id: str,
-        *,
-        product_id: str,
-        delta: int,
-        request_id: str,
-    ) -> PushResult:
+    async def _push_delta(self, change: StockDelta) -> PushResult:
         body = {
-            "product_id": product_id,
-            "sku_id": platform_sku_id,
-            "diff_type": 1 if delta > 0 else 2,
-            "num": abs(delta),
+            "product_id": change.product_id,
+            "sku_id": change.platform_sku_id,
+            "diff_type": 1 if change.delta > 0 else 2,
+            "num": abs(change.delta),
         }
         path = "/channels/ec/product/stock/update"
-        report = await self._call(
-            shop_id, request_id, self._post(path, body, request_id)
+        return await self._send(
+            change.shop_id, change.request_id, self._post(path, body, change.request_id)
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_stock(
         self, shop_id: str, platform_sku_id: str, *, product_id: str
@@ -267,10 +254,7 @@ class WechatShopClient(ClientBase):
             ],
         }
         path = "/channels/ec/order/delivery/send"
-        report = await self._call(
-            shop_id, request_id, self._post(path, body, request_id)
-        )
-        return self._push_result(shop_id, request_id, report)
+        return await self._send(shop_id, request_id, self._post(path, body, request_id))
 
     async def fetch_settlement(
         self, shop_id: str, period_start: datetime, period_end: datetime

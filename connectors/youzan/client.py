@@ -36,6 +36,7 @@ from connectors.transport import (
     AppClient,
     Attempt,
     NotAuthorisedError,
+    StockDelta,
     Verdict,
     decode_json,
     http_status_verdict,
@@ -190,36 +191,24 @@ class YouzanClient(AppClient[YouzanApp]):
     async def _read(
         self, shop_id: str, api: str, version: str, body: dict[str, Any]
     ) -> Any:
-        request_id = str(uuid.uuid4())
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._request(api, version, body, request_id),
-            read=True,
+        return await self._read_with(
+            shop_id, lambda request_id: self._request(api, version, body, request_id)
         )
-        return self._require_ok(report)
 
-    async def _push_delta(
-        self,
-        shop_id: str,
-        platform_sku_id: str,
-        *,
-        product_id: str,
-        delta: int,
-        request_id: str,
-    ) -> PushResult:
+    async def _push_delta(self, change: StockDelta) -> PushResult:
         body = {
-            "item_id": id_value(product_id),
-            "sku_id": id_value(platform_sku_id),
-            "quantity": delta,
+            "item_id": id_value(change.product_id),
+            "sku_id": id_value(change.platform_sku_id),
+            "quantity": change.delta,
             "type": 1,
         }
-        report = await self._call(
-            shop_id,
-            request_id,
-            self._request("youzan.item.quantity.update", "3.0.0", body, request_id),
+        return await self._send(
+            change.shop_id,
+            change.request_id,
+            self._request(
+                "youzan.item.quantity.update", "3.0.0", body, change.request_id
+            ),
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_stock(
         self, shop_id: str, platform_sku_id: str, *, product_id: str
@@ -284,12 +273,11 @@ class YouzanClient(AppClient[YouzanApp]):
     ) -> PushResult:
         """Ship the trade (``youzan.logistics.online.confirm``)."""
         body = {"tid": order_id, "out_stype": carrier_code, "out_sid": tracking_no}
-        report = await self._call(
+        return await self._send(
             shop_id,
             request_id,
             self._request("youzan.logistics.online.confirm", "3.0.0", body, request_id),
         )
-        return self._push_result(shop_id, request_id, report)
 
     async def fetch_settlement(
         self, shop_id: str, period_start: datetime, period_end: datetime
