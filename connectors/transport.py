@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import httpx
@@ -580,6 +581,9 @@ class ClientBase:
         """
         if (delta is None) == (absolute is None):
             raise ValueError("push_stock needs exactly one of delta and absolute")
+        result = partial(
+            PushResult, platform=self.platform, shop_id=shop_id, request_id=request_id
+        )
         if absolute is not None:
             if absolute < 0:
                 raise ValueError(f"absolute stock {absolute} < 0")
@@ -588,20 +592,14 @@ class ClientBase:
                     shop_id, platform_sku_id, product_id=product_id
                 )
             except PlatformCallError as exc:
-                return PushResult(
-                    platform=self.platform,
-                    shop_id=shop_id,
-                    request_id=request_id,
+                return result(
                     outcome=exc.outcome,
                     attempts=exc.attempts,
                     code=exc.code,
                     message=f"reading stock before setting it: {exc.message}",
                 )
             if expected is not None and current != expected:
-                return PushResult(
-                    platform=self.platform,
-                    shop_id=shop_id,
-                    request_id=request_id,
+                return result(
                     outcome="rejected",
                     attempts=1,
                     code="stock_changed",
@@ -614,10 +612,7 @@ class ClientBase:
             delta = absolute - current
         assert delta is not None
         if delta == 0:
-            return PushResult(
-                platform=self.platform,
-                shop_id=shop_id,
-                request_id=request_id,
+            return result(
                 outcome="sent",
                 attempts=0,
                 message="no change",
