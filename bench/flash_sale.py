@@ -133,7 +133,7 @@ from connectors.sandbox.control_client import SandboxControlError
 from domain import order as order_domain
 from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
-from domain.policy import PolicyBook, SyncPolicy
+from domain.policy import SyncPolicy
 from domain.stock import ReceiveStock, StockCommitted, stock_item_id
 from eventlog.log import log_head
 from hub.bootstrap import bootstrap
@@ -150,7 +150,13 @@ from hub.service.inbound import OrderIntake
 from hub.service.outbound import OutboundDispatcher
 from hub.service.policies import load_policy_book, sync_policies
 from hub.service.sync import SyncScheduler
-from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
+from tests.binding_payloads import (
+    ACCOUNT,
+    MAPPED_DATA,
+    book_with_douyin_orders,
+    encode,
+    to_active,
+)
 
 PLATFORMS = ("wechat_shop", "douyin_shop", "kuaishou_shop", "youzan")
 SHOPS = {
@@ -271,31 +277,9 @@ def describe_profile(profile: Mapping[str, SyncPolicy]) -> list[str]:
     ]
 
 
-def book_with_order_scopes() -> PolicyBook:
-    """The bundled book, but Douyin bindings may read orders (as in the e2e)."""
-    book = load_policy_book()
-    profiles = dict(book.profiles)
-    profiles["douyin_shop"] = msgspec.structs.replace(
-        profiles["douyin_shop"], data_scope="orders_and_users_full"
-    )
-    return msgspec.structs.replace(book, profiles=profiles)
-
-
 async def activate(hub: Hub, platform: str, shop_id: str) -> None:
     """Take the shop's binding to active (the e2e rig's steps)."""
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("binding.request", request(platform, shop_id=shop_id)),
-        ("binding.verify_subject", verify(platform, shop_id=shop_id)),
-        ("binding.record_qualification", qualify(platform, shop_id)),
-    ]
-    if platform != "youzan":
-        steps.append(("binding.meet_requirement", meet(platform, shop_id=shop_id)))
-    mapped = {"mapped_data": ["orders", "stock"]} if platform == "youzan" else {}
-    steps += [
-        ("binding.authorise", keys(platform, shop_id) | mapped),
-        ("binding.activate", keys(platform, shop_id)),
-    ]
-    for name, payload in steps:
+    for name, payload in to_active(platform, shop_id, MAPPED_DATA.get(platform, ())):
         reply = await hub.handle(name, encode(payload))
         if not reply.ok:
             raise RuntimeError(f"{name} {platform}: {reply.error}")
@@ -508,7 +492,7 @@ class Rig:
         self.hub = hub = bootstrap(
             database_url=self.database_url,
             nats_url=self.nats_url,
-            policy_book=book_with_order_scopes(),
+            policy_book=book_with_douyin_orders(),
             run_relay=not workers,
             projections=[] if workers else None,
         )

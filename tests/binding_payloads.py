@@ -1,4 +1,5 @@
-"""JSON payloads of the ``hub.cmd.binding.*`` commands, shared by the tests.
+"""JSON payloads of the ``hub.cmd.binding.*`` commands, shared by the tests
+and the flash-sale bench.
 
 Built as plain dicts (what a NATS client sends), not domain structs, so the
 tests go through the boundary's decoding.
@@ -6,10 +7,14 @@ tests go through the boundary's decoding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from domain.policy import PolicyBook
+from hub.service.policies import load_policy_book
 
 #: The binding tests' clock: Friday 26 September 2025, 10:00 in China (the day
 #: ``qualify``'s facts are as of).
@@ -26,6 +31,9 @@ MATERIALS: dict[str, list[str]] = {
     "kuaishou_shop": ["id_card_front", "id_card_back", "handheld_id_photo"],
     "youzan": [],
 }
+#: What a binding maps at authorisation where the platform asks (Youzan's
+#: custom mapping), for the rigs that sell on every platform.
+MAPPED_DATA: dict[str, list[str]] = {"youzan": ["orders", "stock"]}
 REQUIREMENT: dict[str, str] = {
     "wechat_shop": "corporate_bank_account_verification",
     "douyin_shop": "security_deposit",
@@ -97,10 +105,25 @@ def to_requirements_met(
     return steps
 
 
-def to_active(platform: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every command taking a fresh binding on ``platform`` to active."""
+def to_active(
+    platform: str, shop_id: str = SHOP, mapped_data: Sequence[str] = ()
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every command taking a fresh binding on ``platform`` to active; the
+    authorisation maps ``mapped_data`` when given."""
+    mapped = {"mapped_data": list(mapped_data)} if mapped_data else {}
     return [
-        *to_requirements_met(platform),
-        ("binding.authorise", keys(platform)),
-        ("binding.activate", keys(platform)),
+        *to_requirements_met(platform, shop_id),
+        ("binding.authorise", keys(platform, shop_id) | mapped),
+        ("binding.activate", keys(platform, shop_id)),
     ]
+
+
+def book_with_douyin_orders() -> PolicyBook:
+    """The bundled policy book, but Douyin bindings may read orders and users
+    (its bundled data scope is product information only)."""
+    book = load_policy_book()
+    profiles = dict(book.profiles)
+    profiles["douyin_shop"] = msgspec.structs.replace(
+        profiles["douyin_shop"], data_scope="orders_and_users_full"
+    )
+    return msgspec.structs.replace(book, profiles=profiles)

@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import msgspec
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -54,7 +53,14 @@ from hub.service.hub import Hub
 from hub.service.inventory import read_drift
 from hub.service.policies import load_policy_book
 from hub.service.sync import OVERLAP, PollCursors, SyncScheduler
-from tests.binding_payloads import ACCOUNT, encode, keys, meet, qualify, request, verify
+from tests.binding_payloads import (
+    ACCOUNT,
+    MAPPED_DATA,
+    book_with_douyin_orders,
+    encode,
+    to_active,
+)
+from tests.fake_clock import FakeClock
 from tests.webhook_pushes import (
     DOUYIN_CREDS,
     KUAISHOU_CREDS,
@@ -106,24 +112,6 @@ TWENTY_PERCENT = FaultConfig(
 )
 
 
-class FakeClock:
-    """The clients' clock: it moves only when a sleep (or a test) moves it."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.start = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return self.offset
-
-    async def sleep(self, seconds: float) -> None:
-        self.offset += seconds
-        await asyncio.sleep(0)
-
-
 @dataclass
 class Rig:
     """A running hub, its platforms side, and the sandbox."""
@@ -139,30 +127,8 @@ class Rig:
         return self.platforms.connectors.shop(platform, SHOPS[platform])
 
 
-def _book_with_douyin_orders() -> PolicyBook:
-    """The bundled book, but Douyin bindings may pull orders (see docs)."""
-    book = load_policy_book()
-    profiles = dict(book.profiles)
-    profiles["douyin_shop"] = msgspec.structs.replace(
-        profiles["douyin_shop"], data_scope="orders_and_users_full"
-    )
-    return msgspec.structs.replace(book, profiles=profiles)
-
-
 async def _activate(hub: Hub, platform: str, shop_id: str) -> None:
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("binding.request", request(platform, shop_id=shop_id)),
-        ("binding.verify_subject", verify(platform, shop_id=shop_id)),
-        ("binding.record_qualification", qualify(platform, shop_id)),
-    ]
-    if platform != "youzan":
-        steps.append(("binding.meet_requirement", meet(platform, shop_id=shop_id)))
-    mapped = {"mapped_data": ["orders", "stock"]} if platform == "youzan" else {}
-    steps += [
-        ("binding.authorise", keys(platform, shop_id) | mapped),
-        ("binding.activate", keys(platform, shop_id)),
-    ]
-    for name, payload in steps:
+    for name, payload in to_active(platform, shop_id, MAPPED_DATA.get(platform, ())):
         reply = await hub.handle(name, encode(payload))
         assert reply.ok, (name, reply.error)
 
@@ -173,24 +139,14 @@ async def rig(
     nats_url: str,
     sandbox: SandboxServer,
     sandbox_control: SandboxControl,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Rig]:
-    async for running in _rig(
-        database_url, nats_url, sandbox, sandbox_control, _book_with_douyin_orders()
-    ):
-        yield running
-
-
-@pytest.fixture
-async def bundled_rig(
-    database_url: str,
-    nats_url: str,
-    sandbox: SandboxServer,
-    sandbox_control: SandboxControl,
-) -> AsyncIterator[Rig]:
-    """A rig on the bundled policy book: Douyin bindings see products only."""
-    async for running in _rig(
-        database_url, nats_url, sandbox, sandbox_control, load_policy_book()
-    ):
+    """A rig on the bundled policy book with Douyin bindings reading orders, or
+    on the book a test gives (``parametrize("rig", [book], indirect=True)``)."""
+    book: PolicyBook = (
+        request.param if hasattr(request, "param") else book_with_douyin_orders()
+    )
+    async for running in _rig(database_url, nats_url, sandbox, sandbox_control, book):
         yield running
 
 
@@ -746,13 +702,14 @@ async def test_polls_resume_where_they_ended_after_a_restart(rig: Rig) -> None:
     assert report.until == start + timedelta(hours=3) - timedelta(minutes=30)
 
 
+# On the bundled policy book: Douyin bindings see products only.
+@pytest.mark.parametrize("rig", [load_policy_book()], indirect=True, ids=["bundled"])
 async def test_a_products_only_binding_takes_its_sales_in_without_buyers(
-    bundled_rig: Rig,
+    rig: Rig,
 ) -> None:
     # Every sale on a bound shop reaches the hub's stock: a Douyin binding sees
     # "product information only", so its orders are pulled (30 minutes late)
     # for their stock, and their buyers are not kept.
-    rig = bundled_rig
     douyin = rig.shop("douyin_shop")
     _, sku_id = LISTED["SKU-A"]["douyin_shop"]
     await rig.hub.execute("stock.receive", ReceiveStock(sku="SKU-A", quantity=40))

@@ -37,12 +37,12 @@ from hub.service.crm import CrmOutbox
 from hub.service.personal import PersonalData, profile_policies
 from projections.base import rebuild
 from projections.profiles import CustomerProfilesProjection, ProfilesView
+from tests.binding_payloads import book_with_douyin_orders
 from tests.e2e.test_connectors_e2e import (
     LISTED,
     PLATFORMS,
     SHOPS,
     Rig,
-    _book_with_douyin_orders,
     _rig,
 )
 
@@ -115,7 +115,7 @@ async def sale(
 ) -> AsyncIterator[Sale]:
     """Every platform sold once (Douyin twice) to buyers with full addresses."""
     caplog.set_level(logging.DEBUG)
-    book = _book_with_douyin_orders()
+    book = book_with_douyin_orders()
     async for rig in _rig(database_url, nats_url, sandbox, sandbox_control, book):
         master = os.urandom(32)
         personal = PersonalData(SubjectKeys(database_url, master), master)

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from connectors.common import PlatformCallError, PushEvent
+from connectors.common import PlatformCallError, PushEvent, PushResult
 from connectors.douyin_shop import protocol as douyin_protocol
 from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
 from connectors.kuaishou_shop import protocol as kuaishou_protocol
@@ -43,6 +43,7 @@ from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
 from connectors.youzan import protocol as youzan_protocol
 from connectors.youzan.client import YouzanApp, YouzanClient
 from hub.service.policies import load_policy_book, sync_policies
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -61,20 +62,6 @@ SKUS = {
     "youzan": ("123", "456"),
 }
 REDIRECT = "http://127.0.0.1:9/callback"
-
-
-class FakeClock:
-    """A clock that only moves when a sleep (or the test) moves it."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.start = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return self.offset
 
 
 @dataclass
@@ -110,8 +97,7 @@ async def _make_client(
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
-        clock.offset += seconds
-        await asyncio.sleep(0)
+        await clock.sleep(seconds)
 
     options: dict[str, Any] = {
         "base_url": base_url,
@@ -271,23 +257,20 @@ async def test_absolute_stock_is_compare_and_set_through_a_delta(
     platform: str, make: Any, sandbox_control: SandboxControl
 ) -> None:
     h = await make(platform, stock=30)
-    refused = await h.client.push_stock(
-        h.shop_id,
-        h.sku_id,
-        product_id=h.product_id,
-        absolute=50,
-        expected=29,
-        request_id="set-1",
-    )
+
+    async def set_to_50(expected: int, request_id: str) -> PushResult:
+        return await h.client.push_stock(
+            h.shop_id,
+            h.sku_id,
+            product_id=h.product_id,
+            absolute=50,
+            expected=expected,
+            request_id=request_id,
+        )
+
+    refused = await set_to_50(expected=29, request_id="set-1")
     assert (refused.outcome, refused.code) == ("rejected", "stock_changed")
-    done = await h.client.push_stock(
-        h.shop_id,
-        h.sku_id,
-        product_id=h.product_id,
-        absolute=50,
-        expected=30,
-        request_id="set-2",
-    )
+    done = await set_to_50(expected=30, request_id="set-2")
     assert done.ok
     assert await sandbox_control.stock(platform, h.shop_id, h.sku_id) == 50
     assert (
