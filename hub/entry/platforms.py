@@ -8,7 +8,6 @@ and projections. Tests build it with fake time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from domain.policy import SyncPolicy
 from hub.entry.bindings_api import bindings_app
 from hub.entry.http import HttpServer, WebhookStats, create_app
 from hub.entry.sync_api import answer_on_nats
+from hub.infra.runtime import cancel_and_wait
 from hub.infra.shops import Connectors
 from hub.service.authorisation import BindingRoutes
 from hub.service.inbound import OrderIntake
@@ -91,11 +91,8 @@ class Platforms:
 
     async def stop(self) -> None:
         """Stop everything started here and close the clients."""
-        if self._schedule is not None:
-            self._schedule.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._schedule
-            self._schedule = None
+        await cancel_and_wait(self._schedule)
+        self._schedule = None
         if self.http is not None:
             await self.http.stop()
             self.http = None

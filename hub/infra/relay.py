@@ -42,6 +42,7 @@ from psycopg import sql
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import NOTIFY_SAFETY_S, read_log
 from eventlog.supervision import Supervisor, default_supervisor
+from hub.infra.runtime import cancel_and_wait
 from hub.infra.settings import nats_servers
 from hub.messages import H_POSITION, STREAM, SUBJECT_PREFIX, headers_for, subject_for
 from hub.messages import to_message as _to_message
@@ -257,11 +258,8 @@ class Relay:
 
     async def stop(self) -> None:
         """Stop publishing (what was acknowledged stays published)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def wait_for(self, position: int, timeout: float = 30.0) -> None:
         """Return once the log up to ``position`` is in the stream."""

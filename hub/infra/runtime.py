@@ -116,6 +116,19 @@ def leave(code: int) -> int:
     return code
 
 
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has ended (nothing to do for None).
+
+    Args:
+        task: A background task the caller started, or None if none runs.
+    """
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def run_until_signal(
     coro_factory: Callable[[], Coroutine[Any, Any, object]],
 ) -> None:
@@ -127,7 +140,5 @@ async def run_until_signal(
     task = asyncio.create_task(coro_factory())
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     waiter.cancel()

@@ -12,14 +12,11 @@ import functools
 import uuid
 from datetime import date, datetime
 
-import psycopg
-from psycopg import sql
-
 from domain import binding
 from domain.calendar import HolidayCalendar, china_date
 from domain.events import Event, project
-from eventlog.codec import EVENTS_TABLE, decode_event
 from hub.messages import event_type
+from hub.service.inventory import aggregate_history
 from projections.bindings import BindingRow, BindingsView, failure_reasons
 
 
@@ -70,16 +67,7 @@ async def binding_history(
     Raises:
         BindingNotFoundError: the log has no event of ``binding_id``.
     """
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(
-            sql.SQL(
-                "SELECT notification_id, topic, state FROM {} "
-                "WHERE originator_id = %s ORDER BY originator_version"
-            ).format(sql.Identifier(EVENTS_TABLE)),
-            (binding_id,),
-        )
-        rows = await cur.fetchall()
-    events = [(int(r[0]), decode_event(str(r[1]), bytes(r[2]))) for r in rows]
+    events = await aggregate_history(database_url, binding_id)
     if not events or not isinstance(events[0][1], binding.BindingRequested):
         raise BindingNotFoundError(f"no binding has id {binding_id}")
     return events

@@ -19,7 +19,6 @@ come; :class:`PayoutRunner` runs it on a timer beside the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ from domain import binding, order, payout
 from domain.events import DomainError, Event
 from domain.policy import PolicyBook
 from domain.settlement import settlement_date
+from hub.infra.runtime import cancel_and_wait
 from hub.service.commands import (
     BINDING_RULES,
     ORDER_RULES,
@@ -39,7 +39,7 @@ from hub.service.commands import (
 )
 from hub.service.commit import AggregateRules, GroupCommitter, Outcome
 from hub.service.processes import ProcessRunner, execute_in_order
-from projections.base import Projection
+from projections.base import BatchProjection
 from projections.ledger import due_payouts
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ SETTLE_EVERY_S = 60.0
 PAYOUT_TOPICS: tuple[str, ...] = (order.OrderPaid.TOPIC, order.OrderRefunded.TOPIC)
 
 
-class PayoutProcess(Projection):
+class PayoutProcess(BatchProjection):
     """Runs each paid or refunded order's payout command; records refusals.
 
     Args:
@@ -72,12 +72,6 @@ class PayoutProcess(Projection):
         self.terms_rules = CommissionTermsRules(book)
         self.commands = 0
         self.refused = 0
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Run the payout command of one order event."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
@@ -208,11 +202,8 @@ class PayoutRunner(ProcessRunner):
 
     async def stop(self) -> None:
         """Stop the timer, then the process."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        await cancel_and_wait(self._ticker)
+        self._ticker = None
         await super().stop()
 
     async def _tick(self) -> None:

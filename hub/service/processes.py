@@ -37,7 +37,7 @@ from domain import order, stock
 from domain.events import DomainError, Event
 from hub.service.commands import ORDER_RULES, STOCK_RULES
 from hub.service.commit import AggregateRules, GroupCommitter, Outcome
-from projections.base import Projection, ProjectionRunner
+from projections.base import BatchProjection, Projection, ProjectionRunner
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _raise_failures(results: Sequence[Outcome | BaseException]) -> None:
             raise result
 
 
-class OrderStockProcess(Projection):
+class OrderStockProcess(BatchProjection):
     """Runs each order event's stock commands; records the refused ones.
 
     A :class:`projections.base.Projection` with no tables of its own: its
@@ -135,12 +135,6 @@ class OrderStockProcess(Projection):
                 planned += [(STOCK_RULES, c) for c in order.stock_effect(event)]
         self.reacted += len(planned)
         return planned
-
-    async def apply(
-        self, cur: psycopg.AsyncCursor[object], event: Event, position: int
-    ) -> None:
-        """Run the stock commands of one order event."""
-        await self.apply_batch(cur, [(event, position)])
 
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
