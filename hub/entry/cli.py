@@ -471,12 +471,17 @@ def _add_sync(verbs: Any) -> None:
     orders.set_defaults(func=cmd_sync_orders)
 
 
-def _add_binding_keys(parser: argparse.ArgumentParser) -> None:
+def _binding_verb(bverbs: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """Add ``hub bindings NAME``, a verb sent over NATS naming one binding."""
+    parser: argparse.ArgumentParser = bverbs.add_parser(
+        name, help=help, description=BINDINGS_TRANSPORT_HELP
+    )
     parser.add_argument("channel_account", help="channel (视频号) account id")
     parser.add_argument("platform", help="platform code, e.g. wechat_shop")
     parser.add_argument("shop_id", help="the shop's id on the platform")
     parser.add_argument("--json", action="store_true", help="print the raw reply")
     parser.add_argument("--timeout", type=float, default=10.0)
+    return parser
 
 
 def _add_policies_and_bindings(verbs: Any) -> None:
@@ -494,12 +499,7 @@ def _add_policies_and_bindings(verbs: Any) -> None:
         description=BINDINGS_TRANSPORT_HELP,
     )
     bverbs = bindings.add_subparsers(dest="bverb", required=True)
-    request = bverbs.add_parser(
-        "request",
-        help="request a binding (binding.request)",
-        description=BINDINGS_TRANSPORT_HELP,
-    )
-    _add_binding_keys(request)
+    request = _binding_verb(bverbs, "request", "request a binding (binding.request)")
     request.add_argument(
         "--material",
         action="append",
@@ -508,21 +508,13 @@ def _add_policies_and_bindings(verbs: Any) -> None:
         help="a submitted material (repeat), e.g. business_licence",
     )
     request.set_defaults(func=cmd_bindings_request)
-    suspend = bverbs.add_parser(
-        "suspend",
-        help="suspend an active binding (binding.suspend)",
-        description=BINDINGS_TRANSPORT_HELP,
+    suspend = _binding_verb(
+        bverbs, "suspend", "suspend an active binding (binding.suspend)"
     )
-    _add_binding_keys(suspend)
     suspend.add_argument("--reason", required=True)
     suspend.add_argument("--cause", default="other", help="a code for machines")
     suspend.set_defaults(func=cmd_bindings_suspend)
-    unbind = bverbs.add_parser(
-        "unbind",
-        help="end a binding (binding.unbind)",
-        description=BINDINGS_TRANSPORT_HELP,
-    )
-    _add_binding_keys(unbind)
+    unbind = _binding_verb(bverbs, "unbind", "end a binding (binding.unbind)")
     unbind.add_argument("--reason", default="")
     unbind.set_defaults(func=cmd_bindings_unbind)
     show_binding = bverbs.add_parser(
