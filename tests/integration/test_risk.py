@@ -118,7 +118,7 @@ async def _report(hub: Hub, ref: str) -> list[str]:
 
 async def _suspended(hub: Hub) -> Any:
     """The binding once suspended (the reaction lands with or right after)."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):
         while True:
             state = await hub.committer.latest(
                 BINDING_RULES, binding_id(ACCOUNT, WECHAT, SHOP)
