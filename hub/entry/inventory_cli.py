@@ -1,6 +1,6 @@
 """The ``hub stock``, ``hub orders`` and ``hub process`` verbs.
 
-Wired into ``hub/cli.py``'s ``build_parser`` with ``add_inventory_verbs(verbs)``.
+Wired into ``hub/entry/cli.py``'s ``build_parser`` with ``add_inventory_verbs(verbs)``.
 ``stock show`` and ``orders show`` read the log (and the ``stock_drift``
 view, brought up to the log first); ``process NAME`` runs one process manager
 alone, as a scale-out worker.

@@ -1,6 +1,6 @@
 """The ``hub sandbox`` verb: run the sandbox platforms in the foreground.
 
-Wire it into ``hub/cli.py``'s ``build_parser`` with
+Wire it into ``hub/entry/cli.py``'s ``build_parser`` with
 ``add_sandbox_parser(verbs)``. Ctrl-C or SIGTERM stops it.
 """
 

@@ -1,6 +1,6 @@
 """Orders in from the platforms: a platform's order → the hub's order commands.
 
-Pushes (``hub/http.py``) and polls (``hub/sync.py``) end here. A push says
+Pushes (``hub/entry/http.py``) and polls (``hub/service/sync.py``) end here. A push says
 only that an order changed; the order itself is read from the platform
 (``fetch_order``), so a push that arrives late, twice or out of order still
 brings the hub's order to the platform's *current* status. The commands are
