@@ -7,7 +7,6 @@ so each test sees what a push made the hub do, not only what it answered.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from connectors.common import PlatformCallError
 from hub.entry.http import ShopQueue, create_app
 from hub.infra.shops import ShopConfig
 from hub.service.inbound import Ingested
+from tests.conftest import wait_until
 from tests.webhook_pushes import (
     KUAISHOU_CREDS,
     WECHAT_CREDS,
@@ -126,13 +126,6 @@ async def post(
     yield make
     for client in clients:
         await client.aclose()
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not check():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.001)
 
 
 def paid(creds: dict[str, str], shop_id: str, order_id: str) -> bytes:
@@ -253,9 +246,9 @@ async def test_one_shops_flood_is_refused_429_while_another_shop_is_served(
         )
 
     running = send(YOUZAN_A, "42001", "A1")
-    await _until(lambda: len(intake.reads) == 1)
+    await wait_until(lambda: len(intake.reads) == 1)
     waiting = send(YOUZAN_A, "42001", "A2")
-    await _until(lambda: queue.held("youzan/42001") == 2)
+    await wait_until(lambda: queue.held("youzan/42001") == 2)
     flood = [
         await client.post("/webhooks/youzan", content=paid(YOUZAN_A, "42001", f"A{n}"))
         for n in range(3, 6)
@@ -265,7 +258,7 @@ async def test_one_shops_flood_is_refused_429_while_another_shop_is_served(
     assert flood[0].json()["error"]["code"] == "too_many_pushes"
 
     other = send(YOUZAN_B, "42002", "B1")
-    await _until(lambda: ("youzan/42002", "B1") in intake.reads)
+    await wait_until(lambda: ("youzan/42002", "B1") in intake.reads)
     assert ("youzan/42001", "A2") not in intake.reads  # waits its shop's turn
     intake.hold.set()
     answers = await asyncio.gather(running, waiting, other)
