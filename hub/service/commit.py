@@ -41,6 +41,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.events import Context, DomainError, Event, project
 from eventlog.supervision import Supervisor, default_supervisor, describe
+from hub.infra.runtime import cancel_and_wait
 from hub.infra.store import HubApplication, RequestKey
 from hub.service.snapshots import Snapshots
 
@@ -324,9 +325,7 @@ class GroupCommitter:
                 "committer: commands still unfinished after %.0f s; stopping anyway",
                 timeout_s,
             )
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
+        await cancel_and_wait(self._worker)
         self._worker = None
         stranded: list[_Pending] = []
         while not self._queue.empty():

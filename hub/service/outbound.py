@@ -34,7 +34,6 @@ events recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -64,6 +63,7 @@ from domain.stock import (
     stock_item_id,
 )
 from hub.infra.ledgers import LedgerStore
+from hub.infra.runtime import cancel_and_wait
 from hub.infra.shops import Connectors, Listing, ShopConfig
 from hub.service.commands import BINDING_RULES, STOCK_RULES
 from hub.service.commit import log_unawaited
@@ -256,9 +256,7 @@ class OutboundDispatcher(Projection):
         self.hub.committer.unlisten(self._react)
         await self.runner.stop()
         for task in list(self._workers.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._workers.clear()
         self._held.clear()
         if self.ledger_store is not None:
