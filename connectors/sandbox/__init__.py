@@ -9,7 +9,13 @@ pushes signed events to the hub, and injects faults (see docs/sandbox.md).
 from __future__ import annotations
 
 from connectors.sandbox.app import create_app
-from connectors.sandbox.config import PLATFORMS, FaultConfig, FaultKind, SandboxConfig
+from connectors.sandbox.config import (
+    PLATFORMS,
+    ApiBudget,
+    FaultConfig,
+    FaultKind,
+    SandboxConfig,
+)
 from connectors.sandbox.control_client import SandboxControl, SandboxControlError
 from connectors.sandbox.crowd import CrowdConfig, CrowdShop
 from connectors.sandbox.server import SandboxServer, ServerThread
@@ -17,6 +23,7 @@ from connectors.sandbox.state import SandboxState
 
 __all__ = [
     "PLATFORMS",
+    "ApiBudget",
     "CrowdConfig",
     "CrowdShop",
     "FaultConfig",

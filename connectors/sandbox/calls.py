@@ -7,6 +7,9 @@ fault behaves the same way everywhere:
 1. draw a fault; ``5xx`` answers 503 and ``rate_limit`` the platform's own
    rate-limit answer, before anything is checked or applied;
 2. authenticate (signature, token) and answer the platform's error on failure;
+   then take one call from the shop's API budget, if its platform has one
+   (:class:`connectors.sandbox.config.ApiBudget`): beyond it the platform's
+   rate-limit answer, logged with result ``over_budget``, nothing applied;
 3. ``token_expired`` expires the caller's token and answers the expiry code;
 4. a write whose request id was already applied answers what it answered
    then, without applying again; otherwise apply it;
@@ -29,9 +32,38 @@ from starlette.responses import (
 )
 
 from connectors.sandbox.state import SandboxError, SandboxState, Shop, Token
+from connectors.transport import SystemClock, TokenBucket
 
 #: The header carrying the caller's stable request id.
 REQUEST_ID_HEADER = "x-request-id"
+
+#: The request log's result of a call refused for the shop's API budget.
+OVER_BUDGET = "over_budget"
+
+
+def within_budget(state: SandboxState, platform: str, shop_id: str) -> bool:
+    """Take one call from the shop's API budget; False when none is left.
+
+    A platform without a budget allows every call. Each shop has its own
+    bucket, full at first, on the real monotonic clock (the sandbox's clock
+    offset moves token expiry, not the budget).
+
+    Args:
+        state: The sandbox state.
+        platform: The platform called.
+        shop_id: The shop the call is for.
+
+    Returns:
+        Whether the call is within the budget.
+    """
+    budget = state.budgets.get(platform)
+    if budget is None:
+        return True
+    bucket: TokenBucket | None = state.budget_buckets.get((platform, shop_id))
+    if bucket is None:
+        bucket = TokenBucket(budget.rate_per_s, budget.burst, SystemClock())
+        state.budget_buckets[(platform, shop_id)] = bucket
+    return bucket.reserve() == 0.0
 
 
 @dataclass
@@ -101,6 +133,9 @@ async def handle_call(
         return auth.response()
     shop, token = auth
     record["shop_id"] = shop.shop_id
+    if not within_budget(state, platform, shop.shop_id):
+        record["result"] = OVER_BUDGET
+        return dialect.rate_limited(api).response()
     if fault == "token_expired":
         token.expires_at = state.now() - 1
         record["result"] = "token_expired"

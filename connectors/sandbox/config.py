@@ -53,6 +53,19 @@ class FaultConfig(
             raise ValueError(f"call fault rates add up to {total:.3f} > 1")
 
 
+class ApiBudget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How many API calls a platform allows each shop: a token bucket.
+
+    ``rate_per_s`` calls a second on average and bursts of up to ``burst``;
+    a call beyond them is answered with the platform's rate-limit answer and
+    nothing is applied (a refusal of the budget, counted apart from the
+    injected ``rate_limit`` faults). Token endpoints are not counted.
+    """
+
+    rate_per_s: Annotated[float, msgspec.Meta(gt=0.0)]
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
 class SandboxConfig(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 ):
@@ -60,7 +73,9 @@ class SandboxConfig(
 
     ``webhooks`` maps a platform code to the hub URL its pushes go to (a shop
     may name its own); ``seed`` makes faults and generated ids reproducible;
-    ``faults`` applies to every platform unless ``platform_faults`` names one.
+    ``faults`` applies to every platform unless ``platform_faults`` names one;
+    ``budgets`` limits each shop of a platform to its API budget (a platform
+    not named has none).
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +84,7 @@ class SandboxConfig(
     faults: FaultConfig = FaultConfig()
     platform_faults: dict[str, FaultConfig] = {}
     webhooks: dict[str, str] = {}
+    budgets: dict[str, ApiBudget] = {}
     push_timeout_s: float = 3.0
 
     def faults_for(self, platform: str) -> FaultConfig:

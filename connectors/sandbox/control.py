@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.sandbox.config import FaultConfig, FaultKind
+from connectors.sandbox.config import ApiBudget, FaultConfig, FaultKind
 from connectors.sandbox.crowd import CrowdConfig, Crowds
 from connectors.sandbox.pushes import PushSender
 from connectors.sandbox.state import SandboxError, SandboxState, Shop, Sku
@@ -268,6 +268,19 @@ def routes(  # noqa: PLR0915
         state.faults[platform] = faults
         return msgspec.to_builtins(faults)
 
+    async def set_budget(request: Request) -> Any:
+        platform = request.path_params["platform"]
+        state.platform(platform)
+        body = await _json(request)
+        for key in [k for k in state.budget_buckets if k[0] == platform]:
+            del state.budget_buckets[key]
+        if not body:
+            state.budgets.pop(platform, None)
+            return {}
+        budget = msgspec.convert(body, ApiBudget)
+        state.budgets[platform] = budget
+        return msgspec.to_builtins(budget)
+
     async def script_faults(request: Request) -> Any:
         platform = request.path_params["platform"]
         state.platform(platform)
@@ -330,6 +343,7 @@ def routes(  # noqa: PLR0915
         route("/crowd/stop", stop_crowd, "POST"),
         route("/{platform}/faults", set_faults, "PUT"),
         route("/{platform}/faults/script", script_faults, "POST"),
+        route("/{platform}/budget", set_budget, "PUT"),
         route("/{platform}/shops", create_shop, "POST"),
         route(shop, read_shop, "GET"),
         route(shop + "/skus/{sku_id}", set_sku, "PUT"),

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from connectors.sandbox.config import FaultConfig, FaultKind
+from connectors.sandbox.config import ApiBudget, FaultConfig, FaultKind
 from connectors.sandbox.crowd import CrowdShop
 
 
@@ -181,6 +181,11 @@ class SandboxControl:
     async def set_faults(self, platform: str, faults: FaultConfig) -> None:
         """Set a platform's fault rates."""
         await self._call("PUT", f"/{platform}/faults", msgspec.to_builtins(faults))
+
+    async def set_budget(self, platform: str, budget: ApiBudget | None) -> None:
+        """Limit each shop of the platform to ``budget`` (None: no limit)."""
+        body = msgspec.to_builtins(budget) if budget is not None else {}
+        await self._call("PUT", f"/{platform}/budget", body)
 
     async def script_faults(self, platform: str, faults: list[FaultKind]) -> None:
         """Inject these faults into the platform's next calls, in order."""

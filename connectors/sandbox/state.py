@@ -13,7 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connectors.sandbox.config import PLATFORMS, FaultConfig, FaultKind, SandboxConfig
+from connectors.sandbox.config import (
+    PLATFORMS,
+    ApiBudget,
+    FaultConfig,
+    FaultKind,
+    SandboxConfig,
+)
 
 SandboxStatus = Literal["created", "paid", "shipped", "completed", "cancelled"]
 
@@ -170,6 +176,9 @@ class SandboxState:
             p: self.config.faults_for(p) for p in PLATFORMS
         }
         self.scripted: dict[str, list[FaultKind]] = {p: [] for p in PLATFORMS}
+        #: Each platform's API budget per shop (see connectors.sandbox.calls).
+        self.budgets: dict[str, ApiBudget] = dict(self.config.budgets)
+        self.budget_buckets: dict[tuple[str, str], Any] = {}
         self.webhooks: dict[str, str] = dict(self.config.webhooks)
         self.clock_offset_s = 0.0
         self.requests: list[dict[str, Any]] = []

@@ -36,7 +36,13 @@ from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
 from connectors.kuaishou_shop import protocol as kuaishou_protocol
 from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
 from connectors.registry import connector
-from connectors.sandbox import FaultConfig, SandboxControl, SandboxServer, ServerThread
+from connectors.sandbox import (
+    ApiBudget,
+    FaultConfig,
+    SandboxControl,
+    SandboxServer,
+    ServerThread,
+)
 from connectors.transport import ClientBase
 from connectors.webhooks import PushRequest
 from connectors.wechat_shop.client import WechatCredentials, WechatShopClient
@@ -308,6 +314,28 @@ async def test_rate_limit_answers_back_off_then_give_up(
     if platform == "kuaishou_shop":
         assert kuaishou_protocol.RATE_LIMIT_MESSAGE in gave_up.message
     assert await sandbox_control.stock(platform, h.shop_id, h.sku_id) == 101
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_calls_beyond_the_shops_budget_are_refused_and_counted_apart(
+    platform: str, make: Any, sandbox_control: SandboxControl
+) -> None:
+    h = await make(platform)
+    before = (await sandbox_control.health())["requests"]
+    # One call a shop, never refilled within the test.
+    await sandbox_control.set_budget(platform, ApiBudget(rate_per_s=1e-6, burst=1))
+
+    first = await _push(h, 1, "budget-1")
+    second = await _push(h, 1, "budget-2")
+
+    assert first.outcome == "sent"
+    assert (second.outcome, second.code) == ("rate_limited", RATE_LIMIT_CODES[platform])
+    assert await sandbox_control.stock(platform, h.shop_id, h.sku_id) == 101
+    results = [r["result"] for r in await sandbox_control.log("requests", since=before)]
+    assert results.count("over_budget") == h.client.policy.retry.max_attempts
+    assert "rate_limited" not in results  # no injected fault among them
+    await sandbox_control.set_budget(platform, None)
+    assert (await _push(h, 1, "budget-3")).outcome == "sent"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
