@@ -118,17 +118,10 @@ class TokenBucket:
             0 when a token was taken, else the seconds to wait before trying
             again.
         """
-        now = self._clock.monotonic()
-        if now + _EPSILON_S < self._paused_until:
-            return self._paused_until - now
-        self._tokens = min(
-            self._burst, self._tokens + (now - self._updated) * self._rate
-        )
-        self._updated = now
-        if self._tokens >= 1.0 - _EPSILON_S:
+        wait = self._wait_for_token()
+        if wait == 0.0:
             self._tokens = max(0.0, self._tokens - 1.0)
-            return 0.0
-        return (1.0 - self._tokens) / self._rate
+        return wait
 
     async def acquire(self, sleep: Sleep) -> None:
         """Wait (with ``sleep``) until a token is taken.
@@ -138,6 +131,33 @@ class TokenBucket:
         """
         while (wait := self.reserve()) > 0:
             await sleep(wait)
+
+    async def ready(self, sleep: Sleep) -> None:
+        """Wait (with ``sleep``) until a token is there, without taking it.
+
+        A caller that decides *what* to send only once it may send (the stock
+        dispatcher plans a write from the newest state) waits here first, then
+        takes the token with :meth:`acquire`.
+
+        Args:
+            sleep: The sleep to wait with.
+        """
+        while (wait := self._wait_for_token()) > 0:
+            await sleep(wait)
+
+    def _wait_for_token(self) -> float:
+        """Refill the bucket to now; the seconds until a token is there (0:
+        there is one now)."""
+        now = self._clock.monotonic()
+        if now + _EPSILON_S < self._paused_until:
+            return self._paused_until - now
+        self._tokens = min(
+            self._burst, self._tokens + (now - self._updated) * self._rate
+        )
+        self._updated = now
+        if self._tokens >= 1.0 - _EPSILON_S:
+            return 0.0
+        return (1.0 - self._tokens) / self._rate
 
     def pause(self, seconds: float) -> None:
         """Give no token for ``seconds`` from now (and empty the bucket).
@@ -330,6 +350,14 @@ class ClientBase:
             bucket = TokenBucket(limits.rate_per_s, limits.burst, self.clock)
             self._buckets[shop_id] = bucket
         return bucket
+
+    async def budget_ready(self, shop_id: str) -> None:
+        """Wait until the shop's bucket has a call to give (none is taken).
+
+        Args:
+            shop_id: The shop.
+        """
+        await self.bucket(shop_id).ready(self._sleep)
 
     # ------------------------------------------------------------------ tokens
 

@@ -618,7 +618,7 @@ class OutboundDispatcher(Projection):
                             attempts=result.attempts,
                             previous=done.previous,
                             message=result.message[:500],
-                        )
+                        ),
                     )
                 return
             last = result
@@ -634,7 +634,7 @@ class OutboundDispatcher(Projection):
                         round=round_no,
                         code=result.code,
                         message=result.message[:500],
-                    )
+                    ),
                 )
             await self._sleep(
                 backoff_delay_s(
@@ -654,7 +654,7 @@ class OutboundDispatcher(Projection):
                     rounds=round_no,
                     code=last.code,
                     message=last.message[:500],
-                )
+                ),
             )
 
     def _result(
@@ -701,6 +701,7 @@ class OutboundDispatcher(Projection):
             result = await self._settle_uncertain(job, client)
             if result is not None:
                 return _Round(result)
+        await self._budget_turn(job, client)
         item = await self._state(sku)
         wakes = self._wakes.get(sku, 0)
         if item is None and not job.record:
@@ -747,6 +748,19 @@ class OutboundDispatcher(Projection):
             # landed, the ledger now overstates the listing: never an oversell.
             result = await self._clamp_to_zero(job, client, plan.showing)
         return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
+
+    @staticmethod
+    async def _budget_turn(job: PushJob, client: Any) -> None:
+        """Wait until the shop's API budget has a call for the write.
+
+        The write is planned only then, from the newest state: changes that
+        come while the budget is spent fold into the one write that follows
+        (coalescing), instead of a write planned earlier waiting in the
+        client's bucket with a stale target and another write after it.
+        """
+        ready = getattr(client, "budget_ready", None)
+        if ready is not None:
+            await ready(job.shop.shop_id)
 
     def _claim(self, job: PushJob, item: StockItem | None, write: PendingWrite) -> None:
         """Record ``write`` as on its way in the listing's ledger, checked
@@ -937,13 +951,9 @@ class OutboundDispatcher(Projection):
         self._ledgers[job.key] = ledger.claimed(write)  # a reduction: no guard
         return await self._write(job, client, write)
 
-    async def _record(
-        self, job: PushJob, command: stock_push.StockPushCommand
-    ) -> None:
+    async def _record(self, job: PushJob, command: stock_push.StockPushCommand) -> None:
         try:
-            await self.hub.committer.execute(
-                STOCK_PUSH_RULES, command, cause=job.cause
-            )
+            await self.hub.committer.execute(STOCK_PUSH_RULES, command, cause=job.cause)
         except DomainError:
             log.exception("recording %s failed", type(command).__name__)
 

@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from connectors.common import PushResult
+from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.events import Context, Event
 from domain.listing_ledger import ListingLedger
@@ -143,6 +144,14 @@ class FakePlatform:
     reading: asyncio.Event = field(default_factory=asyncio.Event)
     writing: asyncio.Event = field(default_factory=asyncio.Event)
     on_write: Callable[[], None] = lambda: None
+    #: While set, the shop's API budget is spent: a call waits for it.
+    budget: asyncio.Event | None = None
+    waiting_for_budget: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def budget_ready(self, shop_id: str) -> None:
+        if self.budget is not None:
+            self.waiting_for_budget.set()
+            await self.budget.wait()
 
     async def fetch_stock(self, shop_id: str, sku_id: str, **_: Any) -> int:
         self.reading.set()
@@ -153,6 +162,7 @@ class FakePlatform:
     async def push_stock(
         self, shop_id: str, sku_id: str, *, delta: int, request_id: str, **_: Any
     ) -> PushResult:
+        await self.budget_ready(shop_id)  # the client takes a call of the budget
         self.writing.set()
         if self.hold_writes is not None:
             await self.hold_writes.wait()
@@ -402,3 +412,29 @@ async def test_a_raise_whose_ledger_cannot_be_saved_frees_its_room_at_once(
     assert rig.outbound.held_back() == [failed]
     assert rig.oversold == []
     assert rig.store.saved[failed].in_flight is None
+
+
+async def test_changes_while_the_budget_is_spent_fold_into_one_write_of_the_newest(
+    rig: Rig,
+) -> None:
+    # Given WeChat's API budget is spent for now.
+    wechat = rig.platforms["wechat_shop"]
+    wechat.budget = budget = asyncio.Event()
+    before = len(wechat.applied)
+
+    # When 100 changes come one after another while the listing waits for it,
+    for _ in range(100):
+        await rig.stock(ReceiveStock(sku=SKU, quantity=1))
+    await wait_until(wechat.waiting_for_budget.is_set)
+    budget.set()
+    await rig.outbound.drain(timeout=10)
+
+    # then one write follows, planned when the budget allowed it: to the
+    # newest version's target (no stale write first).
+    writes = list(wechat.applied)[before:]
+    version = rig.committer.stock.version
+    assert len(writes) == 1, writes
+    assert writes[0].endswith(f"@v{version}")
+    assert rig.oversold == []
+    push = rig.committer.states[stock_push.stock_push_id("wechat_shop", "w1", SKU)]
+    assert wechat.shows == push.sent_quantity
