@@ -201,6 +201,8 @@ class Agreement(msgspec.Struct, frozen=True, kw_only=True):
     rate: str = "0"
     #: ``live_session:<id>``, ``binding`` or ``none``.
     source: str = "none"
+    #: The live session's id when the agreement is a live session's, else "".
+    session_id: str = ""
 
 
 def agreement_at(terms: CommissionTerms | None, placed_at: datetime) -> Agreement:
@@ -213,6 +215,7 @@ def agreement_at(terms: CommissionTerms | None, placed_at: datetime) -> Agreemen
                 streamer=session.streamer,
                 rate=session.rate,
                 source=f"live_session:{session.session_id}",
+                session_id=session.session_id,
             )
     if terms.streamer:
         return Agreement(streamer=terms.streamer, rate=terms.rate, source="binding")

@@ -51,6 +51,7 @@ from projections.inventory import InventoryProjection, StockDriftProjection
 from projections.ledger import LedgerProjection
 from projections.orders import OrdersProjection
 from projections.profiles import CustomerProfilesProjection
+from projections.sales import SalesProjection
 from projections.stock import StockOnHandProjection
 from projections.stock_pushes import StockPushesProjection
 
@@ -71,6 +72,7 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
         StockPushesProjection(),
         CustomerProfilesProjection(),
         LedgerProjection(),
+        SalesProjection(),
     ]
 
 

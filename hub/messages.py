@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from domain.audience import ViewsRecorded
 from domain.binding import (
     BindingActivated,
     BindingAuthorised,
@@ -700,6 +701,18 @@ class LiveSessionScheduledV1(msgspec.Struct, frozen=True, kw_only=True):
     rate: str
 
 
+class ViewsRecordedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``views`` more people watched a channel's live session (``source`` live,
+    ``source_id`` the session id) or video (``video``); ``total`` so far."""
+
+    channel_account: str
+    source: str
+    source_id: str
+    views: int
+    total: int
+    at: datetime
+
+
 class PayoutScheduledV1(msgspec.Struct, frozen=True, kw_only=True):
     """A paid order's split, pending until ``settles_on`` (its channel's T+n)."""
 
@@ -892,6 +905,7 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     PayoutRefused: PayoutRefusedV1,
     SettlementDifferenceFound: SettlementDifferenceFoundV1,
     StatementReconciled: StatementReconciledV1,
+    ViewsRecorded: ViewsRecordedV1,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import binding, order, payout, stock
+from domain import audience, binding, order, payout, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
 from domain.risk import ClearViolations, RecordDiversion, ReportViolation
@@ -45,6 +45,36 @@ class StockRules:
 
 
 STOCK_RULES = StockRules()
+
+
+class AudienceRules:
+    """How the committer runs ``audience.record_views``."""
+
+    def aggregate_id(self, command: audience.RecordViews) -> uuid.UUID:
+        """One aggregate per channel account's live session or video."""
+        return audience.audience_id(
+            command.channel_account, command.source, command.source_id
+        )
+
+    def decide(
+        self,
+        state: audience.Audience | None,
+        command: audience.RecordViews,
+        ctx: Context,
+    ) -> list[Event]:
+        """Delegate to :func:`domain.audience.decide`."""
+        return audience.decide(state, command, ctx)
+
+    def mutate(self, event: Event, state: audience.Audience | None) -> Any:
+        """Delegate to :func:`domain.audience.mutate`."""
+        return audience.mutate(event, state)
+
+    def request_key(self, command: audience.RecordViews) -> str | None:
+        """The report's idempotency key (views are deltas: a retry needs one)."""
+        return command.request_id
+
+
+AUDIENCE_RULES = AudienceRules()
 
 
 class OrderRules:
@@ -461,6 +491,14 @@ COMMANDS: dict[str, CommandSpec] = {
             ClearViolations,
             VIOLATION_RULES,
             "Stop counting the binding's violations (before binding.reinstate).",
+        ),
+        CommandSpec(
+            "audience.record_views",
+            audience.RecordViews,
+            AUDIENCE_RULES,
+            "Add views (a delta) of a channel's live session (source live, "
+            "source_id the session id) or short video (source video); a retry "
+            "with the same request_id counts once.",
         ),
     )
 }
