@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from domain import binding, order, payout, push, stock
+from domain import binding, marketing, order, payout, push, stock
 from domain.events import Event, State
 
 
@@ -35,6 +35,8 @@ KINDS: tuple[AggregateKind, ...] = (
     AggregateKind(push.StockPush, push.mutate),
     AggregateKind(payout.Payout, payout.mutate),
     AggregateKind(payout.CommissionTerms, payout.mutate_terms),
+    AggregateKind(marketing.Campaign, marketing.mutate),
+    AggregateKind(marketing.Member, marketing.mutate_member),
 )
 
 

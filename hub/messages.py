@@ -39,6 +39,17 @@ from domain.binding import (
     SubjectVerified,
 )
 from domain.events import Event
+from domain.marketing import (
+    CampaignClosed,
+    CampaignPublished,
+    CouponClaimed,
+    CouponRedeemed,
+    FissionRewardGranted,
+    FollowerJoined,
+    MemberEnrolled,
+    ShareRecorded,
+    ShareRefused,
+)
 from domain.order import (
     OrderCancelled,
     OrderCompleted,
@@ -851,6 +862,137 @@ class ViolationsClearedV1(msgspec.Struct, frozen=True, kw_only=True):
     cleared: int
 
 
+class ReductionTierV1(msgspec.Struct, frozen=True, kw_only=True):
+    """Spend ``threshold_fen`` or more, get ``reduction_fen`` off."""
+
+    threshold_fen: int
+    reduction_fen: int
+
+
+class ThresholdReductionV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The shop's spend-threshold reduction: tiers, or one repeating up to a cap."""
+
+    tiers: tuple[ReductionTierV1, ...]
+    repeating: bool = False
+    cap_fen: int | None = None
+
+
+class CouponTermsV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A coupon: ``amount_fen`` off, or ``percent_off`` up to ``max_discount_fen``."""
+
+    kind: str
+    amount_fen: int = 0
+    percent_off: int = 0
+    max_discount_fen: int | None = None
+    min_spend_fen: int = 0
+
+
+class FissionTermsV1(msgspec.Struct, frozen=True, kw_only=True):
+    """``friends_needed`` distinct friends' opens earn the ``reward`` coupon."""
+
+    friends_needed: int
+    reward: CouponTermsV1
+    rewards_per_buyer_per_day: int
+    max_rewards: int
+
+
+class CampaignPublishedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A campaign's offers and limits, valid in ``[starts_at, ends_at)``."""
+
+    channel_account: str
+    platform: str
+    shop_id: str
+    campaign: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    reduction: ThresholdReductionV1 | None = None
+    coupon: CouponTermsV1 | None = None
+    per_buyer_limit: int
+    total_quantity: int
+    fission: FissionTermsV1 | None = None
+
+
+class CouponClaimedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A buyer (subject id) claimed a live-room coupon; ``claimed`` in all."""
+
+    campaign: str
+    buyer: str
+    claimed: int
+
+
+class ShareRecordedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A friend's open credited to the sharer: ``progress`` of ``needed``."""
+
+    campaign: str
+    sharer: str
+    friend: str
+    progress: int
+    needed: int
+
+
+class ShareRefusedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A share not credited: ``reason`` names the abuse rule it broke."""
+
+    campaign: str
+    sharer: str
+    friend: str
+    reason: str
+    detail: str
+
+
+class FissionRewardGrantedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The sharer earned a fission coupon; ``rewarded`` in all."""
+
+    campaign: str
+    sharer: str
+    day: str
+    rewarded: int
+
+
+class CouponRedeemedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """An order used a coupon: its discounts and each line's share, in fen."""
+
+    campaign: str
+    buyer: str
+    coupon: str
+    order_platform: str
+    platform_order_id: str
+    subtotal_fen: int
+    reduction_fen: int
+    coupon_fen: int
+    line_discounts_fen: tuple[int, ...]
+    redeemed: int
+    discount_total_fen: int
+
+
+class CampaignClosedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The campaign ended."""
+
+    campaign: str
+    reason: str
+
+
+class FollowerJoinedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject follows the binding's channel account."""
+
+    channel_account: str
+    shop_id: str
+    subject_id: str
+    followed_at: datetime
+
+
+class MemberEnrolledV1(msgspec.Struct, frozen=True, kw_only=True):
+    """The follower is a shop member; ``fields`` names the personal fields kept
+    (sealed, never published), ``mode`` the platform's profile mode."""
+
+    shop_id: str
+    subject_id: str
+    mode: str
+    merged: bool
+    fields: tuple[str, ...]
+
+
 PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     StockReceived: StockReceivedV1,
     StockAdjusted: StockAdjustedV1,
@@ -905,6 +1047,15 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     PayoutRefused: PayoutRefusedV1,
     SettlementDifferenceFound: SettlementDifferenceFoundV1,
     StatementReconciled: StatementReconciledV1,
+    CampaignPublished: CampaignPublishedV1,
+    CouponClaimed: CouponClaimedV1,
+    ShareRecorded: ShareRecordedV1,
+    ShareRefused: ShareRefusedV1,
+    FissionRewardGranted: FissionRewardGrantedV1,
+    CouponRedeemed: CouponRedeemedV1,
+    CampaignClosed: CampaignClosedV1,
+    FollowerJoined: FollowerJoinedV1,
+    MemberEnrolled: MemberEnrolledV1,
     ViewsRecorded: ViewsRecordedV1,
 }
 

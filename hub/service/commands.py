@@ -14,10 +14,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import audience, binding, order, payout, stock
+from domain import audience, binding, marketing, order, payout, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
 from domain.risk import ClearViolations, RecordDiversion, ReportViolation
+from hub.service.marketing import CAMPAIGN_RULES, MEMBERSHIP_RULES
 from hub.service.risk import TRAFFIC_RULES, VIOLATION_RULES
 
 
@@ -491,6 +492,57 @@ COMMANDS: dict[str, CommandSpec] = {
             ClearViolations,
             VIOLATION_RULES,
             "Stop counting the binding's violations (before binding.reinstate).",
+        ),
+        CommandSpec(
+            "marketing.publish",
+            marketing.PublishCampaign,
+            CAMPAIGN_RULES,
+            "Publish a campaign of a binding's shop: the shop's spend-threshold "
+            "reduction, the live-room coupon, fission terms, window, per-buyer "
+            "limit and quantity (docs/marketing.md).",
+        ),
+        CommandSpec(
+            "marketing.claim",
+            marketing.ClaimCoupon,
+            CAMPAIGN_RULES,
+            "A buyer (subject id) claims the campaign's live-room coupon, within "
+            "the per-buyer limit and the quantity.",
+        ),
+        CommandSpec(
+            "marketing.share",
+            marketing.RecordShare,
+            CAMPAIGN_RULES,
+            "A friend opened the live room from a buyer's share: credited "
+            "(ShareRecorded, FissionRewardGranted at friends_needed) or refused "
+            "with the rule (ShareRefused).",
+        ),
+        CommandSpec(
+            "marketing.redeem",
+            marketing.RedeemCoupon,
+            CAMPAIGN_RULES,
+            "An order uses a buyer's coupon: priced with the shop's reduction "
+            "first, the coupon second; every line's discount in fen is recorded.",
+        ),
+        CommandSpec(
+            "marketing.close",
+            marketing.CloseCampaign,
+            CAMPAIGN_RULES,
+            "End a campaign: nothing more is claimed, shared or redeemed.",
+        ),
+        CommandSpec(
+            "marketing.enroll_member",
+            marketing.EnrollMember,
+            MEMBERSHIP_RULES,
+            "A follower of the binding's channel account becomes a shop member, "
+            "keeping what the platform's profile mode keeps.",
+        ),
+        CommandSpec(
+            "audience.record_views",
+            audience.RecordViews,
+            AUDIENCE_RULES,
+            "Add views (a delta) of a channel's live session (source live, "
+            "source_id the session id) or short video (source video); a retry "
+            "with the same request_id counts once.",
         ),
         CommandSpec(
             "audience.record_views",

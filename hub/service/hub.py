@@ -191,6 +191,13 @@ PRIVATE_STATE_FIELDS = (
     "commitments",
     "reservations",
     "closed_orders",
+    # A campaign's buyers, orders, friends and devices (``hub marketing show``).
+    "holders",
+    "redeemed_orders",
+    "credited",
+    "devices",
+    "progress",
+    "rewards_by_day",
 )
 
 
