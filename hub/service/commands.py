@@ -544,14 +544,6 @@ COMMANDS: dict[str, CommandSpec] = {
             "source_id the session id) or short video (source video); a retry "
             "with the same request_id counts once.",
         ),
-        CommandSpec(
-            "audience.record_views",
-            audience.RecordViews,
-            AUDIENCE_RULES,
-            "Add views (a delta) of a channel's live session (source live, "
-            "source_id the session id) or short video (source video); a retry "
-            "with the same request_id counts once.",
-        ),
     )
 }
 
