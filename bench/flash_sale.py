@@ -141,8 +141,10 @@ from hub.entry.http import HttpServer, create_app
 from hub.entry.platforms import Platforms
 from hub.infra.embedded import parent_death_signal, start_servers
 from hub.infra.ledgers import LedgerStore
+from hub.infra.oauth_states import OAuthStates
 from hub.infra.runtime import run as run_loop
 from hub.infra.shops import Connectors, ConnectorsConfig, Listing, ShopConfig
+from hub.service.authorisation import BindingRoutes
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import utc_now
 from hub.service.hub import Hub
@@ -154,8 +156,7 @@ from tests.binding_payloads import (
     ACCOUNT,
     MAPPED_DATA,
     book_with_douyin_orders,
-    encode,
-    to_active,
+    connect_through_route,
 )
 
 PLATFORMS = ("wechat_shop", "douyin_shop", "kuaishou_shop", "youzan")
@@ -277,12 +278,25 @@ def describe_profile(profile: Mapping[str, SyncPolicy]) -> list[str]:
     ]
 
 
-async def activate(hub: Hub, platform: str, shop_id: str) -> None:
-    """Take the shop's binding to active (the e2e rig's steps)."""
-    for name, payload in to_active(platform, shop_id, MAPPED_DATA.get(platform, ())):
-        reply = await hub.handle(name, encode(payload))
-        if not reply.ok:
-            raise RuntimeError(f"{name} {platform}: {reply.error}")
+async def activate(
+    hub: Hub, connectors: Connectors, control: SandboxControl, platform: str
+) -> None:
+    """Take the shop's binding to active through its route (the e2e rig's steps):
+    the hub obtains the grant (a code flow's code from the sandbox)."""
+    routes = BindingRoutes(
+        hub,
+        connectors,
+        OAuthStates(hub.database_url, clock=utc_now),
+        callback_url=lambda _: REDIRECT,
+    )
+    await connect_through_route(
+        hub,
+        routes,
+        control,
+        platform,
+        SHOPS[platform],
+        mapped_data=MAPPED_DATA.get(platform, ()),
+    )
 
 
 @dataclass
@@ -524,11 +538,7 @@ class Rig:
             policies=self.profile,
         )
         for platform in PLATFORMS:
-            await activate(hub, platform, SHOPS[platform])
-        for platform in ("kuaishou_shop", "youzan"):
-            shop = connectors.shop(platform, SHOPS[platform])
-            code = await control.authorization_code(platform, shop.shop_id)
-            await connectors.exchange_code(shop, code, REDIRECT)
+            await activate(hub, connectors, control, platform)
         await outbound.start()
         platforms.http = await HttpServer(
             create_app(intake, policies=self.profile, stats=platforms.stats)

@@ -130,6 +130,12 @@ class UnknownGrantError(DomainError):
     code = "unknown_grant"
 
 
+class GrantRequiredError(DomainError):
+    """An authorisation names no grant: only the hub's own route authorises."""
+
+    code = "grant_required"
+
+
 # -- commands -------------------------------------------------------------------
 
 
@@ -180,6 +186,8 @@ class Authorise(msgspec.Struct, frozen=True, kw_only=True):
     mapped_data: tuple[DataKind, ...] = ()
     #: Non-secret reference to the grant the route produced (e.g. a token
     #: fingerprint and expiry), so history shows what authorised the binding.
+    #: Required (refused when empty): a binding is authorised only on a grant
+    #: the hub itself obtained; the default lets the refusal name the rule.
     grant_ref: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
@@ -592,7 +600,13 @@ def _authorise(
             f"{_describe(command)} has scope {state.data_scope} "
             "(only custom_mapping takes mapped data)"
         )
-    if command.grant_ref and command.grant_ref not in state.grants:
+    if not command.grant_ref:
+        raise GrantRequiredError(
+            f"grant_ref missing for binding {_describe(command)}: a binding is "
+            "authorised only on a grant the hub obtained by running the "
+            "binding's route (hub bindings connect)"
+        )
+    if command.grant_ref not in state.grants:
         raise UnknownGrantError(
             f"grant_ref {command.grant_ref!r} is not a grant the hub obtained for "
             f"binding {_describe(command)} (unused grants: "
@@ -683,6 +697,7 @@ def decide(
         UnknownRequirementError: a requirement that is not pending.
         InvalidMappingError: mapped data for a scope without mapping.
         InvalidFactsError: qualification facts dated after their as-of day.
+        GrantRequiredError: an authorisation names no grant.
         UnknownGrantError: an authorisation names a grant the hub did not
             obtain for the binding, or one already used.
     """

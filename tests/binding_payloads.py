@@ -1,5 +1,5 @@
-"""JSON payloads of the ``hub.cmd.binding.*`` commands, shared by the tests
-and the flash-sale bench.
+"""JSON payloads of the ``hub.cmd.binding.*`` commands, and the walks of a
+binding to active, shared by the tests and the flash-sale bench.
 
 Built as plain dicts (what a NATS client sends), not domain structs, so the
 tests go through the boundary's decoding.
@@ -8,12 +8,17 @@ tests go through the boundary's decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
+from connectors.common import TokenState
+from connectors.sandbox.control_client import SandboxControl
 from domain.policy import PolicyBook
+from hub.service.authorisation import BindingRoutes, Connection, authorise_on_grant
+from hub.service.hub import Hub
 from hub.service.policies import load_policy_book
 
 #: The binding tests' clock: Friday 26 September 2025, 10:00 in China (the day
@@ -80,12 +85,13 @@ def meet(platform: str, **extra: Any) -> dict[str, Any]:
     return keys(platform, **extra) | {"requirement": REQUIREMENT[platform]}
 
 
-#: The events of ``to_active`` on a platform with a special requirement.
+#: The events of ``activate`` on a platform with a special requirement.
 ACTIVE_EVENTS = [
     "BindingRequested",
     "SubjectVerified",
     "QualificationPassed",
     "SpecialRequirementMet",
+    "GrantObtained",
     "BindingAuthorised",
     "BindingActivated",
 ]
@@ -105,17 +111,62 @@ def to_requirements_met(
     return steps
 
 
-def to_active(
-    platform: str, shop_id: str = SHOP, mapped_data: Sequence[str] = ()
-) -> list[tuple[str, dict[str, Any]]]:
-    """Every command taking a fresh binding on ``platform`` to active; the
-    authorisation maps ``mapped_data`` when given."""
-    mapped = {"mapped_data": list(mapped_data)} if mapped_data else {}
-    return [
-        *to_requirements_met(platform, shop_id),
-        ("binding.authorise", keys(platform, shop_id) | mapped),
-        ("binding.activate", keys(platform, shop_id)),
-    ]
+def platform_grant(platform: str, shop_id: str = SHOP) -> TokenState:
+    """The tokens a platform's grant answers with, for a rig with no platform."""
+    return TokenState(
+        access_token=f"granted-{platform}-{shop_id}",
+        access_expires_at=NOW + timedelta(hours=2),
+    )
+
+
+async def activate(
+    hub: Hub, platform: str, shop_id: str = SHOP, mapped_data: Sequence[str] = ()
+) -> Connection:
+    """Take a fresh binding to active the way the hub does, with no platform.
+
+    The commands up to "requirements met", then the route's last step on the
+    grant a platform would have given (``platform_grant``): the hub records
+    the grant, authorises the binding naming it, and activates it.
+    """
+    for name, data in to_requirements_met(platform, shop_id):
+        reply = await hub.handle(name, encode(data))
+        assert reply.ok, (name, reply.error)
+    return await authorise_on_grant(
+        hub,
+        channel_account=ACCOUNT,
+        platform=platform,
+        shop_id=shop_id,
+        grant=platform_grant(platform, shop_id),
+        mapped_data=mapped_data,
+    )
+
+
+async def connect_through_route(
+    hub: Hub,
+    routes: BindingRoutes,
+    control: SandboxControl,
+    platform: str,
+    shop_id: str,
+    *,
+    mapped_data: Sequence[str] = (),
+) -> Connection:
+    """Take a fresh binding to active through its route on the sandbox.
+
+    The commands up to "requirements met", then ``routes.connect``; for a code
+    flow the sandbox hands out the code its consent page would, and the route
+    finishes at its callback with the state it issued.
+    """
+    for name, data in to_requirements_met(platform, shop_id):
+        reply = await hub.handle(name, encode(data))
+        assert reply.ok, (name, reply.error)
+    connection = await routes.connect(platform, shop_id, mapped_data=mapped_data)
+    if connection.status == "consent_needed":
+        assert connection.consent_url is not None
+        state = parse_qs(urlsplit(connection.consent_url).query)["state"][0]
+        code = await control.authorization_code(platform, shop_id)
+        connection = await routes.callback(platform, state, code)
+    assert connection.status == "active", connection
+    return connection
 
 
 def book_with_douyin_orders() -> PolicyBook:

@@ -167,36 +167,64 @@ class BindingRoutes:
     async def _authorise(
         self, shop: ShopConfig, grant: TokenState, mapped_data: Sequence[str]
     ) -> Connection:
-        keys = {
-            "channel_account": shop.channel_account,
-            "platform": shop.platform,
-            "shop_id": shop.shop_id,
-        }
-        ref = grant_ref(grant)
-        rules = self.hub.rules["binding.authorise"]
-        await self.hub.committer.execute(
-            rules, binding.RecordGrant(**keys, grant_ref=ref)
-        )
-        await self.hub.execute(
-            "binding.authorise",
-            binding.Authorise(
-                **keys,
-                grant_ref=ref,
-                mapped_data=tuple(mapped_data),  # type: ignore[arg-type]
-            ),
-        )
-        outcome = await self.hub.execute("binding.activate", binding.Activate(**keys))
-        state = outcome.state
-        return Connection(
+        return await authorise_on_grant(
+            self.hub,
+            channel_account=shop.channel_account,
             platform=shop.platform,
             shop_id=shop.shop_id,
-            channel_account=shop.channel_account,
-            status=state.status if state is not None else "unknown",
-            grant_ref=ref,
-            binding={"status": state.status, "version": state.version}
-            if state is not None
-            else None,
+            grant=grant,
+            mapped_data=mapped_data,
         )
+
+
+async def authorise_on_grant(
+    hub: Hub,
+    *,
+    channel_account: str,
+    platform: str,
+    shop_id: str,
+    grant: TokenState,
+    mapped_data: Sequence[str] = (),
+) -> Connection:
+    """The route's last step, once the platform gave the hub ``grant``.
+
+    Records ``GrantObtained`` for the binding, authorises it naming that
+    grant, and activates it. Only the hub's own route (:class:`BindingRoutes`)
+    calls this in production; a test without a platform calls it with the
+    grant a platform would have answered.
+
+    Raises:
+        domain.events.DomainError: the binding refused a step (not ready, or
+            mapped data its scope does not take).
+    """
+    keys = {
+        "channel_account": channel_account,
+        "platform": platform,
+        "shop_id": shop_id,
+    }
+    ref = grant_ref(grant)
+    rules = hub.rules["binding.authorise"]
+    await hub.committer.execute(rules, binding.RecordGrant(**keys, grant_ref=ref))
+    await hub.execute(
+        "binding.authorise",
+        binding.Authorise(
+            **keys,
+            grant_ref=ref,
+            mapped_data=tuple(mapped_data),  # type: ignore[arg-type]
+        ),
+    )
+    outcome = await hub.execute("binding.activate", binding.Activate(**keys))
+    state = outcome.state
+    return Connection(
+        platform=platform,
+        shop_id=shop_id,
+        channel_account=channel_account,
+        status=state.status if state is not None else "unknown",
+        grant_ref=ref,
+        binding={"status": state.status, "version": state.version}
+        if state is not None
+        else None,
+    )
 
 
 async def follow_redirect(url: str, *, http: httpx.AsyncClient | None = None) -> str:

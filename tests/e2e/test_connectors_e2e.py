@@ -57,8 +57,7 @@ from tests.binding_payloads import (
     ACCOUNT,
     MAPPED_DATA,
     book_with_douyin_orders,
-    encode,
-    to_active,
+    connect_through_route,
 )
 from tests.fake_clock import FakeClock
 from tests.webhook_pushes import (
@@ -102,7 +101,6 @@ RULES = {
     "kuaishou_shop": AllocationRule(buffer=3),
     "youzan": AllocationRule(max_listed=30),
 }
-REDIRECT = "http://127.0.0.1:9/callback"
 TWENTY_PERCENT = FaultConfig(
     error_5xx_rate=0.05,
     rate_limit_rate=0.05,
@@ -125,12 +123,6 @@ class Rig:
 
     def shop(self, platform: str) -> ShopConfig:
         return self.platforms.connectors.shop(platform, SHOPS[platform])
-
-
-async def _activate(hub: Hub, platform: str, shop_id: str) -> None:
-    for name, payload in to_active(platform, shop_id, MAPPED_DATA.get(platform, ())):
-        reply = await hub.handle(name, encode(payload))
-        assert reply.ok, (name, reply.error)
 
 
 @pytest.fixture
@@ -205,12 +197,16 @@ async def _rig(
         sleep=clock.sleep,
         jitter=random.Random(11).random,
     )
+    assert platforms.routes is not None
     for platform in PLATFORMS:
-        await _activate(hub, platform, SHOPS[platform])
-    for platform in ("kuaishou_shop", "youzan"):
-        shop = platforms.connectors.shop(platform, SHOPS[platform])
-        code = await control.authorization_code(platform, shop.shop_id)
-        await platforms.connectors.exchange_code(shop, code, REDIRECT)
+        await connect_through_route(
+            hub,
+            platforms.routes,
+            control,
+            platform,
+            SHOPS[platform],
+            mapped_data=MAPPED_DATA.get(platform, ()),
+        )
     await platforms.start(http_port=0, schedule=False)
     assert platforms.http is not None
     await control.set_webhooks(

@@ -22,6 +22,7 @@ from hub.bootstrap import bootstrap
 from hub.entry.cli import main
 from hub.infra.settings import Settings
 from hub.messages import STREAM, EventMessage
+from hub.service.authorisation import Connection, authorise_on_grant
 from hub.service.hub import Hub
 from hub.service.policies import BUNDLED_POLICIES, load_policy_book
 from tests.binding_payloads import (
@@ -31,9 +32,10 @@ from tests.binding_payloads import (
     SHOP,
     encode,
     keys,
+    platform_grant,
     qualify,
     request,
-    to_active,
+    to_requirements_met,
 )
 from tests.conftest import wait_until
 from tests.hub_steps import serving_hub
@@ -77,6 +79,16 @@ async def binding_messages(nc: nats.NATS, count: int) -> list[tuple[str, EventMe
     return out
 
 
+async def _route_step(hub: Hub, platform: str) -> Connection:
+    return await authorise_on_grant(
+        hub,
+        channel_account=ACCOUNT,
+        platform=platform,
+        shop_id=SHOP,
+        grant=platform_grant(platform),
+    )
+
+
 def log_count(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM hub_events").fetchone()
@@ -103,14 +115,18 @@ def binding_row(
 async def test_binding_goes_active_over_nats_with_events_and_row(
     hub: Hub, nc: nats.NATS, database_url: str
 ) -> None:
-    replies = [await send(nc, name, data) for name, data in to_active("douyin_shop")]
-    assert [r["ok"] for r in replies] == [True] * 6, replies
-    assert replies[-1]["state"]["status"] == "active"
-    head = replies[-1]["positions"][-1]
-    assert head == 6
+    walk = to_requirements_met("douyin_shop")
+    replies = [await send(nc, name, data) for name, data in walk]
+    assert [r["ok"] for r in replies] == [True] * 4, replies
+    # The route's last step: the hub records the grant it obtained, then
+    # authorises and activates the binding on it.
+    connection = await _route_step(hub, "douyin_shop")
+    assert connection.status == "active"
+    head = 7
+    assert log_count(database_url) == head
     assert hub.relay is not None
     await hub.relay.wait_for(head)
-    messages = await binding_messages(nc, 6)
+    messages = await binding_messages(nc, head)
     assert [subject for subject, _ in messages] == [
         f"hub.events.binding.{name}.douyin_shop" for name in ACTIVE_EVENTS
     ]
@@ -129,7 +145,7 @@ async def test_binding_goes_active_over_nats_with_events_and_row(
     # the National Day holiday to 8 Oct, then 9 and 10 Oct.
     assert row["review_due_on"] == date(2025, 10, 10)
     assert row["failure_reasons"] == []
-    assert (row["version"], row["position"]) == (6, 6)
+    assert (row["version"], row["position"]) == (7, 7)
 
 
 async def test_repeated_request_finds_the_same_binding(
@@ -164,7 +180,7 @@ async def test_illegal_transition_names_status_and_allowed_and_changes_nothing(
 async def test_rejection_is_an_event_and_lists_every_failure(
     hub: Hub, nc: nats.NATS, database_url: str
 ) -> None:
-    for name, data in to_active("kuaishou_shop")[:2]:
+    for name, data in to_requirements_met("kuaishou_shop")[:2]:
         assert (await send(nc, name, data))["ok"]
     reply = await send(
         nc,
@@ -217,7 +233,7 @@ async def test_changed_threshold_in_policy_file_changes_the_outcome(
     try:
         outcomes = {}
         for shop, via in (("shop-bundled", "nats"), ("shop-file", "lenient")):
-            for name, data in to_active("kuaishou_shop")[:2]:
+            for name, data in to_requirements_met("kuaishou_shop")[:2]:
                 mine = data | {"shop_id": shop}
                 if via == "nats":
                     assert (await send(nc, name, mine))["ok"]
@@ -247,15 +263,16 @@ async def test_binding_rows_are_rebuilt_from_the_log(
     from projections.base import rebuild
     from projections.bindings import BindingsProjection
 
-    for name, data in to_active("youzan"):
+    for name, data in to_requirements_met("youzan"):
         assert (await send(nc, name, data))["ok"]
+    await _route_step(hub, "youzan")
     await send(nc, "binding.unbind", keys("youzan") | {"reason": "closing"})
-    await hub.projection("bindings").wait_for(6)
+    await hub.projection("bindings").wait_for(7)
     before = binding_row(database_url, "youzan")
     assert before["status"] == "unbound"
     await hub.projection("bindings").stop()
     book = load_policy_book()
-    assert await rebuild(database_url, BindingsProjection(book.holiday_calendar)) == 6
+    assert await rebuild(database_url, BindingsProjection(book.holiday_calendar)) == 7
     assert binding_row(database_url, "youzan") == before
 
 

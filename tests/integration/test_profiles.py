@@ -25,7 +25,7 @@ from hub.service.hub import Hub
 from hub.service.inbound import OrderIntake
 from hub.service.personal import PersonalData, profile_policies
 from hub.service.policies import load_policy_book
-from tests.binding_payloads import ACCOUNT, encode, keys, qualify, request, verify
+from tests.binding_payloads import ACCOUNT, activate
 
 YOUZAN = "youzan"
 AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -54,15 +54,7 @@ async def hub(database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
 
 
 async def _bind(hub: Hub, shop_id: str, mapped: list[str]) -> ShopConfig:
-    for name, payload in [
-        ("binding.request", request(YOUZAN, shop_id=shop_id)),
-        ("binding.verify_subject", verify(YOUZAN, shop_id=shop_id)),
-        ("binding.record_qualification", qualify(YOUZAN, shop_id)),
-        ("binding.authorise", keys(YOUZAN, shop_id) | {"mapped_data": mapped}),
-        ("binding.activate", keys(YOUZAN, shop_id)),
-    ]:
-        reply = await hub.handle(name, encode(payload))
-        assert reply.ok, (name, reply.error)
+    await activate(hub, YOUZAN, shop_id, mapped)
     return ShopConfig(
         platform=YOUZAN,
         shop_id=shop_id,

@@ -24,7 +24,7 @@ from hub.service.commands import BINDING_RULES
 from hub.service.hub import Hub
 from hub.service.policies import load_policy_book
 from hub.service.risk import traffic_budget_of, violation_rule_of
-from tests.binding_payloads import ACCOUNT, SHOP, encode, keys, to_active
+from tests.binding_payloads import ACCOUNT, SHOP, activate, encode, keys
 
 WECHAT = "wechat_shop"
 
@@ -34,9 +34,7 @@ async def _active_hub(database_url: str, book: PolicyBook) -> Hub:
         database_url=database_url, nats_url=None, projections=[], policy_book=book
     )
     await hub.start()
-    for name, payload in to_active(WECHAT):
-        reply = await hub.handle(name, encode(payload))
-        assert reply.ok, (name, reply.error)
+    await activate(hub, WECHAT)
     return hub
 
 

@@ -26,6 +26,7 @@ from domain.binding import (
     BindingUnbound,
     DataScopeError,
     GrantObtained,
+    GrantRequiredError,
     IllegalTransitionError,
     InvalidMappingError,
     InvalidSubjectCodeError,
@@ -114,6 +115,17 @@ def qualify(platform: str, **changes: Any) -> RecordQualification:
     return RecordQualification(**keys(platform), facts=good_facts(**changes))
 
 
+GRANT = "sha256:1a2b3c4d5e6f7081 until 2025-09-26T04:00:00+00:00"
+
+
+def authorise(platform: str, **changes: Any) -> list[BindingCommand]:
+    """The hub's route: the grant it obtained, then the authorisation naming it."""
+    return [
+        RecordGrant(**keys(platform), grant_ref=GRANT),
+        Authorise(**keys(platform), grant_ref=GRANT, **changes),
+    ]
+
+
 def run(
     platform: str, commands: Sequence[BindingCommand], now: datetime = NOW
 ) -> tuple[Binding | None, list[Event]]:
@@ -153,7 +165,7 @@ def path_to(platform: str, status: str) -> list[BindingCommand]:
                 else []
             ),
         ),
-        ("authorised", lambda: [Authorise(**keys(platform))]),
+        ("authorised", lambda: authorise(platform)),
         ("active", lambda: [Activate(**keys(platform))]),
         ("suspended", lambda: [Suspend(**keys(platform), reason="token revoked")]),
     ]
@@ -203,7 +215,7 @@ def test_wechat_binding_walks_the_whole_lifecycle() -> None:
                 requirement="corporate_bank_account_verification",
                 evidence="transfer 0.37 CNY confirmed",
             ),
-            Authorise(**keys(platform)),
+            *authorise(platform),
             Activate(**keys(platform)),
             Suspend(
                 **keys(platform),
@@ -219,13 +231,14 @@ def test_wechat_binding_walks_the_whole_lifecycle() -> None:
         SubjectVerified,
         QualificationPassed,
         SpecialRequirementMet,
+        GrantObtained,
         BindingAuthorised,
         BindingActivated,
         BindingSuspended,
         BindingReinstated,
         BindingUnbound,
     ]
-    assert [e.originator_version for e in events] == list(range(1, 10))
+    assert [e.originator_version for e in events] == list(range(1, 11))
     expected_id = binding_id(ACCOUNT, platform, SHOP)
     assert all(e.originator_id == expected_id for e in events)
     assert all(e.event_platform == platform for e in events)
@@ -243,7 +256,7 @@ def test_wechat_binding_walks_the_whole_lifecycle() -> None:
     assert unbound.previous_status == "active"
     assert state is not None
     assert state.status == "unbound"
-    assert state.version == 9
+    assert state.version == 10
 
 
 @pytest.mark.parametrize(
@@ -459,9 +472,6 @@ def test_meeting_a_requirement_again_adds_nothing() -> None:
 # -- authorisation and data scope -----------------------------------------------
 
 
-GRANT = "sha256:1a2b3c4d5e6f7081 until 2025-09-26T04:00:00+00:00"
-
-
 @pytest.mark.parametrize("platform", ["wechat_shop", "kuaishou_shop", "youzan"])
 def test_an_authorisation_on_a_grant_the_hub_obtained_uses_it_up(
     platform: str,
@@ -501,13 +511,28 @@ def test_an_authorisation_naming_a_grant_the_hub_did_not_obtain_is_refused(
         )
 
 
+@pytest.mark.parametrize("platform", ["wechat_shop", "douyin_shop", "youzan"])
+def test_an_authorisation_without_a_grant_is_refused_naming_the_field(
+    platform: str,
+) -> None:
+    with pytest.raises(GrantRequiredError) as refused:
+        when(
+            platform,
+            path_to(platform, "requirements_met"),
+            Authorise(**keys(platform)),
+        )
+    assert refused.value.code == "grant_required"
+    assert "grant_ref missing" in str(refused.value)
+    assert "only on a grant the hub obtained" in str(refused.value)
+
+
 def test_custom_mapping_records_the_mapped_data() -> None:
     platform = "youzan"
     state, events = run(
         platform,
         [
             *path_to(platform, "requirements_met"),
-            Authorise(**keys(platform), mapped_data=("products", "orders", "products")),
+            *authorise(platform, mapped_data=("products", "orders", "products")),
             Activate(**keys(platform)),
         ],
     )

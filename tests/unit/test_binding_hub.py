@@ -38,11 +38,12 @@ from tests.binding_payloads import (
     NOW,
     SHOP,
     USCC,
+    activate,
     encode,
     keys,
     qualify,
     request,
-    to_active,
+    to_requirements_met,
     verify,
 )
 from tests.memory_hub import committing, in_memory_hub
@@ -128,7 +129,7 @@ def test_rules_pass_the_commands_platform_profile_to_decide() -> None:
 def test_changed_threshold_in_the_book_changes_the_decision() -> None:
     state = None
     rules = BindingRules(BOOK)
-    for name, payload in to_active("kuaishou_shop")[:2]:
+    for name, payload in to_requirements_met("kuaishou_shop")[:2]:
         command = msgspec.convert(payload, COMMANDS[name].type)
         for event in rules.decide(state, command, Context(now=NOW)):
             state = rules.mutate(event, state)
@@ -148,11 +149,11 @@ def test_changed_threshold_in_the_book_changes_the_decision() -> None:
 
 async def test_binding_walks_to_active_and_back_through_the_hub(hub: Hub) -> None:
     platform = "wechat_shop"
-    replies = [await _send(hub, name, data) for name, data in to_active(platform)]
-    assert all(reply.ok for reply in replies), [r.error for r in replies]
-    assert [event for reply in replies for event in reply.events] == ACTIVE_EVENTS
-    assert replies[-1].state is not None
-    assert replies[-1].state["status"] == "active"
+    connection = await activate(hub, platform)
+    assert connection.status == "active"
+    aggregate_id = binding.binding_id(ACCOUNT, platform, SHOP)
+    walked = [type(e).__name__ for e in hub.app.load_events(aggregate_id)]
+    assert walked == ACTIVE_EVENTS
     suspended = await _send(
         hub, "binding.suspend", keys(platform) | {"reason": "credit fell"}
     )
@@ -163,7 +164,7 @@ async def test_binding_walks_to_active_and_back_through_the_hub(hub: Hub) -> Non
         ["BindingReinstated"],
         ["BindingUnbound"],
     ]
-    assert unbound.version == 9
+    assert unbound.version == 10
     assert unbound.aggregate_id == binding.binding_id(ACCOUNT, platform, SHOP)
 
 
@@ -197,7 +198,7 @@ async def test_rejection_is_recorded_and_the_reply_lists_every_failure(
     hub: Hub,
 ) -> None:
     platform = "kuaishou_shop"
-    for name, data in to_active(platform)[:2]:
+    for name, data in to_requirements_met(platform)[:2]:
         assert (await _send(hub, name, data)).ok
     reply = await _send(
         hub,
@@ -220,7 +221,7 @@ async def test_a_forged_grant_is_refused_and_no_command_records_one(
     hub: Hub,
 ) -> None:
     platform = "youzan"
-    for name, data in to_active(platform)[:-2]:
+    for name, data in to_requirements_met(platform):
         assert (await _send(hub, name, data)).ok
     forged = keys(platform) | {"grant_ref": "sha256:0123456789abcdef until 2099"}
     reply = await _send(hub, "binding.authorise", forged)
@@ -233,6 +234,21 @@ async def test_a_forged_grant_is_refused_and_no_command_records_one(
     assert recorded.error is not None
     assert recorded.error.code == "invalid_command"
     assert all("grant" not in name for name in COMMANDS if name != "binding.authorise")
+
+
+async def test_an_authorisation_without_a_grant_is_refused_naming_field_and_rule(
+    hub: Hub,
+) -> None:
+    platform = "wechat_shop"
+    for name, data in to_requirements_met(platform):
+        assert (await _send(hub, name, data)).ok
+    reply = await _send(hub, "binding.authorise", keys(platform))
+    assert reply.error is not None
+    assert reply.error.code == "grant_required"
+    assert "grant_ref missing" in reply.error.message
+    assert "only on a grant the hub obtained" in reply.error.message
+    events = hub.app.load_events(binding.binding_id(ACCOUNT, platform, SHOP))
+    assert type(events[-1]).__name__ == "SpecialRequirementMet"
 
 
 async def test_unknown_platform_is_refused_naming_the_known_ones(hub: Hub) -> None:
@@ -262,12 +278,14 @@ def _lifecycle_events() -> list[Event]:
     steps = [
         ("binding.request", request("wechat_shop")),
         ("binding.verify_subject", verify("wechat_shop", name="别的公司")),
-        *to_active("wechat_shop")[1:2],
+        *to_requirements_met("wechat_shop")[1:2],
         (
             "binding.record_qualification",
             qualify("wechat_shop", compliance_score=50),
         ),
-        *to_active("wechat_shop")[2:],
+        *to_requirements_met("wechat_shop")[2:],
+        ("binding.authorise", keys("wechat_shop")),
+        ("binding.activate", keys("wechat_shop")),
         ("binding.suspend", keys("wechat_shop") | {"reason": "token revoked"}),
         ("binding.reinstate", keys("wechat_shop")),
         ("binding.unbind", keys("wechat_shop")),
