@@ -591,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.profiles_cli import add_profiles_verbs
 
     add_profiles_verbs(verbs)
+    from hub.entry.demo import add_demo_parser
+
+    add_demo_parser(verbs)
     return parser
 
 

@@ -139,3 +139,81 @@ def cmd_sandbox(settings: object, args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+class SandboxProcess:
+    """``hub sandbox --port 0`` as a child process of this one.
+
+    The sandbox gets a core of its own (it shares no interpreter lock with the
+    hub), and dies with its parent even when that is killed with SIGKILL.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        """Prepare a child sandbox with fault and id ``seed``."""
+        self.seed = seed
+        self.url = ""
+        self.process: Any = None
+        self._drain: Any = None
+
+    async def start(self, timeout_s: float = 30.0) -> str:
+        """Start it; return its URL once it printed it and answers there."""
+        import asyncio
+        import re
+        import signal
+
+        from connectors.sandbox.control_client import SandboxControl
+        from hub.infra.embedded import parent_death_signal
+
+        self.process = process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.entry.cli",
+            "sandbox",
+            "--port",
+            "0",
+            "--seed",
+            str(self.seed),
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        assert process.stdout is not None
+        async with asyncio.timeout(timeout_s):
+            line = (await process.stdout.readline()).decode()
+            found = re.search(r"sandbox: (http://\S+)", line)
+            if found is None:
+                raise RuntimeError(
+                    f"hub sandbox exited ({process.returncode}) or printed {line!r}"
+                )
+            self.url = found[1]
+            self._drain = asyncio.create_task(_drain(process.stdout))
+            control = SandboxControl(self.url)
+            try:
+                await control.health()
+            finally:
+                await control.aclose()
+        return self.url
+
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, SIGKILL after ``timeout_s``; return once it is gone."""
+        import asyncio
+        import signal
+
+        from hub.infra.runtime import cancel_and_wait
+
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await cancel_and_wait(self._drain)
+        self._drain = None
+
+
+async def _drain(stdout: Any) -> None:
+    """Keep reading a child's stdout (a full pipe would stall it)."""
+    while await stdout.readline():
+        pass

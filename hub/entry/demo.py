@@ -1,0 +1,895 @@
+"""``hub demo``: the reference case replayed on the embedded runtime.
+
+One process runs everything a new user needs to see the hub at work: the
+embedded PostgreSQL and nats-server (under ``HUB_HOME``), the sandbox
+platforms, and the hub with its HTTP port (webhooks, OAuth callbacks, the
+dashboard). Then, as a merchant would:
+
+1. **Bind** the brand's four shops through their real routes: each binding is
+   requested, its subject verified, its qualification recorded and its special
+   requirements met; then the hub runs the platform's route (WeChat's and
+   Douyin's grants at once, Kuaishou's and Youzan's OAuth consent through the
+   hub's callback). No token is seeded.
+2. **Prepare**: stock received with low-stock thresholds, the streamer's
+   commission and the live session's window, the live room's coupons.
+3. **Warm up**: nine videos with 380,000 plays in all.
+4. **Sell**: buyers order on the platforms at a steady pace, coupons stacked
+   on the shop's spend-threshold reduction; the live room's views are counted.
+   Douyin's orders reach the hub 30 minutes late (its rule: the demo's clock
+   jumps those 30 minutes after the session) and Kuaishou's on a manual pull.
+5. **Report**: the dashboard's figures, the ledger's totals, the longest time
+   from a sale to its low-stock alert, and whether any unit was sold twice.
+
+``hub demo --quick`` runs a small session and exits, printing one JSON object
+last; ``hub demo`` runs the full session (above 2,000,000 CNY) and leaves the
+dashboard open until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+import psycopg
+
+from connectors.sandbox import scenario
+from connectors.sandbox.control_client import SandboxControl
+from domain.calendar import CHINA_TIME
+from domain.policy import PolicyBook
+from hub.entry.sandbox_cli import SandboxProcess
+from hub.infra.runtime import cancel_and_wait
+from hub.infra.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+#: The live session's id.
+SESSION_ID = "live-demo-1"
+#: The streamer's commission in the live session, and outside it.
+SESSION_RATE = "0.20"
+BASE_RATE = "0.15"
+#: How long any one wait of the demo may take before it gives up.
+WAIT_S = 120.0
+#: The hub's subjects the demo listens on (``HUB_EVENTS``).
+ALERTS = "hub.events.stock.StockLowAlertRaised.>"
+PLACED = "hub.events.order.OrderPlaced.>"
+CORRELATION = "Hub-Correlation-Id"
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """How big a session is."""
+
+    orders: int
+    orders_per_s: float
+    #: Views of the live room over the session.
+    live_views: int
+    #: Stock and low-stock thresholds are the line-up's, times this.
+    stock_scale: float
+
+
+FULL = SessionPlan(orders=1_600, orders_per_s=40.0, live_views=160_000, stock_scale=1.0)
+QUICK = SessionPlan(orders=160, orders_per_s=20.0, live_views=12_000, stock_scale=0.1)
+
+
+class DemoError(RuntimeError):
+    """The demo could not go on; the message says at which step."""
+
+
+# ------------------------------------------------------------------- the clock
+
+
+@dataclass
+class DemoClock:
+    """Wall time, plus what the demo skips (Douyin's 30-minute delay)."""
+
+    skipped: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        """The demo's time."""
+        return datetime.now(UTC) + self.skipped
+
+
+# ------------------------------------------------------------------ the output
+
+
+@dataclass
+class Report:
+    """What the demo measured."""
+
+    orders_placed: int = 0
+    sold_out: int = 0
+    orders_stored: int = 0
+    gmv_fen: int = 0
+    paid_orders: int = 0
+    refunds_fen: int = 0
+    views: int = 0
+    conversion_rate: float = 0.0
+    average_order_value_fen: int = 0
+    discount_fen: int = 0
+    coupons_redeemed: int = 0
+    ledger_sales_fen: int = 0
+    ledger_unbalanced: int = 0
+    ledger_balances: dict[str, int] = field(default_factory=dict)
+    stock_alerts: int = 0
+    stock_alerts_late_by_rule: int = 0
+    stock_alert_max_s: float | None = None
+    oversold: int = 0
+    stock_refused_orders: int = 0
+    by_platform: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The last line of ``--quick``: one JSON object."""
+        return {
+            "gmv_fen": self.gmv_fen,
+            "orders": self.orders_stored,
+            "conversion_rate": round(self.conversion_rate, 6),
+            "average_order_value_fen": self.average_order_value_fen,
+            "ledger_unbalanced": self.ledger_unbalanced,
+            "stock_alert_max_s": (
+                None
+                if self.stock_alert_max_s is None
+                else round(self.stock_alert_max_s, 3)
+            ),
+            "oversold": self.oversold,
+            "ledger_sales_fen": self.ledger_sales_fen,
+            "discount_fen": self.discount_fen,
+            "stock_alerts": self.stock_alerts,
+            "sold_out": self.sold_out,
+            "stock_refused_orders": self.stock_refused_orders,
+        }
+
+
+class Console:
+    """The demo's display: steps and a progress bar on stderr (``rich``)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console as RichConsole
+
+        self.rich = RichConsole(stderr=True, highlight=False)
+
+    def step(self, text: str) -> None:
+        """Announce a step."""
+        self.rich.print(f"[bold cyan]▸[/] {text}")
+
+    def note(self, text: str) -> None:
+        """A detail under the current step."""
+        self.rich.print(f"  [dim]{text}[/]")
+
+    @contextlib.contextmanager
+    def progress(self, total: int) -> Any:
+        """A bar counting orders, with GMV so far."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("  orders"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[gmv]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.rich,
+            transient=False,
+        )
+        with bar:
+            task = bar.add_task("orders", total=total, gmv="")
+
+            def advance(done: int, gmv_fen: int) -> None:
+                bar.update(task, completed=done, gmv=f"¥{gmv_fen / 100:,.2f}")
+
+            yield advance
+
+
+def yuan(fen: int) -> str:
+    """Fen as ``¥1,234.56``."""
+    return f"¥{fen / 100:,.2f}"
+
+
+# ------------------------------------------------------------------- waiting
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], what: str, deadline_s: float = WAIT_S
+) -> None:
+    """Wait for ``check`` to hold, polling; :class:`DemoError` past the deadline."""
+    end = time.monotonic() + deadline_s
+    delay = 0.02
+    while not await check():
+        if time.monotonic() > end:
+            raise DemoError(f"gave up after {deadline_s:.0f} s waiting for {what}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+# --------------------------------------------------------------------- the run
+
+
+@dataclass
+class Rig:
+    """What a running demo holds."""
+
+    hub: Any
+    platforms: Any
+    control: SandboxControl
+    book: PolicyBook
+    url: str
+    listener: Any
+    stack: contextlib.AsyncExitStack
+
+
+@dataclass
+class Demo:
+    """One run of the demo on running servers."""
+
+    database_url: str
+    nats_url: str
+    settings: Settings
+    plan: SessionPlan
+    console: Console
+    seed: int = 7
+    #: Print the report as one JSON line (``--quick``).
+    quick: bool = False
+    clock: DemoClock = field(default_factory=DemoClock)
+    report: Report = field(default_factory=Report)
+    #: platform order id → when the demo placed it (monotonic seconds).
+    placed_at: dict[str, float] = field(default_factory=dict)
+    #: correlation id → (platform, order id), from ``OrderPlaced`` on NATS.
+    correlated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Platforms whose orders reach the hub late by their rule (not pushed).
+    late_platforms: set[str] = field(default_factory=set)
+    alert_delays: list[float] = field(default_factory=list)
+    #: Units each hub SKU received.
+    received: dict[str, int] = field(default_factory=dict)
+    #: Units of each hub SKU the platforms accepted orders for.
+    sold: dict[str, int] = field(default_factory=dict)
+
+    async def run(self, *, keep_open: bool) -> Report:
+        """Set everything up, play the session, report; stay up if asked."""
+        async with contextlib.AsyncExitStack() as stack:
+            rig = await self._start(stack)
+            await self._bind(rig)
+            rig.stack.push_async_callback(
+                cancel_and_wait,
+                asyncio.create_task(rig.platforms.scheduler.run(), name="sync"),
+            )
+            self.late_platforms = {
+                platform
+                for platform, policy in rig.platforms.policies.items()
+                if policy.orders.mode != "push"
+            }
+            await self._prepare(rig)
+            await self._listen(rig.listener)
+            await self._warm_up(rig.hub)
+            await self._sell(rig.hub, rig.control)
+            await self._late_orders(rig.platforms)
+            await self._settle_figures(rig.hub)
+            self._print()
+            if self.quick:
+                print(json.dumps(self.report.summary(), ensure_ascii=False), flush=True)
+            if keep_open:
+                await self._stay_open(rig.url)
+        return self.report
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> Rig:
+        """The sandbox, the hub and its HTTP port, each stopped by ``stack``."""
+        from hub.bootstrap import (
+            bootstrap,
+            connect_platforms,
+            master_key_of,
+            personal_data_of,
+            policy_book_of,
+            token_store_of,
+        )
+        from hub.entry.health import health_app
+        from hub.entry.http import HttpServer
+        from hub.entry.nats_api import build_broker
+
+        book = policy_book_of(self.settings)
+        sandbox = SandboxProcess(seed=self.seed)
+        control = SandboxControl(await sandbox.start())
+        stack.push_async_callback(sandbox.stop)
+        stack.push_async_callback(control.aclose)
+        self.console.step(f"sandbox platforms at {sandbox.url}")
+        config = await self._shops(control, book)
+        hub = bootstrap(
+            database_url=self.database_url, nats_url=self.nats_url, policy_book=book
+        )
+        await hub.start()
+        stack.push_async_callback(hub.stop)
+        broker = build_broker(self.nats_url, hub)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        master = master_key_of(self.settings)
+        platforms = connect_platforms(
+            hub,
+            config,
+            clock=self.clock.now,
+            token_store=token_store_of(self.database_url, config, master),
+            personal=personal_data_of(self.database_url, master),
+            callback_base=self.settings.callback_base,
+        )
+        await platforms.start(http_port=None, schedule=False, nats_url=self.nats_url)
+        stack.push_async_callback(platforms.stop)
+        try:
+            server = await HttpServer(
+                health_app(hub.supervisor, platforms.app()),
+                "127.0.0.1",
+                self.settings.http_port,
+            ).start()
+        except OSError as exc:
+            raise SettingsError(
+                f"HUB_HTTP_PORT={self.settings.http_port}: cannot listen there "
+                f"({exc.strerror or exc}); set HUB_HTTP_PORT to a free port"
+            ) from None
+        stack.push_async_callback(server.stop)
+        listener = await nats.connect(self.nats_url)
+        stack.push_async_callback(listener.close)
+        self.console.step(f"hub at {server.url} (dashboard: {server.url}/dashboard)")
+        await control.set_webhooks(
+            {
+                shop.platform: f"{server.url}/webhooks/{shop.platform}"
+                for shop in scenario.SHOPS
+            }
+        )
+        return Rig(
+            hub=hub,
+            platforms=platforms,
+            control=control,
+            book=book,
+            url=server.url,
+            listener=listener,
+            stack=stack,
+        )
+
+    # ---------------------------------------------------------------- shops
+
+    async def _shops(self, control: SandboxControl, book: PolicyBook) -> Any:
+        """Open the brand's shops on the platforms; the hub's connectors registry."""
+        from hub.infra.shops import ConnectorsConfig, Listing, ShopConfig
+
+        shops = []
+        for p_index, shop in enumerate(scenario.SHOPS):
+            credentials = await control.create_shop(shop.platform, shop.shop_id)
+            listings = []
+            for s_index, product in enumerate(scenario.PRODUCTS):
+                product_id, sku_id = scenario.platform_ids(p_index, s_index)
+                await control.set_sku(
+                    shop.platform,
+                    shop.shop_id,
+                    sku_id,
+                    product_id=product_id,
+                    stock=0,
+                    price_fen=product.price_fen,
+                    title=product.title,
+                )
+                listings.append(
+                    Listing(
+                        hub_sku=product.sku,
+                        platform_sku_id=sku_id,
+                        product_id=product_id,
+                        rule=shop.rule,
+                    )
+                )
+            shops.append(
+                ShopConfig(
+                    platform=shop.platform,
+                    shop_id=shop.shop_id,
+                    channel_account=scenario.CHANNEL_ACCOUNT,
+                    credentials=dict(credentials),
+                    listings=tuple(listings),
+                )
+            )
+            name = book.profiles[shop.platform].display_name
+            self.console.note(f"{name}: shop {shop.shop_id} opened")
+        return ConnectorsConfig(
+            base_urls={shop.platform: control.base_url for shop in scenario.SHOPS},
+            shops=tuple(shops),
+        )
+
+    # -------------------------------------------------------------- binding
+
+    async def _bind(self, rig: Rig) -> None:
+        """Each shop through its platform's binding route, as its merchant would."""
+        hub, platforms, book = rig.hub, rig.platforms, rig.book
+        self.console.step("binding the four shops through their routes")
+        today = self.clock.now().astimezone(CHINA_TIME).date()
+        subject = {"kind": "enterprise", "name": "美妆示范有限公司", "code": USCC}
+        async with httpx.AsyncClient(timeout=15) as http:
+            for shop in scenario.SHOPS:
+                profile = book.profiles[shop.platform]
+                keys = {
+                    "channel_account": scenario.CHANNEL_ACCOUNT,
+                    "platform": shop.platform,
+                    "shop_id": shop.shop_id,
+                }
+                steps: list[tuple[str, dict[str, Any]]] = [
+                    ("binding.request", keys | {"materials": list(profile.materials)}),
+                    (
+                        "binding.verify_subject",
+                        keys | {"account_subject": subject, "licence_subject": subject},
+                    ),
+                    (
+                        "binding.record_qualification",
+                        keys
+                        | {
+                            "facts": {
+                                "as_of": today.isoformat(),
+                                "compliance_score": 95,
+                                "followers": 380_000,
+                                "last_completed_sale_on": (
+                                    today - timedelta(days=1)
+                                ).isoformat(),
+                            }
+                        },
+                    ),
+                    *(
+                        ("binding.meet_requirement", keys | {"requirement": need})
+                        for need in profile.special_requirements
+                    ),
+                ]
+                for name, payload in steps:
+                    reply = await hub.handle(name, msgspec.json.encode(payload))
+                    if not reply.ok:
+                        raise DemoError(
+                            f"{name} of {shop.platform}/{shop.shop_id}: "
+                            f"{reply.error.message}"
+                        )
+                started = await platforms.routes.connect(
+                    shop.platform, shop.shop_id, mapped_data=shop.mapped_data
+                )
+                route = profile.binding_route.kind if profile.binding_route else "route"
+                if started.status == "consent_needed":
+                    back = await scenario.consent(
+                        http, shop.platform, started.consent_url, shop.shop_id
+                    )
+                    answer = await http.get(back)
+                    if answer.status_code != 200:
+                        raise DemoError(
+                            f"the OAuth callback of {shop.platform} answered "
+                            f"{answer.status_code}: {answer.text}"
+                        )
+                    status = answer.json()["status"]
+                    self.console.note(
+                        f"{profile.display_name}: {route}, consent → callback → "
+                        f"{status}"
+                    )
+                else:
+                    status = started.status
+                    self.console.note(f"{profile.display_name}: {route} → {status}")
+                if status != "active":
+                    raise DemoError(f"{shop.platform} binding ended {status}")
+
+    # -------------------------------------------------------------- prepare
+
+    async def _prepare(self, rig: Rig) -> None:
+        """Stock and alerts, the streamer's terms, the live session."""
+        hub, platforms, control = rig.hub, rig.platforms, rig.control
+        from domain import payout
+        from domain.stock import ReceiveStock, SetLowStockThreshold
+
+        self.console.step("stock received, commission agreed, live session scheduled")
+        for product in scenario.PRODUCTS:
+            units = max(1, round(product.stock * self.plan.stock_scale))
+            low = max(1, round(product.low_stock * self.plan.stock_scale))
+            await hub.execute(
+                "stock.receive",
+                ReceiveStock(sku=product.sku, quantity=units, reference="demo-inbound"),
+            )
+            await hub.execute(
+                "stock.set_low_threshold",
+                SetLowStockThreshold(sku=product.sku, threshold=low),
+            )
+            self.received[product.sku] = units
+            self.console.note(f"{product.sku}: {units} units, alert at ≤ {low}")
+        now = self.clock.now()
+        for shop in scenario.SHOPS:
+            binding = {
+                "channel_account": scenario.CHANNEL_ACCOUNT,
+                "platform": shop.platform,
+                "shop_id": shop.shop_id,
+            }
+            await hub.execute(
+                "payout.agree_commission",
+                payout.AgreeCommission(
+                    **binding, streamer=scenario.STREAMER, rate=BASE_RATE
+                ),
+            )
+            await hub.execute(
+                "payout.schedule_live_session",
+                payout.ScheduleLiveSession(
+                    **binding,
+                    session_id=SESSION_ID,
+                    starts_at=now,
+                    ends_at=now + timedelta(hours=3),
+                    streamer=scenario.STREAMER,
+                    rate=SESSION_RATE,
+                ),
+            )
+
+        # A platform whose stock is written only at its calibration times
+        # gets the new stock from one calibration now (as an operator would).
+        for platform, policy in platforms.policies.items():
+            if policy.stock.mode == "scheduled_calibration":
+                await platforms.outbound.calibrate(platform)
+                self.console.note(f"{platform}: stock written by a calibration run")
+
+        async def listed() -> bool:
+            for p_index, shop in enumerate(scenario.SHOPS):
+                _, sku_id = scenario.platform_ids(p_index, 0)
+                if await control.stock(shop.platform, shop.shop_id, sku_id) <= 0:
+                    return False
+            return True
+
+        await until(listed, "the stock to be listed on every platform")
+        self.console.note("every platform lists its share of the stock")
+
+    # ------------------------------------------------------------ listening
+
+    async def _listen(self, listener: Any) -> None:
+        """Hear orders and low-stock alerts as a downstream subscriber would."""
+
+        async def on_placed(msg: Any) -> None:
+            data = json.loads(msg.data)["data"]
+            correlation = (msg.headers or {}).get(CORRELATION)
+            if correlation:
+                self.correlated[correlation] = (
+                    str(data["platform"]),
+                    str(data["platform_order_id"]),
+                )
+
+        async def on_alert(msg: Any) -> None:
+            heard = time.monotonic()
+            correlation = (msg.headers or {}).get(CORRELATION, "")
+            platform, order = self.correlated.get(correlation, ("", ""))
+            self.report.stock_alerts += 1
+            placed = self.placed_at.get(order)
+            if platform in self.late_platforms:
+                # Its sale reached the hub when the platform's rule let it.
+                self.report.stock_alerts_late_by_rule += 1
+            elif placed is not None:
+                self.alert_delays.append(heard - placed)
+
+        await listener.subscribe(PLACED, cb=on_placed)
+        await listener.subscribe(ALERTS, cb=on_alert)
+
+    # -------------------------------------------------------------- warm-up
+
+    async def _warm_up(self, hub: Any) -> None:
+        """Nine warm-up videos and their plays."""
+        self.console.step(
+            f"{len(scenario.WARM_UP_PLAYS)} warm-up videos: "
+            f"{sum(scenario.WARM_UP_PLAYS):,} plays"
+        )
+        for index, plays in enumerate(scenario.WARM_UP_PLAYS, start=1):
+            await self._views(hub, "video", f"warmup-{index}", plays)
+
+    async def _views(self, hub: Any, source: str, source_id: str, views: int) -> None:
+        payload = {
+            "channel_account": scenario.CHANNEL_ACCOUNT,
+            "source": source,
+            "source_id": source_id,
+            "views": views,
+            "at": self.clock.now().isoformat(),
+        }
+        reply = await hub.handle("audience.record_views", msgspec.json.encode(payload))
+        if not reply.ok:
+            raise DemoError(f"audience.record_views: {reply.error.message}")
+
+    # ----------------------------------------------------------------- sell
+
+    async def _sell(self, hub: Any, control: SandboxControl) -> None:
+        """The live session: paced buyers on the four platforms."""
+        plan = self.plan
+        self.console.step(
+            f"live session {SESSION_ID}: {plan.orders:,} buyers at "
+            f"{plan.orders_per_s:.0f}/s with {scenario.STREAMER}"
+        )
+        buyers = scenario.buyers(self.seed)
+        ids = {
+            (shop.platform, product.sku): scenario.platform_ids(p, s)[1]
+            for p, shop in enumerate(scenario.SHOPS)
+            for s, product in enumerate(scenario.PRODUCTS)
+        }
+        semaphore = asyncio.Semaphore(32)
+        done = 0
+        gmv = 0
+        views_per_order = plan.live_views / plan.orders
+        views_owed = 0.0
+        start = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        with self.console.progress(plan.orders) as advance:
+
+            async def buy(purchase: scenario.Purchase) -> None:
+                nonlocal done, gmv
+                async with semaphore:
+                    lines = pricing(purchase)
+                    payload = [
+                        {
+                            "sku_id": ids[(purchase.shop.platform, product.sku)],
+                            "quantity": quantity,
+                            "discount_fen": discount,
+                        }
+                        for (product, quantity), discount in zip(
+                            purchase.lines, lines, strict=True
+                        )
+                    ]
+                    order = await self._place(control, purchase, payload)
+                    done += 1
+                    if order is not None:
+                        gmv += sum(
+                            product.price_fen * quantity
+                            for product, quantity in purchase.lines
+                        ) - sum(lines)
+                        self.report.discount_fen += sum(lines)
+                    advance(done, gmv)
+
+            for n in range(plan.orders):
+                due = start + n / plan.orders_per_s
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                views_owed += views_per_order
+                if views_owed >= 100 or n == plan.orders - 1:
+                    await self._views(hub, "live", SESSION_ID, round(views_owed))
+                    views_owed = 0.0
+                tasks.append(asyncio.create_task(buy(next(buyers))))
+            await asyncio.gather(*tasks)
+
+    async def _place(
+        self,
+        control: SandboxControl,
+        purchase: scenario.Purchase,
+        lines: list[dict[str, Any]],
+    ) -> str | None:
+        shop = purchase.shop
+        placed = time.monotonic()
+        try:
+            order = await control.create_order(
+                shop.platform, shop.shop_id, lines, buyer=buyer_of(len(self.placed_at))
+            )
+        except Exception as exc:  # the platform refuses beyond its listed stock
+            if "holds" in str(exc):
+                self.report.sold_out += 1
+                return None
+            raise
+        order_id = str(order["order_id"])
+        self.placed_at[order_id] = placed
+        await control.order_action(shop.platform, shop.shop_id, order_id, "pay")
+        self.report.orders_placed += 1
+        for product, quantity in purchase.lines:
+            self.sold[product.sku] = self.sold.get(product.sku, 0) + quantity
+        self.report.by_platform[shop.platform] = (
+            self.report.by_platform.get(shop.platform, 0) + 1
+        )
+        return order_id
+
+    # --------------------------------------------------------- late orders
+
+    async def _late_orders(self, platforms: Any) -> None:
+        """Pull what the platforms' rules deliver late, then wait for every order."""
+        self.console.step("orders that arrive late by their platform's rules")
+        late = [shop for shop in scenario.SHOPS if shop.platform in self.late_platforms]
+        skip = max(
+            (platforms.policies[s.platform].orders.poll_delay_s for s in late),
+            default=0,
+        )
+        if skip:
+            self.clock.skipped += timedelta(seconds=skip + 60)
+            self.console.note(
+                f"the demo's clock skips {skip // 60} minutes (the longest "
+                "platform delay)"
+            )
+        async with await nats.connect(self.nats_url) as client:
+            for shop in late:
+                answer = await client.request(
+                    "hub.cmd.sync.orders",
+                    msgspec.json.encode(
+                        {"platform": shop.platform, "shop_id": shop.shop_id}
+                    ),
+                    timeout=60,
+                )
+                pulled = json.loads(answer.data)
+                self.console.note(
+                    f"{shop.platform}/{shop.shop_id}: pulled "
+                    f"{pulled.get('orders', pulled)} orders "
+                    "(hub.cmd.sync.orders)"
+                )
+        expected = self.report.orders_placed
+
+        async def stored() -> bool:
+            async with await psycopg.AsyncConnection.connect(self.database_url) as c:
+                cur = await c.execute(
+                    "SELECT count(*) FROM orders WHERE paid_fen IS NOT NULL"
+                )
+                row = await cur.fetchone()
+            self.report.orders_stored = int(row[0]) if row else 0
+            return self.report.orders_stored >= expected
+
+        await until(stored, f"all {expected} orders paid in the hub")
+
+    # -------------------------------------------------------------- figures
+
+    async def _settle_figures(self, hub: Any) -> None:
+        """Wait for every read model to reach the log's head; read the figures."""
+        from eventlog.log import log_head
+        from projections.ledger import trial_balance
+
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            head = await log_head(conn)
+        for runner in hub.projections:
+            await runner.wait_for(head)
+        for process in hub.processes:
+            await process.wait_for(head)
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            head = await log_head(conn)
+        for runner in hub.projections:
+            await runner.wait_for(head)
+        report = self.report
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute(
+                "SELECT count(*), coalesce(sum(paid_fen), 0), "
+                "coalesce(sum(refunded_fen), 0) FROM orders WHERE paid_fen IS NOT NULL"
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            report.paid_orders, paid, report.refunds_fen = (int(v) for v in row)
+            report.gmv_fen = paid - report.refunds_fen
+            cur = await conn.execute(
+                "SELECT coalesce(sum(p.amount_fen), 0) FROM ledger_postings p "
+                "JOIN ledger_transactions t ON t.id = p.transaction_id "
+                "WHERE t.kind IN ('sale', 'refund') AND t.status <> 'voided' "
+                "AND p.account LIKE 'receivable:%%'"
+            )
+            row = await cur.fetchone()
+            report.ledger_sales_fen = int(row[0]) if row else 0
+            balance = await trial_balance(conn)
+            report.ledger_unbalanced = len(balance.unbalanced)
+            cur = await conn.execute(
+                "SELECT count(*) FROM orders WHERE cardinality(stock_refusals) > 0"
+            )
+            row = await cur.fetchone()
+            report.stock_refused_orders = int(row[0]) if row else 0
+        report.views = await self._views_total()
+        report.conversion_rate = (
+            report.paid_orders / report.views if report.views else 0.0
+        )
+        report.average_order_value_fen = (
+            report.gmv_fen // report.paid_orders if report.paid_orders else 0
+        )
+        # What the platforms accepted beyond what the brand had: a unit sold twice.
+        report.oversold = sum(
+            max(0, self.sold.get(sku, 0) - units)
+            for sku, units in self.received.items()
+        )
+        report.stock_alert_max_s = max(self.alert_delays, default=None)
+
+    async def _views_total(self) -> int:
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_name = 'sales_views'"
+            )
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return 0
+            cur = await conn.execute("SELECT coalesce(sum(views), 0) FROM sales_views")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _print(self) -> None:
+        r = self.report
+        say = self.console
+        say.step("the session, as the dashboard and the ledger show it")
+        say.note(f"GMV {yuan(r.gmv_fen)} over {r.paid_orders:,} paid orders")
+        say.note(
+            f"conversion {r.conversion_rate:.2%} of {r.views:,} views; "
+            f"average order value {yuan(r.average_order_value_fen)}"
+        )
+        say.note(f"coupons and reductions: {yuan(r.discount_fen)} off")
+        say.note(
+            f"ledger: sales {yuan(r.ledger_sales_fen)}, "
+            f"{r.ledger_unbalanced} unbalanced transactions"
+        )
+        alert = (
+            "none raised"
+            if r.stock_alert_max_s is None
+            else f"{r.stock_alerts} raised, the slowest {r.stock_alert_max_s:.2f} s "
+            "after its sale"
+        )
+        say.note(f"low-stock alerts: {alert}")
+        say.note(f"oversold units: {r.oversold}; buyers turned away: {r.sold_out}")
+
+    async def _stay_open(self, url: str) -> None:
+        self.console.step(f"the dashboard stays open at {url}/dashboard; Ctrl-C ends")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+#: A valid unified social credit code for the demo's brand.
+USCC = "914403001922038216"
+
+
+def buyer_of(n: int) -> dict[str, str]:
+    """A made-up buyer (the sandbox's order carries one)."""
+    return {
+        "name": f"买家{n:05d}",
+        "phone": f"139{n:08d}",
+        "province": "浙江省",
+        "city": "杭州市",
+        "district": "西湖区",
+        "detail": f"文三路 {n % 500 + 1} 号",
+    }
+
+
+def pricing(purchase: scenario.Purchase) -> list[int]:
+    """The discount in fen on each of a purchase's lines."""
+    return [0 for _ in purchase.lines]
+
+
+# ----------------------------------------------------------------------- verb
+
+
+def add_demo_parser(verbs: Any) -> None:
+    """Add ``hub demo`` to the CLI."""
+    parser = verbs.add_parser(
+        "demo",
+        help="replay the reference case on the embedded runtime and the sandbox",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small session; exit and print one JSON object last",
+    )
+    parser.add_argument(
+        "--stay-open",
+        action="store_true",
+        help="with --quick: keep the dashboard open after the JSON line (Ctrl-C ends)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="the buyers' seed")
+    parser.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the demo; 0 when no unit was oversold and the ledger balances."""
+    from hub.bootstrap import servers
+    from hub.infra.runtime import run
+
+    plan = QUICK if args.quick else FULL
+    console = Console()
+    with servers(settings, start_embedded=True) as (database_url, nats_url):
+        demo = Demo(
+            database_url=database_url,
+            nats_url=nats_url,
+            settings=settings,
+            plan=plan,
+            console=console,
+            seed=args.seed,
+            quick=args.quick,
+        )
+        try:
+            report = run(demo.run(keep_open=args.stay_open or not args.quick))
+        except DemoError as exc:
+            print(f"hub demo: {exc}", file=sys.stderr)
+            return 1
+    return 0 if report.oversold == 0 and report.ledger_unbalanced == 0 else 1
