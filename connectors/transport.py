@@ -289,6 +289,11 @@ class ClientBase:
     platform: str = ""
     #: How long before its expiry an access token is refreshed.
     refresh_margin: ClassVar[timedelta]
+    #: Whether ``pull_orders`` gets whole orders in one call a page (the
+    #: platform's list API returns them), so reading many orders by update
+    #: time costs fewer calls than reading each. False where the list gives
+    #: ids only (each order is then read on its own anyway).
+    lists_whole_orders: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -60,6 +60,8 @@ class DouyinShopClient(AppClient[DouyinApp]):
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
     refresh_margin = protocol.REFRESH_MARGIN
+    #: ``/order/searchList`` returns whole orders.
+    lists_whole_orders = True
 
     # ------------------------------------------------------------------ auth
 

@@ -62,6 +62,8 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
     refresh_margin = protocol.REFRESH_MARGIN
+    #: ``open.order.cursor.list`` returns whole orders.
+    lists_whole_orders = True
 
     # ------------------------------------------------------------------ auth
 

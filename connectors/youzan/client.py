@@ -60,6 +60,8 @@ class YouzanClient(AppClient[YouzanApp]):
     platform = PLATFORM
     default_base_url = DEFAULT_BASE_URL
     refresh_margin = protocol.REFRESH_MARGIN
+    #: ``youzan.trades.sold.get`` returns whole orders.
+    lists_whole_orders = True
 
     # ------------------------------------------------------------------ auth
 

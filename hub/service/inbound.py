@@ -1,10 +1,12 @@
 """Orders in from the platforms: a platform's order → the hub's order commands.
 
-Pushes (``hub/entry/http.py``) and polls (``hub/service/sync.py``) end here. A push says
-only that an order changed; the order itself is read from the platform
-(``fetch_order``), so a push that arrives late, twice or out of order still
-brings the hub's order to the platform's *current* status. The commands are
-idempotent (the order's id is derived from platform and platform order id, and
+Pushes (``hub/entry/http.py``) and polls (``hub/service/sync.py``) end
+here. A push says only that an order changed; the order itself is read from
+the platform (``fetch_order``, or in a batch through the list API when pushes
+outrun the shop's API budget: :class:`ShopOrderReads`), so a push that
+arrives late, twice or out of order still brings the hub's order to the
+platform's *current* status. The commands are idempotent (the order's id is
+derived from platform and platform order id, and
 a step already taken decides nothing), so a replay changes nothing.
 
 Every pull first checks the shop's binding: it must be active and its data
@@ -20,8 +22,11 @@ subject's id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -161,6 +166,152 @@ def _convert(data: dict[str, Any], kind: type[Any], where: str) -> Any:
         raise MalformedOrderError(f"{where}: {exc}") from None
 
 
+#: How far before the earliest waiting push (and after now) a batched read's
+#: update-time window reaches: the platform stamps an order's update before it
+#: pushes it, and its clock may differ a little from the hub's.
+WINDOW_MARGIN = timedelta(seconds=2)
+#: Orders per page of a batched read (the smallest of the platforms' limits).
+BATCH_PAGE_SIZE = 50
+
+
+class ShopOrderReads:
+    """The order reads of one shop, within its API budget.
+
+    A push asks for its order (:meth:`read`); the reads run one batch at a
+    time. A batch waits until the shop's budget has a call for it, then takes
+    every order asked for meanwhile: one order is read on its own; several are
+    read through the platform's list API by update time (one call a page, from
+    just before the earliest push of the batch to now) when the client gets
+    whole orders that way (:attr:`connectors.transport.ClientBase.lists_whole_orders`),
+    else each on its own, side by side. So while the budget keeps up every push
+    is one read, and when pushes outrun it they share reads; two pushes of one
+    order (created, then paid) waiting together cost one. An order the window
+    did not return (a clock far off) is read on its own. A push waits for its
+    own order, so its answer still comes after the order is stored.
+
+    Args:
+        shop: The shop.
+        client: Its platform client.
+        clock: Unix seconds now.
+    """
+
+    def __init__(
+        self, shop: ShopConfig, client: Any, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.shop = shop
+        self.client = client
+        self._clock = clock
+        self._wanted: dict[str, list[asyncio.Future[PlatformOrder]]] = {}
+        self._earliest: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Platform calls the batches made (list pages and single reads).
+        self.calls = 0
+
+    async def read(self, platform_order_id: str) -> PlatformOrder:
+        """The order as the platform holds it now (read after this call).
+
+        Raises:
+            connectors.common.PlatformCallError: the platform did not answer
+                (or says there is no such order).
+        """
+        future: asyncio.Future[PlatformOrder] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._wanted.setdefault(platform_order_id, []).append(future)
+        now = self._clock()
+        self._earliest = now if self._earliest is None else min(self._earliest, now)
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(), name=f"order reads {self.shop.key}"
+            )
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._wanted:
+                ready = getattr(self.client, "budget_ready", None)
+                if ready is not None:
+                    await ready(self.shop.shop_id)
+                batch, self._wanted = self._wanted, {}
+                since, self._earliest = self._earliest, None
+                try:
+                    await self._answer(batch, since)
+                except Exception as exc:  # no push may wait for ever
+                    for futures in batch.values():
+                        _settle(futures, error=exc)
+        finally:
+            self._task = None
+
+    async def _answer(
+        self,
+        batch: dict[str, list[asyncio.Future[PlatformOrder]]],
+        since: float | None,
+    ) -> None:
+        found: dict[str, PlatformOrder] = {}
+        if len(batch) > 1 and self.client.lists_whole_orders and since is not None:
+            try:
+                found = await self._listed(set(batch), since)
+            except Exception:  # any failure: each is read on its own below
+                found = {}
+        missing = [order_id for order_id in batch if order_id not in found]
+        singles = await asyncio.gather(
+            *(self._single(order_id) for order_id in missing), return_exceptions=True
+        )
+        for order_id, single in zip(missing, singles, strict=True):
+            if isinstance(single, BaseException):
+                _settle(batch[order_id], error=single)
+            else:
+                found[order_id] = single
+        for order_id, futures in batch.items():
+            if order_id in found:
+                _settle(futures, order=found[order_id])
+
+    async def _single(self, order_id: str) -> PlatformOrder:
+        self.calls += 1
+        platform_order: PlatformOrder = await self.client.fetch_order(
+            self.shop.shop_id, order_id
+        )
+        return platform_order
+
+    async def _listed(self, wanted: set[str], since: float) -> dict[str, PlatformOrder]:
+        """The wanted orders among those updated from just before ``since`` to
+        now, page by page until every one is found or the pages end."""
+        start = datetime.fromtimestamp(since, UTC) - WINDOW_MARGIN
+        end = datetime.fromtimestamp(self._clock(), UTC) + WINDOW_MARGIN
+        found: dict[str, PlatformOrder] = {}
+        cursor: str | None = None
+        while True:
+            self.calls += 1
+            page = await self.client.pull_orders(
+                self.shop.shop_id, start, end, cursor, page_size=BATCH_PAGE_SIZE
+            )
+            found.update(_by_id(page.orders, wanted))
+            if not page.has_more or wanted <= found.keys():
+                return found
+            cursor = page.next_cursor
+
+
+def _by_id(
+    orders: Iterable[PlatformOrder], wanted: set[str]
+) -> dict[str, PlatformOrder]:
+    return {o.order_id: o for o in orders if o.order_id in wanted}
+
+
+def _settle(
+    futures: list[asyncio.Future[PlatformOrder]],
+    *,
+    order: PlatformOrder | None = None,
+    error: BaseException | None = None,
+) -> None:
+    for future in futures:
+        if future.done():
+            continue  # its push gave up waiting
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(order)  # type: ignore[arg-type]
+
+
 @dataclass
 class Ingested:
     """What taking one platform order in stored."""
@@ -201,6 +352,7 @@ class OrderIntake:
         self.personal = personal
         self.profiles = dict(profiles or {})
         self.crm = crm
+        self._reads: dict[str, ShopOrderReads] = {}
 
     async def sealed_buyer(
         self, shop: ShopConfig, platform_order: PlatformOrder
@@ -283,8 +435,15 @@ class OrderIntake:
         """
         await self.check_scope(shop, "sales")
         client = await self.connectors.ready_client(shop)
-        platform_order = await client.fetch_order(shop.shop_id, platform_order_id)
+        platform_order = await self.reads_of(shop, client).read(platform_order_id)
         return await self.apply(shop, platform_order)
+
+    def reads_of(self, shop: ShopConfig, client: Any) -> ShopOrderReads:
+        """The shop's order reads (batched when pushes outrun its budget)."""
+        reads = self._reads.get(shop.key)
+        if reads is None or reads.client is not client:
+            reads = self._reads[shop.key] = ShopOrderReads(shop, client)
+        return reads
 
     async def apply(self, shop: ShopConfig, platform_order: PlatformOrder) -> Ingested:
         """Run the order's commands; return once their events are durable.
