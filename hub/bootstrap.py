@@ -49,6 +49,7 @@ from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
 from projections.ledger import LedgerProjection
+from projections.marketing import MarketingProjection
 from projections.orders import OrdersProjection
 from projections.profiles import CustomerProfilesProjection
 from projections.sales import SalesProjection
@@ -73,6 +74,7 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
         CustomerProfilesProjection(),
         LedgerProjection(),
         SalesProjection(),
+        MarketingProjection(),
     ]
 
 

@@ -28,6 +28,7 @@ from hub.bootstrap import (
     servers,
 )
 from hub.entry.bindings_cli import add_connect
+from hub.entry.remote_command import run_command
 from hub.infra.runtime import configure_logging, leave, run_until_signal
 from hub.infra.runtime import run as run_loop
 from hub.infra.settings import Settings, SettingsError, nats_servers
@@ -194,51 +195,6 @@ BINDINGS_TRANSPORT_HELP = (
 )
 
 
-async def _binding_command_local(
-    database_url: str, name: str, payload: bytes, book: PolicyBook
-) -> bytes:
-    """Run one command in this process, and bring the bindings table up to it."""
-    from hub.bootstrap import bootstrap
-
-    hub = bootstrap(
-        database_url=database_url, nats_url=None, run_relay=False, policy_book=book
-    )
-    await hub.start()
-    try:
-        reply = await hub.handle(name, payload)
-        if reply.positions:
-            await hub.projection("bindings").wait_for(max(reply.positions))
-    finally:
-        await hub.stop()
-    return msgspec.json.encode(reply)
-
-
-async def _binding_command(
-    database_url: str,
-    nats_url: str,
-    name: str,
-    payload: bytes,
-    *,
-    book: PolicyBook,
-    timeout: float,
-) -> tuple[bytes, str]:
-    """Send ``name`` to a running hub, or run it here when none answers."""
-    import nats
-    from nats.errors import NoRespondersError
-
-    nc = await nats.connect(nats_servers(nats_url))
-    try:
-        msg = await nc.request(f"hub.cmd.{name}", payload, timeout=timeout)
-        return bytes(msg.data), "over NATS"
-    except NoRespondersError:
-        pass
-    finally:
-        await nc.close()
-    return await _binding_command_local(database_url, name, payload, book), (
-        "in this process"
-    )
-
-
 def _describe_reply(name: str, reply: dict[str, Any], via: str) -> str:
     if not reply.get("ok"):
         error = reply.get("error") or {}
@@ -272,8 +228,14 @@ def _run_binding_command(
     book = policy_book_of(settings)
     with servers(settings, start_embedded=False) as (db, nats_url):
         raw, via = asyncio.run(
-            _binding_command(
-                db, nats_url, name, payload, book=book, timeout=args.timeout
+            run_command(
+                db,
+                nats_url,
+                name,
+                payload,
+                book=book,
+                timeout=args.timeout,
+                projection="bindings",
             )
         )
     reply = json.loads(raw)
@@ -591,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.profiles_cli import add_profiles_verbs
 
     add_profiles_verbs(verbs)
+    from hub.entry.marketing_cli import add_marketing_verbs
+
+    add_marketing_verbs(verbs)
     from hub.entry.demo import add_demo_parser
 
     add_demo_parser(verbs)

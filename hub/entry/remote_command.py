@@ -1,0 +1,77 @@
+"""Run one command from a CLI verb: on a running hub over NATS, else here.
+
+The write verbs (``hub bindings request/suspend/unbind``, ``hub marketing
+publish``) send ``hub.cmd.<name>`` to a running ``hub serve``; when none
+answers, they run the command in this process against the database (the
+events reach ``HUB_EVENTS`` when a hub's relay next runs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hub.infra.settings import nats_servers
+
+if TYPE_CHECKING:
+    from domain.policy import PolicyBook
+
+
+async def _run_here(
+    database_url: str,
+    name: str,
+    payload: bytes,
+    book: PolicyBook,
+    projection: str | None,
+) -> bytes:
+    """Run one command in this process, and bring ``projection`` up to it."""
+    from hub.bootstrap import bootstrap
+
+    hub = bootstrap(
+        database_url=database_url, nats_url=None, run_relay=False, policy_book=book
+    )
+    await hub.start()
+    try:
+        reply = await hub.handle(name, payload)
+        if reply.positions and projection is not None:
+            await hub.projection(projection).wait_for(max(reply.positions))
+    finally:
+        await hub.stop()
+    return msgspec.json.encode(reply)
+
+
+async def run_command(
+    database_url: str,
+    nats_url: str,
+    name: str,
+    payload: bytes,
+    *,
+    book: PolicyBook,
+    timeout: float,
+    projection: str | None = None,
+) -> tuple[bytes, str]:
+    """Send ``name`` to a running hub, or run it here when none answers.
+
+    Args:
+        projection: A read model to bring up to the command's events when it
+            runs here (a running hub keeps its own current).
+
+    Returns:
+        The reply (``CommandReply`` JSON) and how it ran: ``over NATS`` or
+        ``in this process``.
+    """
+    import nats
+    from nats.errors import NoRespondersError
+
+    nc = await nats.connect(nats_servers(nats_url))
+    try:
+        msg = await nc.request(f"hub.cmd.{name}", payload, timeout=timeout)
+        return bytes(msg.data), "over NATS"
+    except NoRespondersError:
+        pass
+    finally:
+        await nc.close()
+    return await _run_here(database_url, name, payload, book, projection), (
+        "in this process"
+    )
