@@ -35,7 +35,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -349,6 +349,21 @@ def price_order(lines: Sequence[PricedLineLike], offers: Offers) -> PricedOrder:
             PricedLine(value_fen=v, reduction_fen=r, coupon_fen=c)
             for v, r, c in zip(values, by_reduction, by_coupon, strict=True)
         ),
+    )
+
+
+L = TypeVar("L", bound=msgspec.Struct)
+
+
+def with_discounts(lines: Sequence[L], priced: PricedOrder) -> tuple[L, ...]:
+    """``lines`` (order or cart lines) with their shares of ``priced`` added to
+    their ``discount_fen``: what an order placed under the offers carries."""
+    return tuple(
+        msgspec.structs.replace(
+            line,
+            discount_fen=getattr(line, "discount_fen", 0) + share.discount_fen,
+        )
+        for line, share in zip(lines, priced.lines, strict=True)
     )
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import marketing as mk
+from domain import order
 from domain.events import Context, Event, project
 from domain.personal import SealedBuyer, profile_policy
 
@@ -96,6 +97,25 @@ def test_a_percent_coupon_stops_at_its_cap_and_an_order_pays_at_least_a_fen() ->
     big = mk.CouponTerms(kind="amount", amount_fen=10000)
     priced = mk.price_order([_line(3000, quantity=2)], mk.Offers(coupon=big))
     assert (priced.coupon_fen, priced.payable_fen) == (5999, 1)
+
+
+def test_order_lines_carry_their_share_on_top_of_their_own_discount() -> None:
+    lines = (
+        order.OrderLine(
+            platform_sku_id="p-1",
+            hub_sku="A1",
+            quantity=2,
+            unit_price_fen=10000,
+            discount_fen=1000,
+        ),
+        order.OrderLine(
+            platform_sku_id="p-2", hub_sku="B1", quantity=1, unit_price_fen=11000
+        ),
+    )
+    priced = mk.price_order(lines, mk.Offers(reduction=_tiers((30000, 3000))))
+    discounted = mk.with_discounts(lines, priced)
+    assert [ln.discount_fen for ln in discounted] == [1000 + 1900, 1100]
+    assert sum(ln.total_fen for ln in discounted) == priced.payable_fen
 
 
 def test_allocation_is_proportional_by_largest_remainder() -> None:
