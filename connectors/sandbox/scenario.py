@@ -123,7 +123,7 @@ PRODUCTS = (
         title="限定礼盒 Limited gift set",
         price_fen=199_900,
         stock=400,
-        low_stock=60,
+        low_stock=100,
         weight=0.15,
     ),
 )

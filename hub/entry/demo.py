@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import signal
@@ -48,6 +49,7 @@ import psycopg
 from connectors.sandbox import scenario
 from connectors.sandbox.control_client import SandboxControl
 from domain.calendar import CHINA_TIME
+from domain.marketing import CouponTerms, ReductionTier, ThresholdReduction
 from domain.policy import PolicyBook
 from hub.entry.sandbox_cli import SandboxProcess
 from hub.infra.runtime import cancel_and_wait
@@ -62,9 +64,21 @@ SESSION_RATE = "0.20"
 BASE_RATE = "0.15"
 #: How long any one wait of the demo may take before it gives up.
 WAIT_S = 120.0
+#: The live room's campaign on every shop.
+CAMPAIGN = "live-demo-offers"
+#: The shop's spend-threshold reduction: every ¥300 takes ¥30 off, at most ¥300.
+REDUCTION = ThresholdReduction(
+    tiers=(ReductionTier(threshold_fen=30_000, reduction_fen=3_000),),
+    repeating=True,
+    cap_fen=30_000,
+)
+#: The live room's coupon: ¥50 off from ¥500 (after the reduction).
+COUPON = CouponTerms(kind="amount", amount_fen=5_000, min_spend_fen=50_000)
+#: What three friends opening a buyer's share earn them: ¥20 off from ¥100.
+FISSION_COUPON = CouponTerms(kind="amount", amount_fen=2_000, min_spend_fen=10_000)
 #: The hub's subjects the demo listens on (``HUB_EVENTS``).
 ALERTS = "hub.events.stock.StockLowAlertRaised.>"
-PLACED = "hub.events.order.OrderPlaced.>"
+ORDER_EVENTS = "hub.events.order.>"
 CORRELATION = "Hub-Correlation-Id"
 
 
@@ -121,6 +135,8 @@ class Report:
     discount_fen: int = 0
     coupons_redeemed: int = 0
     ledger_sales_fen: int = 0
+    orders_paid_fen: int = 0
+    dashboard_total_gmv_fen: int = 0
     ledger_unbalanced: int = 0
     ledger_balances: dict[str, int] = field(default_factory=dict)
     stock_alerts: int = 0
@@ -145,6 +161,9 @@ class Report:
             ),
             "oversold": self.oversold,
             "ledger_sales_fen": self.ledger_sales_fen,
+            "orders_paid_fen": self.orders_paid_fen,
+            "dashboard_total_gmv_fen": self.dashboard_total_gmv_fen,
+            "coupons_redeemed": self.coupons_redeemed,
             "discount_fen": self.discount_fen,
             "stock_alerts": self.stock_alerts,
             "sold_out": self.sold_out,
@@ -252,7 +271,8 @@ class Demo:
     report: Report = field(default_factory=Report)
     #: platform order id → when the demo placed it (monotonic seconds).
     placed_at: dict[str, float] = field(default_factory=dict)
-    #: correlation id → (platform, order id), from ``OrderPlaced`` on NATS.
+    #: correlation id → (platform, order id), from the order events on NATS
+    #: (each push or pull of an order is an input with its own correlation).
     correlated: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Platforms whose orders reach the hub late by their rule (not pushed).
     late_platforms: set[str] = field(default_factory=set)
@@ -277,6 +297,7 @@ class Demo:
                 if policy.orders.mode != "push"
             }
             await self._prepare(rig)
+            await self._publish_campaigns(rig.hub)
             await self._listen(rig.listener)
             await self._warm_up(rig.hub)
             await self._sell(rig.hub, rig.control)
@@ -305,7 +326,15 @@ class Demo:
 
         book = policy_book_of(self.settings)
         sandbox = SandboxProcess(seed=self.seed)
-        control = SandboxControl(await sandbox.start())
+        # Connections are let go well before the sandbox's idle timeout, so a
+        # request never goes out on one the server is closing.
+        control = SandboxControl(
+            await sandbox.start(),
+            http=httpx.AsyncClient(
+                timeout=30, limits=httpx.Limits(keepalive_expiry=1.0)
+            ),
+        )
+        stack.push_async_callback(control.http.aclose)
         stack.push_async_callback(sandbox.stop)
         stack.push_async_callback(control.aclose)
         self.console.step(f"sandbox platforms at {sandbox.url}")
@@ -547,10 +576,10 @@ class Demo:
     async def _listen(self, listener: Any) -> None:
         """Hear orders and low-stock alerts as a downstream subscriber would."""
 
-        async def on_placed(msg: Any) -> None:
+        async def on_order(msg: Any) -> None:
             data = json.loads(msg.data)["data"]
             correlation = (msg.headers or {}).get(CORRELATION)
-            if correlation:
+            if correlation and "platform_order_id" in data:
                 self.correlated[correlation] = (
                     str(data["platform"]),
                     str(data["platform_order_id"]),
@@ -568,7 +597,7 @@ class Demo:
             elif placed is not None:
                 self.alert_delays.append(heard - placed)
 
-        await listener.subscribe(PLACED, cb=on_placed)
+        await listener.subscribe(ORDER_EVENTS, cb=on_order)
         await listener.subscribe(ALERTS, cb=on_alert)
 
     # -------------------------------------------------------------- warm-up
@@ -618,10 +647,11 @@ class Demo:
         tasks: list[asyncio.Task[None]] = []
         with self.console.progress(plan.orders) as advance:
 
-            async def buy(purchase: scenario.Purchase) -> None:
+            async def buy(n: int, purchase: scenario.Purchase) -> None:
                 nonlocal done, gmv
                 async with semaphore:
-                    lines = pricing(purchase)
+                    priced = await self._offer(hub, n, purchase)
+                    discounts = [line.discount_fen for line in priced.lines]
                     payload = [
                         {
                             "sku_id": ids[(purchase.shop.platform, product.sku)],
@@ -629,17 +659,17 @@ class Demo:
                             "discount_fen": discount,
                         }
                         for (product, quantity), discount in zip(
-                            purchase.lines, lines, strict=True
+                            purchase.lines, discounts, strict=True
                         )
                     ]
                     order = await self._place(control, purchase, payload)
                     done += 1
                     if order is not None:
-                        gmv += sum(
-                            product.price_fen * quantity
-                            for product, quantity in purchase.lines
-                        ) - sum(lines)
-                        self.report.discount_fen += sum(lines)
+                        gmv += priced.payable_fen
+                        self.report.discount_fen += priced.discount_fen
+                        if purchase.with_coupon and priced.coupon_applied:
+                            await self._redeem(hub, n, purchase, order)
+                        await self._shares(hub, n, purchase)
                     advance(done, gmv)
 
             for n in range(plan.orders):
@@ -649,8 +679,95 @@ class Demo:
                 if views_owed >= 100 or n == plan.orders - 1:
                     await self._views(hub, "live", SESSION_ID, round(views_owed))
                     views_owed = 0.0
-                tasks.append(asyncio.create_task(buy(next(buyers))))
+                tasks.append(asyncio.create_task(buy(n, next(buyers))))
             await asyncio.gather(*tasks)
+
+    # ------------------------------------------------------------ marketing
+
+    def _campaign(self, shop: scenario.DemoShop) -> dict[str, Any]:
+        return {
+            "channel_account": scenario.CHANNEL_ACCOUNT,
+            "platform": shop.platform,
+            "shop_id": shop.shop_id,
+            "campaign": CAMPAIGN,
+        }
+
+    async def _publish_campaigns(self, hub: Any) -> None:
+        """Each shop's reduction, the live room's coupon and the fission reward."""
+        from domain.marketing import FissionTerms, PublishCampaign
+
+        now = self.clock.now()
+        for shop in scenario.SHOPS:
+            await hub.execute(
+                "marketing.publish",
+                PublishCampaign(
+                    **self._campaign(shop),
+                    title="直播间专享 Live-room offers",
+                    starts_at=now,
+                    ends_at=now + timedelta(hours=3),
+                    reduction=REDUCTION,
+                    coupon=COUPON,
+                    per_buyer_limit=1,
+                    total_quantity=self.plan.orders,
+                    fission=FissionTerms(
+                        friends_needed=3,
+                        reward=FISSION_COUPON,
+                        rewards_per_buyer_per_day=1,
+                        max_rewards=self.plan.orders,
+                    ),
+                ),
+            )
+        self.console.note(
+            f"offers: every {yuan(REDUCTION.tiers[0].threshold_fen)} "
+            f"{yuan(REDUCTION.tiers[0].reduction_fen)} off (at most "
+            f"{yuan(REDUCTION.cap_fen or 0)}), then the live room's "
+            f"{yuan(COUPON.amount_fen)} coupon from {yuan(COUPON.min_spend_fen)}"
+        )
+
+    async def _offer(self, hub: Any, n: int, purchase: scenario.Purchase) -> Any:
+        """The buyer claims the coupon if they hold one; the order priced."""
+        from domain.marketing import ClaimCoupon, Offers, price_order
+
+        if purchase.with_coupon:
+            await hub.execute(
+                "marketing.claim",
+                ClaimCoupon(**self._campaign(purchase.shop), buyer=subject(n)),
+            )
+        offers = Offers(
+            reduction=REDUCTION, coupon=COUPON if purchase.with_coupon else None
+        )
+        return price_order(cart(purchase), offers)
+
+    async def _redeem(
+        self, hub: Any, n: int, purchase: scenario.Purchase, order_id: str
+    ) -> None:
+        from domain.marketing import RedeemCoupon
+
+        await hub.execute(
+            "marketing.redeem",
+            RedeemCoupon(
+                **self._campaign(purchase.shop),
+                buyer=subject(n),
+                order_platform=purchase.shop.platform,
+                platform_order_id=order_id,
+                lines=cart(purchase),
+            ),
+        )
+        self.report.coupons_redeemed += 1
+
+    async def _shares(self, hub: Any, n: int, purchase: scenario.Purchase) -> None:
+        """Friends open the buyer's share of the live room (fission)."""
+        from domain.marketing import RecordShare
+
+        for friend in range(purchase.shares):
+            await hub.execute(
+                "marketing.share",
+                RecordShare(
+                    **self._campaign(purchase.shop),
+                    sharer=subject(n),
+                    friend=subject(1_000_000 + 3 * n + friend),
+                ),
+            )
 
     async def _place(
         self,
@@ -729,6 +846,7 @@ class Demo:
     async def _settle_figures(self, hub: Any) -> None:
         """Wait for every read model to reach the log's head; read the figures."""
         from eventlog.log import log_head
+        from projections import sales
         from projections.ledger import trial_balance
 
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
@@ -743,14 +861,19 @@ class Demo:
             await runner.wait_for(head)
         report = self.report
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            figures = await sales.summary(
+                conn,
+                sales.Selection(
+                    channel_account=scenario.CHANNEL_ACCOUNT, session_id=SESSION_ID
+                ),
+            )
+            everything = await sales.summary(conn)
             cur = await conn.execute(
-                "SELECT count(*), coalesce(sum(paid_fen), 0), "
-                "coalesce(sum(refunded_fen), 0) FROM orders WHERE paid_fen IS NOT NULL"
+                "SELECT coalesce(sum(paid_fen), 0) - coalesce(sum(refunded_fen), 0) "
+                "FROM orders WHERE paid_fen IS NOT NULL"
             )
             row = await cur.fetchone()
-            assert row is not None
-            report.paid_orders, paid, report.refunds_fen = (int(v) for v in row)
-            report.gmv_fen = paid - report.refunds_fen
+            report.orders_paid_fen = int(row[0]) if row else 0
             cur = await conn.execute(
                 "SELECT coalesce(sum(p.amount_fen), 0) FROM ledger_postings p "
                 "JOIN ledger_transactions t ON t.id = p.transaction_id "
@@ -766,13 +889,14 @@ class Demo:
             )
             row = await cur.fetchone()
             report.stock_refused_orders = int(row[0]) if row else 0
-        report.views = await self._views_total()
-        report.conversion_rate = (
-            report.paid_orders / report.views if report.views else 0.0
-        )
-        report.average_order_value_fen = (
-            report.gmv_fen // report.paid_orders if report.paid_orders else 0
-        )
+        report.orders_stored = figures.orders
+        report.paid_orders = figures.paid_orders
+        report.gmv_fen = figures.net_gmv_fen
+        report.dashboard_total_gmv_fen = everything.net_gmv_fen
+        report.refunds_fen = figures.refunded_fen
+        report.views = figures.views
+        report.conversion_rate = figures.conversion_rate or 0.0
+        report.average_order_value_fen = figures.average_order_value_fen or 0
         # What the platforms accepted beyond what the brand had: a unit sold twice.
         report.oversold = sum(
             max(0, self.sold.get(sku, 0) - units)
@@ -780,39 +904,34 @@ class Demo:
         )
         report.stock_alert_max_s = max(self.alert_delays, default=None)
 
-    async def _views_total(self) -> int:
-        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
-            cur = await conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_name = 'sales_views'"
-            )
-            row = await cur.fetchone()
-            if not row or not row[0]:
-                return 0
-            cur = await conn.execute("SELECT coalesce(sum(views), 0) FROM sales_views")
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
     def _print(self) -> None:
         r = self.report
         say = self.console
         say.step("the session, as the dashboard and the ledger show it")
-        say.note(f"GMV {yuan(r.gmv_fen)} over {r.paid_orders:,} paid orders")
+        say.note(
+            f"GMV {yuan(r.gmv_fen)} over {r.paid_orders:,} paid orders "
+            f"({r.orders_stored:,} placed in the session)"
+        )
         say.note(
             f"conversion {r.conversion_rate:.2%} of {r.views:,} views; "
             f"average order value {yuan(r.average_order_value_fen)}"
         )
-        say.note(f"coupons and reductions: {yuan(r.discount_fen)} off")
+        say.note(
+            f"reductions and coupons: {yuan(r.discount_fen)} off, "
+            f"{r.coupons_redeemed} live-room coupons redeemed"
+        )
         say.note(
             f"ledger: sales {yuan(r.ledger_sales_fen)}, "
             f"{r.ledger_unbalanced} unbalanced transactions"
         )
-        alert = (
-            "none raised"
-            if r.stock_alert_max_s is None
-            else f"{r.stock_alerts} raised, the slowest {r.stock_alert_max_s:.2f} s "
-            "after its sale"
-        )
+        alert = f"{r.stock_alerts} raised"
+        if r.stock_alert_max_s is not None:
+            alert += f", the slowest {r.stock_alert_max_s:.2f} s after its sale"
+        if r.stock_alerts_late_by_rule:
+            alert += (
+                f" ({r.stock_alerts_late_by_rule} on sales their platform delivers "
+                "late by its rule)"
+            )
         say.note(f"low-stock alerts: {alert}")
         say.note(f"oversold units: {r.oversold}; buyers turned away: {r.sold_out}")
 
@@ -841,9 +960,19 @@ def buyer_of(n: int) -> dict[str, str]:
     }
 
 
-def pricing(purchase: scenario.Purchase) -> list[int]:
-    """The discount in fen on each of a purchase's lines."""
-    return [0 for _ in purchase.lines]
+def subject(n: int) -> str:
+    """Buyer ``n``'s pseudonymous subject id (a hash, as the hub keeps buyers)."""
+    return "sub_" + hashlib.blake2b(f"demo-{n}".encode(), digest_size=16).hexdigest()
+
+
+def cart(purchase: scenario.Purchase) -> tuple[Any, ...]:
+    """A purchase's lines as marketing prices them."""
+    from domain.marketing import CartLine
+
+    return tuple(
+        CartLine(sku=product.sku, quantity=quantity, unit_price_fen=product.price_fen)
+        for product, quantity in purchase.lines
+    )
 
 
 # ----------------------------------------------------------------------- verb
