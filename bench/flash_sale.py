@@ -123,6 +123,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import fresh_database
 from connectors.sandbox import (
+    ApiBudget,
     CrowdShop,
     FaultConfig,
     SandboxConfig,
@@ -205,6 +206,16 @@ FAULTS = FaultConfig(
     token_expiry_rate=0.02,
     timeout_delay_s=0.3,
 )
+#: The generous per-shop API budget of ``--quick`` (and the default run): the
+#: sandbox enforces it, so it is a real limit, far above what a sale needs.
+BENCH_BUDGET = ApiBudget(rate_per_s=1000.0, burst=1000)
+#: The share of a shop's budget its client's token bucket spends: the sandbox
+#: counts calls as they arrive, a little unevenly after the client's evenly
+#: paced sends, so a client spending the whole budget would now and then be
+#: refused (as a real platform's gateway would refuse it).
+CLIENT_SHARE = 0.9
+#: The request log's result of a call the sandbox refused for the budget.
+OVER_BUDGET = "over_budget"
 #: The clients' read timeout: an injected timeout (held 0.3 s) is retried.
 CLIENT_TIMEOUT_S = 0.2
 BASELINE_SYNC_S = 15.0
@@ -233,12 +244,26 @@ log = logging.getLogger("flash_sale")
 # --------------------------------------------------------------------------- setup
 
 
+def sale_budgets(*, shipped: bool) -> dict[str, ApiBudget]:
+    """Each platform's API budget per shop, as the sandbox enforces it: the
+    shipped policies' rate limits, or :data:`BENCH_BUDGET`."""
+    if not shipped:
+        return dict.fromkeys(PLATFORMS, BENCH_BUDGET)
+    return {
+        platform: ApiBudget(
+            rate_per_s=policy.rate_limit.rate_per_s, burst=policy.rate_limit.burst
+        )
+        for platform, policy in sync_policies(load_policy_book()).items()
+    }
+
+
 def sale_policies(
-    *, event_driven: bool, shipped_retry: bool = False
+    *, event_driven: bool, shipped_retry: bool = False, shipped_budgets: bool = False
 ) -> dict[str, SyncPolicy]:
     """The flash-sale policy profile (see the module docstring): the bundled
     book's sync policies, changed."""
     profile = {}
+    budgets = sale_budgets(shipped=shipped_budgets)
     for platform, policy in sync_policies(load_policy_book()).items():
         orders = msgspec.structs.replace(policy.orders, mode="push", poll_delay_s=0)
         stock = msgspec.structs.replace(
@@ -246,8 +271,11 @@ def sale_policies(
             mode="two_way" if event_driven else "scheduled_calibration",
             calibration_times=(),
         )
+        budget = budgets[platform]
         rate_limit = msgspec.structs.replace(
-            policy.rate_limit, rate_per_s=1000.0, burst=1000
+            policy.rate_limit,
+            rate_per_s=budget.rate_per_s * CLIENT_SHARE,
+            burst=max(1, int(budget.burst * CLIENT_SHARE)),
         )
         retry = policy.retry
         if not shipped_retry:
@@ -271,7 +299,8 @@ def describe_profile(profile: Mapping[str, SyncPolicy]) -> list[str]:
     return [
         f"  {p}: orders {pol.orders.mode} (pushes consumed: "
         f"{pol.orders.push_enabled}), stock {pol.stock.mode}, client bucket "
-        f"{pol.rate_limit.rate_per_s:.0f}/s, retry base {pol.retry.base_delay_s}s "
+        f"{pol.rate_limit.rate_per_s:g}/s burst {pol.rate_limit.burst}, retry "
+        f"base {pol.retry.base_delay_s}s "
         f"max {pol.retry.max_delay_s}s, after rate limit "
         f"{pol.retry.rate_limited_min_delay_s}s"
         for p, pol in profile.items()
@@ -311,9 +340,15 @@ class SaleConfig:
     sync_period_s: float = BASELINE_SYNC_S
     sale_timeout_s: float = 120.0
     shipped_retry: bool = False
+    #: The shipped policies' API budgets (enforced by the sandbox), not
+    #: :data:`BENCH_BUDGET`.
+    shipped_budgets: bool = False
     #: Run the sandbox (and its crowd) in a thread of this process instead of
     #: a ``hub sandbox`` child process.
     sandbox_in_process: bool = False
+    #: PostgreSQL's postmaster and nats-server, when this bench started them:
+    #: their CPU (with their children's) counts as the hub's.
+    server_pids: tuple[int, ...] = ()
     #: Run the relay and the read models as worker processes (``hub relay``,
     #: ``hub project``), as a scaled-out hub does; the hub's process keeps the
     #: webhooks, the committer, the order-stock process and the outbound
@@ -347,6 +382,31 @@ class SaleResult:
     #: Per committed order, ms: its created push sent → the hub's order placed
     #: (``push_to_order``) → its stock committed (``order_to_stock``).
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    #: CPU seconds of every hub-side process over the sale (see
+    #: :func:`hub_side_cpu_s`), and the orders the hub stored in it.
+    hub_cpu_s: float = 0.0
+    orders_stored: int = 0
+    #: Platform calls the hub made during the sale (and its settling), and how
+    #: many of them the sandbox refused for the shop's budget.
+    api_calls: int = 0
+    budget_refusals: int = 0
+    #: From the last push of the sale's orders to the moment the hub had
+    #: taken every order in and every platform listed 0 (None: never).
+    converged_s: float | None = None
+
+    @property
+    def hub_cpu_ms_per_order(self) -> float | None:
+        """Hub-side CPU per order stored, in ms."""
+        if not self.orders_stored:
+            return None
+        return self.hub_cpu_s * 1000 / self.orders_stored
+
+    @property
+    def api_calls_per_order(self) -> float | None:
+        """Platform calls per order stored."""
+        if not self.orders_stored:
+            return None
+        return self.api_calls / self.orders_stored
 
     def percentile(self, q: float) -> float | None:
         """Nearest-rank percentile of the latencies, in ms."""
@@ -358,6 +418,55 @@ class SaleResult:
 
 
 # --------------------------------------------------------------------------- the sale
+
+
+#: /proc's CPU times are in clock ticks.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (None: gone).
+    Index 1 is the parent's pid, 11-14 utime, stime, cutime, cstime."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def hub_side_cpu_s(alone: tuple[int, ...], trees: tuple[int, ...]) -> float:
+    """CPU seconds (user + system) the hub's side has used so far (Linux).
+
+    ``alone``: processes counted by themselves (this one: the hub; its
+    children include the sandbox, which is not the hub's). ``trees``:
+    processes counted with every descendant alive now and every child they
+    have reaped (the workers, PostgreSQL's postmaster with its backends,
+    nats-server). A process that is gone counts 0.
+    """
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = fields
+            parents[int(entry.name)] = int(fields[1])
+    ticks = 0
+    for pid in alone:
+        if pid in stats:
+            ticks += int(stats[pid][11]) + int(stats[pid][12])
+    counted: set[int] = set()
+    for root in trees:
+        if root not in stats:
+            continue
+        ticks += int(stats[root][13]) + int(stats[root][14])  # reaped children
+        family = [root]
+        while family:
+            pid = family.pop()
+            if pid in counted:
+                continue
+            counted.add(pid)
+            ticks += int(stats[pid][11]) + int(stats[pid][12])
+            family += [child for child, parent in parents.items() if parent == pid]
+    return ticks / CLOCK_TICKS
 
 
 class SandboxProcess:
@@ -449,7 +558,9 @@ class Rig:
         self.database_url = database_url
         self.nats_url = nats_url
         self.profile = sale_policies(
-            event_driven=config.event_driven, shipped_retry=config.shipped_retry
+            event_driven=config.event_driven,
+            shipped_retry=config.shipped_retry,
+            shipped_budgets=config.shipped_budgets,
         )
         self.sandbox: SandboxProcess | SandboxThread = (
             SandboxThread(config.seed)
@@ -467,6 +578,10 @@ class Rig:
         """Sandbox, shops, hub, bindings, webhooks; the SKU received and listed."""
         await self.sandbox.start()
         self.control = control = SandboxControl(self.sandbox.url)
+        for platform, budget in sale_budgets(
+            shipped=self.config.shipped_budgets
+        ).items():
+            await control.set_budget(platform, budget)
         shops = []
         for platform in PLATFORMS:
             shop_id = SHOPS[platform]
@@ -641,6 +756,12 @@ class Rig:
             await self.control.aclose()
         await self.sandbox.stop()
 
+    def hub_cpu_s(self) -> float:
+        """CPU seconds of the hub's side so far: this process, the workers,
+        and the servers this bench started (:func:`hub_side_cpu_s`)."""
+        workers = tuple(w.pid for w in self.workers if w.returncode is None)
+        return hub_side_cpu_s((os.getpid(),), workers + self.config.server_pids)
+
     async def head(self) -> int:
         """The log's head position."""
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
@@ -735,9 +856,11 @@ async def run_sale(
         logged = await rig.control.health()
         if not config.event_driven:
             rig.start_polling_sync()
+        cpu_before = rig.hub_cpu_s()
         sale_started = time.monotonic()
         await rig.start_crowd()
         ended = await watch_sell_out(rig, config.sale_timeout_s)
+        sold_out_at = time.time() - (time.monotonic() - ended)
         crowd = await rig.control.stop_crowd()
         if not config.event_driven:
             # Every order's quantity reaches the others at the next sync.
@@ -746,13 +869,19 @@ async def run_sale(
                 while rig.calibrations <= seen:
                     await asyncio.sleep(0.05)
         await rig.settle()
-        return await measure(
+        cpu_s = rig.hub_cpu_s() - cpu_before
+        pushes = await rig.control.log("pushes", since=logged["pushes"])
+        result = await measure(
             rig,
             crowd,
-            pushes=await rig.control.log("pushes", since=logged["pushes"]),
+            pushes=pushes,
             requests=await rig.control.log("requests", since=logged["requests"]),
             sale_s=ended - sale_started,
         )
+        result.hub_cpu_s = cpu_s
+        if pushes and ended - sale_started < config.sale_timeout_s:
+            result.converged_s = sold_out_at - max(p["at"] for p in pushes)
+        return result
     finally:
         await rig.stop()
 
@@ -907,6 +1036,7 @@ async def measure(
         pushes, commits, await sync_times(rig, requests)
     )
     stages = await stage_times(rig, pushes, commits)
+    stored = sum(1 for key in accepted if key in in_hub)
     commit_times = sorted(c.occurred_at.timestamp() for c in commits.values())
     span = commit_times[-1] - commit_times[0] if len(commit_times) > 1 else 0.0
     return SaleResult(
@@ -930,6 +1060,9 @@ async def measure(
         unmeasured_pairs=unmeasured,
         by_platform=by_platform,
         stages_ms=stages,
+        orders_stored=stored,
+        api_calls=len(requests),
+        budget_refusals=sum(1 for r in requests if r.get("result") == OVER_BUDGET),
     )
 
 
@@ -958,6 +1091,15 @@ def report(result: SaleResult, label: str) -> None:
                 f"{ordered[len(ordered) // 2]:.1f} ms, p99 "
                 f"{ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]:.1f} ms"
             )
+    print(
+        f"[{label}] hub-side CPU {result.hub_cpu_s:.2f} s for "
+        f"{result.orders_stored} orders stored "
+        f"({_rounded(result.hub_cpu_ms_per_order, 2)} ms/order); "
+        f"{result.api_calls} platform calls "
+        f"({_rounded(result.api_calls_per_order, 2)}/order), "
+        f"{result.budget_refusals} refused for the budget; converged "
+        f"{_rounded(result.converged_s, 2)} s after the last push"
+    )
     if p50 is not None and p99 is not None:
         print(
             f"[{label}] propagation order push → stock push at every other "
@@ -986,6 +1128,11 @@ def main() -> None:
         "--shipped-retry", action="store_true", help="keep the shipped backoff"
     )
     parser.add_argument(
+        "--shipped-budgets",
+        action="store_true",
+        help="the shipped policies' API budgets (default: 1,000 calls/s a shop)",
+    )
+    parser.add_argument(
         "--no-baseline", action="store_true", help="skip the 15 s polling run"
     )
     parser.add_argument(
@@ -1001,7 +1148,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     units = args.units or (200 if args.quick else 1000)
-    rate = args.rate or (40.0 if args.quick else 500.0)
+    default_rate = 100.0 if args.shipped_budgets else 500.0
+    rate = args.rate or (40.0 if args.quick else default_rate)
 
     home = Path(tempfile.mkdtemp(prefix="hub-flash-")) / "home"
     servers = start_servers(
@@ -1028,8 +1176,19 @@ def main() -> None:
             f"{CLIENT_TIMEOUT_S}s), {FAULTS.token_expiry_rate:.0%} token expiry"
         )
         print("policy profile (event-driven run):")
+        budgets = sale_budgets(shipped=args.shipped_budgets)
+        print(
+            "API budgets the sandbox enforces per shop: "
+            + ", ".join(
+                f"{p} {b.rate_per_s:g}/s burst {b.burst}" for p, b in budgets.items()
+            )
+        )
         for line in describe_profile(
-            sale_policies(event_driven=True, shipped_retry=args.shipped_retry)
+            sale_policies(
+                event_driven=True,
+                shipped_retry=args.shipped_retry,
+                shipped_budgets=args.shipped_budgets,
+            )
         ):
             print(line)
         config = SaleConfig(
@@ -1038,8 +1197,14 @@ def main() -> None:
             event_driven=True,
             seed=args.seed,
             shipped_retry=args.shipped_retry,
+            shipped_budgets=args.shipped_budgets,
             sandbox_in_process=args.sandbox_in_process,
             workers=not args.single_process,
+            server_pids=tuple(
+                server.process.pid
+                for server in servers.started
+                if server.process is not None
+            ),
         )
         hub_run = run_loop(
             run_sale(
@@ -1082,6 +1247,14 @@ def main() -> None:
             "unmeasured_pairs": hub_run.unmeasured_pairs,
             "units": units,
             "quick": args.quick,
+            "shipped_budgets": args.shipped_budgets,
+            "hub_cpu_ms_per_order": _rounded(hub_run.hub_cpu_ms_per_order, 3),
+            "api_calls_per_order": _rounded(hub_run.api_calls_per_order, 3),
+            "budget_refusals": hub_run.budget_refusals,
+            "orders_stored": hub_run.orders_stored,
+            "converged_s": _rounded(hub_run.converged_s, 2),
+            "servers_in_cpu": bool(config.server_pids),
+            "loadavg_1m": os.getloadavg()[0],
         }
         print(json.dumps(result))
     finally:

@@ -123,6 +123,9 @@ async def test_a_tiny_sale_sells_out_without_overselling_and_times_propagation(
     result = await flash_sale.run_sale(config, database_url, nats_url)
 
     _sold_out_without_overselling(result)
+    # The sandbox enforced the bench's budgets; the hub stayed within them.
+    assert result.budget_refusals == 0 and result.api_calls > 0
+    assert result.hub_cpu_s > 0 and result.orders_stored == result.orders
     assert len(result.latencies_ms) >= 10
     assert all(ms > 0 for ms in result.latencies_ms)
     assert result.percentile(50) <= result.percentile(99)
