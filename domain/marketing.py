@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Protocol, TypeVar
@@ -581,6 +582,40 @@ CampaignEvent = (
 # -- campaign: state -------------------------------------------------------------
 
 
+#: Buckets of a campaign's per-person maps. A live session has tens of
+#: thousands of buyers: an event copies the tuple of buckets and one bucket,
+#: not the whole map, so a campaign's state grows by a constant per event.
+SHARDS: Final = 256
+
+V = TypeVar("V")
+#: A map split into :data:`SHARDS` buckets by a stable hash of the key
+#: (``()`` when empty); read with :func:`shard_get`, written by :func:`shard_put`.
+Sharded = tuple[dict[str, V], ...]
+
+
+def _shard(key: str) -> int:
+    return zlib.crc32(key.encode()) % SHARDS
+
+
+def shard_get(shards: Sharded[V], key: str) -> V | None:
+    """The value of ``key``, if any."""
+    return shards[_shard(key)].get(key) if shards else None
+
+
+def shard_put(shards: Sharded[V], key: str, value: V) -> Sharded[V]:
+    """A copy of ``shards`` with ``key`` at ``value`` (sharing the other buckets)."""
+    buckets = shards or tuple({} for _ in range(SHARDS))
+    index = _shard(key)
+    bucket = dict(buckets[index])
+    bucket[key] = value
+    return (*buckets[:index], bucket, *buckets[index + 1 :])
+
+
+def shard_len(shards: Sharded[V]) -> int:
+    """How many keys the map holds."""
+    return sum(len(bucket) for bucket in shards)
+
+
 class Holding(msgspec.Struct, frozen=True, kw_only=True):
     """One buyer's coupons in a campaign: claimed, earned, used."""
 
@@ -616,15 +651,30 @@ class Campaign(State, frozen=True, kw_only=True):
     rewarded: int = 0
     redeemed: int = 0
     discount_fen: int = 0
-    holders: dict[str, Holding] = msgspec.field(default_factory=dict)
-    redeemed_orders: frozenset[str] = frozenset()
+    #: Buyer → their coupons.
+    holders: Sharded[Holding] = ()
+    #: ``platform/order id`` of every order that redeemed a coupon.
+    redeemed_orders: Sharded[bool] = ()
     #: Friend → the sharer their open was credited to.
-    credited: dict[str, str] = msgspec.field(default_factory=dict)
-    devices: frozenset[str] = frozenset()
+    credited: Sharded[str] = ()
+    #: Device hashes credited.
+    devices: Sharded[bool] = ()
     #: Sharer → friends credited towards the next reward.
-    progress: dict[str, int] = msgspec.field(default_factory=dict)
+    progress: Sharded[int] = ()
     #: ``sharer/day`` → rewards earned that China day.
-    rewards_by_day: dict[str, int] = msgspec.field(default_factory=dict)
+    rewards_by_day: Sharded[int] = ()
+
+    def holding(self, buyer: str) -> Holding:
+        """The buyer's coupons in this campaign."""
+        return shard_get(self.holders, buyer) or Holding()
+
+    def credited_to(self, friend: str) -> str | None:
+        """The sharer a friend's open was credited to, if any."""
+        return shard_get(self.credited, friend)
+
+    def device_credited(self, device: str) -> bool:
+        """Whether an open from ``device`` was credited already."""
+        return shard_get(self.devices, device) is not None
 
     def offers(self, coupon: CouponKind | None = "live_room") -> Offers:
         """The offers an order stacks: the reduction and the coupon named."""
@@ -722,7 +772,7 @@ def _claim(state: Campaign, command: ClaimCoupon, meta: dict[str, Any]) -> list[
     where = _where(command)
     if state.coupon is None:
         raise CouponLimitError(f"{where} offers no live-room coupon")
-    held = state.holders.get(command.buyer, Holding()).claimed
+    held = state.holding(command.buyer).claimed
     if held >= state.per_buyer_limit:
         raise CouponLimitError(
             f"{where}: buyer {command.buyer} claimed {held} of "
@@ -749,19 +799,19 @@ def _share_refusal(
 ) -> tuple[ShareRefusal, str] | None:
     if command.friend == command.sharer:
         return "self_invite", "a buyer cannot invite themselves"
-    credited_to = state.credited.get(command.friend)
+    credited_to = state.credited_to(command.friend)
     if credited_to is not None:
         return (
             "friend_already_credited",
             f"friend {command.friend} was credited to {credited_to} already "
             "(a friend counts once per campaign)",
         )
-    if command.device and command.device in state.devices:
+    if command.device and state.device_credited(command.device):
         return (
             "device_already_credited",
             f"device {command.device} was credited already (once per device)",
         )
-    earned = state.rewards_by_day.get(f"{command.sharer}/{day}", 0)
+    earned = shard_get(state.rewards_by_day, f"{command.sharer}/{day}") or 0
     if earned >= fission.rewards_per_buyer_per_day:
         return (
             "daily_cap_reached",
@@ -782,7 +832,7 @@ def _share(
     fission = state.fission
     if fission is None:
         raise CampaignNotActiveError(f"{_where(command)} has no fission terms")
-    if state.credited.get(command.friend) == command.sharer:
+    if state.credited_to(command.friend) == command.sharer:
         return []  # the same open again: credited once
     day = ctx.now.astimezone(CHINA_TIME).date().isoformat()
     keys: dict[str, Any] = {
@@ -800,7 +850,7 @@ def _share(
                 **ctx.meta(state.id, version), **keys, reason=reason, detail=detail
             )
         ]
-    progress = state.progress.get(command.sharer, 0) + 1
+    progress = (shard_get(state.progress, command.sharer) or 0) + 1
     events: list[Event] = [
         ShareRecorded(
             **ctx.meta(state.id, version),
@@ -828,9 +878,9 @@ def _redeem(
 ) -> list[Event]:
     where = _where(command)
     order_ref = f"{command.order_platform}/{command.platform_order_id}"
-    if order_ref in state.redeemed_orders:
+    if shard_get(state.redeemed_orders, order_ref):
         return []
-    held = state.holders.get(command.buyer, Holding()).unused(command.coupon)
+    held = state.holding(command.buyer).unused(command.coupon)
     if held <= 0:
         raise CouponNotHeldError(
             f"{where}: buyer {command.buyer} holds no unused {command.coupon} "
@@ -918,11 +968,11 @@ def _next(state: Campaign | None, event: Event, **changes: Any) -> Campaign:
     return msgspec.structs.replace(state, version=event.originator_version, **changes)
 
 
-def _holding(state: Campaign | None, buyer: str, **changes: int) -> dict[str, Holding]:
+def _holding(state: Campaign | None, buyer: str, **changes: int) -> Sharded[Holding]:
     assert state is not None
-    current = state.holders.get(buyer, Holding())
+    current = state.holding(buyer)
     counts = {name: getattr(current, name) + n for name, n in changes.items()}
-    return {**state.holders, buyer: msgspec.structs.replace(current, **counts)}
+    return shard_put(state.holders, buyer, msgspec.structs.replace(current, **counts))
 
 
 @mutate.register
@@ -960,13 +1010,13 @@ def _(event: ShareRecorded, state: Campaign | None) -> Campaign:
     assert state is not None
     devices = state.devices
     if event.device:
-        devices = devices | {event.device}
+        devices = shard_put(devices, event.device, True)
     return _next(
         state,
         event,
-        credited={**state.credited, event.friend: event.sharer},
+        credited=shard_put(state.credited, event.friend, event.sharer),
         devices=devices,
-        progress={**state.progress, event.sharer: event.progress},
+        progress=shard_put(state.progress, event.sharer, event.progress),
     )
 
 
@@ -984,11 +1034,10 @@ def _(event: FissionRewardGranted, state: Campaign | None) -> Campaign:
         event,
         rewarded=event.rewarded,
         holders=_holding(state, event.sharer, rewarded=1),
-        progress={**state.progress, event.sharer: 0},
-        rewards_by_day={
-            **state.rewards_by_day,
-            key: state.rewards_by_day.get(key, 0) + 1,
-        },
+        progress=shard_put(state.progress, event.sharer, 0),
+        rewards_by_day=shard_put(
+            state.rewards_by_day, key, (shard_get(state.rewards_by_day, key) or 0) + 1
+        ),
     )
 
 
@@ -1002,8 +1051,11 @@ def _(event: CouponRedeemed, state: Campaign | None) -> Campaign:
         redeemed=event.redeemed,
         discount_fen=event.discount_total_fen,
         holders=_holding(state, event.buyer, **{used: 1}),
-        redeemed_orders=state.redeemed_orders
-        | {f"{event.order_platform}/{event.platform_order_id}"},
+        redeemed_orders=shard_put(
+            state.redeemed_orders,
+            f"{event.order_platform}/{event.platform_order_id}",
+            True,
+        ),
     )
 
 

@@ -116,6 +116,8 @@ def _campaign(settings: Settings, ref: str) -> Any:
 
 def describe_campaign(state: Any) -> str:
     """A campaign's terms and counters, as ``hub marketing show`` prints them."""
+    from domain.marketing import shard_len
+
     lines = [
         f"campaign {state.campaign} ({state.title or 'untitled'}) of "
         f"{state.channel_account} on {state.platform}/{state.shop_id}: "
@@ -127,8 +129,8 @@ def describe_campaign(state: Any) -> str:
         f"  fission: {_json_text(state.fission)}",
         f"  claimed {state.claimed}, fission rewards {state.rewarded}, "
         f"redeemed {state.redeemed}, discounts given {state.discount_fen} fen",
-        f"  buyers holding coupons {len(state.holders)}, friends credited "
-        f"{len(state.credited)}",
+        f"  buyers holding coupons {shard_len(state.holders)}, friends credited "
+        f"{shard_len(state.credited)}",
     ]
     return "\n".join(lines)
 
