@@ -19,7 +19,16 @@ from domain import stock
 from domain.events import Event
 from projections.base import BatchProjection, topics_of
 
-_STOCK_CLASSES: tuple[type[Event], ...] = typing.get_args(stock.StockEvent)
+_STOCK_CLASSES: frozenset[type[Event]] = frozenset(typing.get_args(stock.StockEvent))
+#: The stock events that change a setting the inventory row carries over.
+_SETTING_CLASSES: frozenset[type[Event]] = frozenset(
+    (
+        stock.SafetyStockSet,
+        stock.LowStockThresholdSet,
+        stock.StockLowAlertRaised,
+        stock.StockLowAlertCleared,
+    )
+)
 #: Every stock item event, by stable topic.
 STOCK_TOPICS: tuple[str, ...] = topics_of(stock.StockEvent)
 
@@ -30,7 +39,7 @@ def stock_event(event: Event) -> stock.StockEvent:
     Raises:
         TypeError: not a stock item event (a projection subscribed wrongly).
     """
-    if not isinstance(event, _STOCK_CLASSES):
+    if type(event) not in _STOCK_CLASSES:
         raise TypeError(f"{type(event).__name__} is not a stock item event")
     return cast("stock.StockEvent", event)
 
@@ -42,9 +51,9 @@ _INVENTORY_COLUMNS = (
 )
 _UPSERT_INVENTORY = (
     f"INSERT INTO inventory ({_INVENTORY_COLUMNS}) "
-    "SELECT * FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::bigint[], "
-    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-    "%s::boolean[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[]) "
+    "SELECT * FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bigint[], "
+    "%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], "
+    "%b::boolean[], %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[]) "
     "ON CONFLICT (sku) DO UPDATE SET "
     + ", ".join(
         f"{column} = EXCLUDED.{column}" for column in _INVENTORY_COLUMNS.split(", ")[1:]
@@ -68,56 +77,71 @@ class InventoryProjection(BatchProjection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Read the batch's SKUs' rows, fold the events in memory, write once."""
-        folded = [(stock_event(event), position) for event, position in events]
-        skus = sorted({event.sku for event, _ in folded})
+        """Keep each SKU's last event, its count and its settings' changes; read
+        the SKUs' rows once and write each SKU once."""
+        last: dict[str, tuple[stock.StockEvent, int]] = {}
+        counts: dict[str, int] = {}
+        changes: list[stock.StockEvent] = []
+        for any_event, position in events:
+            event = stock_event(any_event)
+            last[event.sku] = (event, position)
+            counts[event.sku] = counts.get(event.sku, 0) + 1
+            if type(event) in _SETTING_CLASSES:
+                changes.append(event)
+        if not last:
+            return
         await cur.execute(
             "SELECT sku, safety_stock, low_stock_threshold, low_stock_alert, "
-            "events_applied FROM inventory WHERE sku = ANY(%s)",
-            (skus,),
+            "events_applied FROM inventory WHERE sku = ANY(%b::text[])",
+            (sorted(last),),
         )
         settings: dict[str, list[object]] = {
             str(r[0]): list(r[1:])  # type: ignore[index]
             for r in await cur.fetchall()
         }
-        rows: dict[str, list[object]] = {}
-        for event, position in folded:
-            rows[event.sku] = self._row(event, position, settings)
-        columns = list(zip(*rows.values(), strict=True))
-        await cur.execute(_UPSERT_INVENTORY, [list(c) for c in columns])
-
-    @staticmethod
-    def _row(
-        event: stock.StockEvent, position: int, settings: dict[str, list[object]]
-    ) -> list[object]:
-        sku = event.sku
-        safety_stock, threshold, alert, applied = settings.get(sku, [0, None, False, 0])
-        if isinstance(event, stock.SafetyStockSet):
-            safety_stock = event.safety_stock
-        elif isinstance(event, stock.LowStockThresholdSet):
-            threshold = event.threshold
-        elif isinstance(event, stock.StockLowAlertRaised):
-            alert = True
-        elif isinstance(event, stock.StockLowAlertCleared):
-            alert = False
-        applied = int(applied) + 1  # type: ignore[call-overload]
-        settings[sku] = [safety_stock, threshold, alert, applied]
-        return [
-            sku,
-            event.originator_id,
-            event.on_hand,
-            event.committed,
-            event.reserved,
-            event.safety,
-            event.available,
-            safety_stock,
-            threshold,
-            alert,
-            event.originator_version,
-            position,
-            applied,
-            event.occurred_at,
+        for event in changes:
+            _change_setting(settings.setdefault(event.sku, [0, None, False, 0]), event)
+        rows = [
+            _row(event, position, settings.get(sku), counts[sku])
+            for sku, (event, position) in last.items()
         ]
+        await cur.execute(_UPSERT_INVENTORY, [list(c) for c in zip(*rows, strict=True)])
+
+
+def _change_setting(setting: list[object], event: stock.StockEvent) -> None:
+    """Carry a setting event into ``[safety_stock, threshold, alert, applied]``."""
+    if isinstance(event, stock.SafetyStockSet):
+        setting[0] = event.safety_stock
+    elif isinstance(event, stock.LowStockThresholdSet):
+        setting[1] = event.threshold
+    elif isinstance(event, stock.StockLowAlertRaised):
+        setting[2] = True
+    elif isinstance(event, stock.StockLowAlertCleared):
+        setting[2] = False
+
+
+def _row(
+    event: stock.StockEvent, position: int, setting: list[object] | None, count: int
+) -> tuple[object, ...]:
+    """The inventory row after ``event``, the SKU's last in its batch of
+    ``count`` events."""
+    safety_stock, threshold, alert, applied = setting or (0, None, False, 0)
+    return (
+        event.sku,
+        event.originator_id,
+        event.on_hand,
+        event.committed,
+        event.reserved,
+        event.safety,
+        event.available,
+        safety_stock,
+        threshold,
+        alert,
+        event.originator_version,
+        position,
+        int(applied) + count,  # type: ignore[call-overload]
+        event.occurred_at,
+    )
 
 
 _UPSERT_DRIFT = (

@@ -27,7 +27,16 @@ _UPSERT = (
     "INSERT INTO orders (id, platform, platform_order_id, shop_id, channel_account, "
     "status, total_fen, paid_fen, refunded_fen, stock_refusals, placed_at, state, "
     "version, position, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s) "
+    "SELECT id, platform, platform_order_id, shop_id, channel_account, status, "
+    "total_fen, paid_fen, refunded_fen, "
+    "ARRAY(SELECT jsonb_array_elements_text(state::jsonb -> 'stock_refusals')), "
+    "placed_at, state::jsonb, version, position, updated_at "
+    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], "
+    "%b::text[], %b::bigint[], %b::bigint[], %b::timestamptz[]) "
+    "AS r(id, platform, platform_order_id, shop_id, channel_account, status, "
+    "total_fen, paid_fen, refunded_fen, placed_at, state, version, position, "
+    "updated_at) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
     "paid_fen = EXCLUDED.paid_fen, refunded_fen = EXCLUDED.refunded_fen, "
     "stock_refusals = EXCLUDED.stock_refusals, state = EXCLUDED.state, "
@@ -56,7 +65,7 @@ class OrdersProjection(BatchProjection):
         """Read the batch's orders, fold the events in memory, write each once."""
         ids = sorted({event.originator_id for event, _ in events})
         await cur.execute(
-            "SELECT id, state::text, placed_at FROM orders WHERE id = ANY(%s)",
+            "SELECT id, state::text, placed_at FROM orders WHERE id = ANY(%b::uuid[])",
             (ids,),
         )
         states: dict[uuid.UUID, order.Order] = {}
@@ -78,13 +87,12 @@ class OrdersProjection(BatchProjection):
             if isinstance(event, order.OrderPlaced):
                 placed_at[oid] = event.placed_at or event.occurred_at
             touched[oid] = (position, event.occurred_at)
-        await cur.executemany(
-            _UPSERT,
-            [
-                _row(states[oid], placed_at[oid], position, at)
-                for oid, (position, at) in touched.items()
-            ],
-        )
+        rows = [
+            _row(states[oid], placed_at[oid], position, at)
+            for oid, (position, at) in touched.items()
+        ]
+        # One statement for the batch; stock_refusals is read off the state.
+        await cur.execute(_UPSERT, [list(c) for c in zip(*rows, strict=True)])
 
 
 def _row(
@@ -100,7 +108,6 @@ def _row(
         state.total_fen,
         state.paid_fen,
         state.refunded_fen,
-        list(state.stock_refusals),
         placed_at,
         state_json(state),
         state.version,

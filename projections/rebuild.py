@@ -21,18 +21,22 @@ live runner goes on from the new position into the new tables.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
-from eventlog.codec import EVENTS_TABLE, decode_event
+from domain.events import Event
+from eventlog.codec import EVENTS_TABLE, decode_event, topic_decoder
 from eventlog.log import log_head, stored_topics
 from projections.base import Projection, apply_tracked
 
@@ -40,7 +44,7 @@ from projections.base import Projection, apply_tracked
 Progress = Callable[[int, int], None]
 
 #: Events a rebuild reads and applies in one transaction.
-REBUILD_BATCH = 5000
+REBUILD_BATCH = 10_000
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -217,6 +221,10 @@ class _Build:
     position: int = 0
     topics: frozenset[str] | None = None
 
+    def reads(self, topic: str) -> bool:
+        """Whether the version reads events stored under ``topic``."""
+        return self.topics is None or topic in self.topics
+
 
 async def _open(database_url: str, build: _Build) -> psycopg.AsyncConnection[object]:
     """A connection whose unqualified table names are the version's tables."""
@@ -236,65 +244,140 @@ async def _open(database_url: str, build: _Build) -> psycopg.AsyncConnection[obj
     return conn
 
 
-async def _apply(
-    build: _Build, rows: list[tuple[int, str, bytes]], decoded: list[Any]
-) -> None:
-    """Apply the rows the version has not seen and reads, and move its position
-    to the last row, in one transaction."""
-    last = rows[-1][0]
-    if last <= build.position or build.conn is None:
-        return
-    events = []
-    for index, (position, topic, state) in enumerate(rows):
-        if position <= build.position or (
-            build.topics is not None and topic not in build.topics
-        ):
-            continue
-        if decoded[index] is None:
-            decoded[index] = decode_event(topic, state)
-        events.append((decoded[index], position))
+async def _write(build: _Build, events: list[tuple[Event, int]], last: int) -> None:
+    """Apply ``events`` to the version and move its position to ``last``, in one
+    transaction."""
     conn = build.conn
+    if conn is None or last <= build.position:
+        return
     async with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
         await apply_tracked(cur, build.projection, events, last)
     build.position = last
+
+
+#: How the rows of one stored topic are read: its decoder and the versions
+#: that read it (no decoder when none does).
+_Route = tuple["Callable[[bytes], Event] | None", list[_Build]]
+
+
+def _route(topic: str, builds: list[_Build]) -> _Route:
+    readers = [build for build in builds if build.reads(topic)]
+    return (topic_decoder(topic) if readers else None), readers
+
+
+def _page(
+    rows: list[tuple[int, str, bytes]], builds: list[_Build], routes: dict[str, _Route]
+) -> list[list[tuple[Event, int]]]:
+    """Each version's events of ``rows`` (those it reads), each row decoded once."""
+    pages: list[list[tuple[Event, int]]] = [[] for _ in builds]
+    index = {id(build): n for n, build in enumerate(builds)}
+    # Per topic of this page: its decoder and where its events go.
+    sinks: dict[str, tuple[Callable[[bytes], Event] | None, list[Any]]] = {}
+    for position, topic, state in rows:
+        sink = sinks.get(topic)
+        if sink is None:
+            route = routes.get(topic)
+            if route is None:
+                route = routes[topic] = _route(topic, builds)
+            decode, readers = route
+            sink = sinks[topic] = (
+                decode,
+                [pages[index[id(build)]].append for build in readers],
+            )
+        decode, appends = sink
+        if decode is None:
+            continue
+        try:
+            item = (decode(state), position)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            decode_event(topic, state)  # raises, naming the topic
+            raise
+        for append in appends:
+            append(item)
+    # A resumed version skips what it had committed before it was stopped.
+    return [
+        [e for e in page if e[1] > build.position]
+        if page and page[0][1] <= build.position
+        else page
+        for build, page in zip(builds, pages, strict=True)
+    ]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a pass over the log.
+
+    A page's events are freed by reference counting as soon as every version
+    has written them; the collector would only walk the live pages over and
+    over (about a third of a rebuild's time). It runs again, as it was, when
+    the pass ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def _catch_up(
     database_url: str, builds: list[_Build], batch: int, progress: Progress | None
 ) -> None:
     """Feed every version being built the log up to the head seen now, in one
-    pass: each row is read once and decoded at most once, whatever number of
-    versions read it."""
+    pass.
+
+    Only the topics some version reads leave the database; each row is decoded
+    once, whatever number of versions read it, and each version gets the page's
+    events it reads in one transaction. The versions write a page on their own
+    connections while the next page is read and decoded.
+    """
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_collector_paused())
         for build in builds:
             await stack.enter_async_context(await _open(database_url, build))
         reader = await stack.enter_async_context(
             await psycopg.AsyncConnection.connect(database_url)
         )
         target = await log_head(reader)
-        start = min(build.position for build in builds)
+        where: sql.Composable = sql.SQL(
+            "notification_id > %s AND notification_id <= %s"
+        )
+        params: list[object] = [min(build.position for build in builds), target]
+        if all(build.topics is not None for build in builds):
+            where += sql.SQL(" AND topic = ANY(%s)")
+            params.append(sorted(set().union(*(b.topics or () for b in builds))))
+        routes: dict[str, _Route] = {}
+        writing: asyncio.Future[list[None]] | None = None
         async with (
             reader.transaction(),
             reader.cursor(name="rebuild", binary=True) as cur,
         ):
             await cur.execute(
                 sql.SQL(
-                    "SELECT notification_id, topic, state FROM {} "
-                    "WHERE notification_id > %s AND notification_id <= %s "
+                    "SELECT notification_id, topic, state FROM {} WHERE {} "
                     "ORDER BY notification_id"
-                ).format(sql.Identifier(EVENTS_TABLE)),
-                (start, target),
+                ).format(sql.Identifier(EVENTS_TABLE), where),
+                params,
             )
-            while True:
-                fetched = await cur.fetchmany(batch)
-                if not fetched:
-                    break
-                rows = [(int(r[0]), str(r[1]), bytes(r[2])) for r in fetched]
-                decoded: list[Any] = [None] * len(rows)
-                for build in builds:
-                    await _apply(build, rows, decoded)
+            while fetched := await cur.fetchmany(batch):
+                pages = _page(fetched, builds, routes)
+                last = int(fetched[-1][0])
+                if writing is not None:
+                    await writing
+                writing = asyncio.gather(
+                    *(
+                        _write(build, page, last)
+                        for build, page in zip(builds, pages, strict=True)
+                        if page
+                    )
+                )
                 if progress is not None:
-                    progress(rows[-1][0], target)
+                    progress(last, target)
+            if writing is not None:
+                await writing
+        # Every version reaches the head seen, over the rows none of it reads.
+        await asyncio.gather(*(_write(build, [], target) for build in builds))
         if progress is not None:
             progress(target, target)
 

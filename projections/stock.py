@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import psycopg
 
+from domain import stock
 from domain.events import Event
 from projections.base import BatchProjection
 from projections.inventory import STOCK_TOPICS, stock_event
@@ -13,8 +14,8 @@ from projections.inventory import STOCK_TOPICS, stock_event
 _UPSERT = (
     "INSERT INTO stock_on_hand "
     "(sku, item_id, on_hand, version, position, updated_at, events_applied) "
-    "SELECT * FROM unnest(%s::text[], %s::uuid[], %s::bigint[], %s::bigint[], "
-    "%s::bigint[], %s::timestamptz[], %s::bigint[]) "
+    "SELECT * FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bigint[], "
+    "%b::bigint[], %b::timestamptz[], %b::bigint[]) "
     "ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
     "version = EXCLUDED.version, position = EXCLUDED.position, "
     "updated_at = EXCLUDED.updated_at, "
@@ -37,20 +38,24 @@ class StockOnHandProjection(BatchProjection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Fold the batch per SKU in memory, then upsert each SKU once."""
-        rows: dict[str, list[object]] = {}
+        """Keep each SKU's last event and its count, then upsert each SKU once."""
+        last: dict[str, tuple[stock.StockEvent, int]] = {}
+        counts: dict[str, int] = {}
         for any_event, position in events:
             event = stock_event(any_event)
-            row = rows.get(event.sku)
-            applied = 1 if row is None else int(row[6]) + 1  # type: ignore[call-overload]
-            rows[event.sku] = [
-                event.sku,
+            last[event.sku] = (event, position)
+            counts[event.sku] = counts.get(event.sku, 0) + 1
+        rows = [
+            (
+                sku,
                 event.originator_id,
                 event.on_hand,
                 event.originator_version,
                 position,
                 event.occurred_at,
-                applied,
-            ]
-        columns = list(zip(*rows.values(), strict=True))
-        await cur.execute(_UPSERT, [list(c) for c in columns])
+                counts[sku],
+            )
+            for sku, (event, position) in last.items()
+        ]
+        if rows:
+            await cur.execute(_UPSERT, [list(c) for c in zip(*rows, strict=True)])
