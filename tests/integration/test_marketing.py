@@ -10,6 +10,7 @@ the ``marketing`` projection's figures. The CLI publishes, shows and prices.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,16 @@ import psycopg
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from domain.marketing import campaign_id
+from connectors.common import BuyerPersonalData
+from domain.marketing import MemberEnrolled, campaign_id
 from hub.entry.cli import main
+from hub.infra.subjects import SubjectKeys
 from hub.messages import STREAM, EventMessage
 from hub.service.commit import utc_now
 from hub.service.hub import Hub
+from hub.service.marketing import member_command
+from hub.service.personal import PersonalData, profile_policies
+from projections.base import rebuild
 from tests.hub_steps import serving_hub
 
 pytestmark = pytest.mark.integration
@@ -152,7 +158,16 @@ async def test_a_campaign_over_nats_claims_shares_redeems_and_counts(
     assert sum(message.data["line_discounts_fen"]) == 7000
 
     await hub.projection("marketing").wait_for(head)
-    with psycopg.connect(hub.database_url) as conn:
+    row, members = _figures(hub.database_url)
+    assert row == (1, 1, 2, 1, 1, 40700, 5000, 2000)
+    assert members == (1, 1)
+    # Rebuilt from the log, the figures are the same.
+    assert await rebuild(hub.database_url, hub.projection("marketing").projection)
+    assert _figures(hub.database_url) == (row, members)
+
+
+def _figures(database_url: str) -> tuple[Any, Any]:
+    with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT coupons_claimed, fission_rewards, shares_credited, "
             "shares_refused, coupons_redeemed, sales_fen, reduction_fen, coupon_fen "
@@ -164,8 +179,7 @@ async def test_a_campaign_over_nats_claims_shares_redeems_and_counts(
             "WHERE platform = 'youzan' AND shop_id = %s",
             (KEY["shop_id"],),
         ).fetchone()
-    assert row == (1, 1, 2, 1, 1, 40700, 5000, 2000)
-    assert members == (1, 1)
+    return row, members
 
 
 def test_the_cli_publishes_shows_and_prices_a_cart(
@@ -196,3 +210,38 @@ def test_the_cli_publishes_shows_and_prices_a_cart(
     assert "LINES_JSON: Expected `int` >= 1" in capsys.readouterr().err
     assert main(["marketing", "show", "campaign:nope:youzan:x:y"]) == 1
     assert "no campaign" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("platform", "fields"),
+    [("youzan", ["name", "phone"]), ("kuaishou_shop", []), ("wechat_shop", None)],
+)
+async def test_a_follower_in_the_clear_is_sealed_at_the_door_per_profile_mode(
+    hub: Hub, platform: str, fields: list[str] | None
+) -> None:
+    master = os.urandom(32)
+    personal = PersonalData(SubjectKeys(hub.database_url, master), master)
+    assert hub.policy_book is not None
+    policies = profile_policies(hub.policy_book)
+    # WeChat's mode is dropped here to stand for a platform the book gives none.
+    policy = None if fields is None else policies[platform]
+    follower = BuyerPersonalData(name="赵六合", phone="13566667777", buyer_ref="o-9")
+    command = await member_command(
+        personal,
+        policy,
+        channel_account=KEY["channel_account"],
+        platform=platform,
+        shop_id="shop-1",
+        follower=follower,
+        followed_at=datetime.now(UTC),
+    )
+    plain = ("赵六合", "13566667777", "o-9")
+    assert not any(text in msgspec.json.encode(command).decode() for text in plain)
+    outcome = await hub.execute("marketing.enroll_member", command)
+    enrolled = outcome.events[-1]
+    assert isinstance(enrolled, MemberEnrolled)
+    if fields is None:
+        assert enrolled.profile is None
+    else:
+        assert list(enrolled.fields) == fields
+        assert enrolled.mode == policy.mode  # type: ignore[union-attr]
