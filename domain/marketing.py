@@ -411,9 +411,14 @@ class PublishCampaign(CampaignKey, frozen=True, kw_only=True):
 
 
 class ClaimCoupon(CampaignKey, frozen=True, kw_only=True):
-    """A buyer claims the campaign's live-room coupon."""
+    """A buyer claims the campaign's live-room coupon.
+
+    A buyer may hold several (``per_buyer_limit``), so a retried claim is told
+    apart by ``request_id``: the hub applies a claim with the same one once.
+    """
 
     buyer: SubjectId
+    request_id: Key | None = None
 
 
 class RecordShare(CampaignKey, frozen=True, kw_only=True):

@@ -55,6 +55,13 @@ class CampaignRules:
         """Delegate to :func:`domain.marketing.mutate`."""
         return marketing.mutate(event, state)
 
+    def request_key(self, command: marketing.CampaignCommand) -> str | None:
+        """A claim's idempotency key (the other commands are idempotent by
+        their keys: the order redeemed, the friend credited, the terms)."""
+        return (
+            command.request_id if isinstance(command, marketing.ClaimCoupon) else None
+        )
+
 
 CAMPAIGN_RULES = CampaignRules()
 

@@ -245,3 +245,16 @@ async def test_a_follower_in_the_clear_is_sealed_at_the_door_per_profile_mode(
     else:
         assert list(enrolled.fields) == fields
         assert enrolled.mode == policy.mode  # type: ignore[union-attr]
+
+
+async def test_a_retried_claim_with_its_request_id_is_applied_once(hub: Hub) -> None:
+    campaign = _campaign(datetime.now(UTC)) | {"per_buyer_limit": 3}
+    assert (await hub.handle("marketing.publish", json.dumps(campaign).encode())).ok
+    claim = json.dumps({**KEY, "buyer": ALICE, "request_id": "claim-1"}).encode()
+    first = await hub.handle("marketing.claim", claim)
+    retry = await hub.handle("marketing.claim", claim)
+    assert first.ok and retry.ok
+    assert retry.positions == first.positions
+    other = {**KEY, "buyer": ALICE, "request_id": "claim-2"}
+    second = await hub.handle("marketing.claim", json.dumps(other).encode())
+    assert second.state is not None and second.state["claimed"] == 2
