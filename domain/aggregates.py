@@ -10,7 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from domain import binding, marketing, order, payout, push, stock
+from domain import (
+    audience,
+    binding,
+    marketing,
+    order,
+    payout,
+    push,
+    reconciliation,
+    risk,
+    stock,
+)
 from domain.events import Event, State
 
 
@@ -37,6 +47,11 @@ KINDS: tuple[AggregateKind, ...] = (
     AggregateKind(payout.CommissionTerms, payout.mutate_terms),
     AggregateKind(marketing.Campaign, marketing.mutate),
     AggregateKind(marketing.Member, marketing.mutate_member),
+    # A binding's traffic and its violations fold through one mutate.
+    AggregateKind(risk.Traffic, risk.mutate),
+    AggregateKind(risk.Violations, risk.mutate),
+    AggregateKind(audience.Audience, audience.mutate),
+    AggregateKind(reconciliation.Statement, reconciliation.mutate),
 )
 
 
