@@ -474,6 +474,7 @@ async def _run(
     again; one that cannot be started again ends the hub (:class:`ServeError`).
     """
     from eventlog.supervision import describe
+    from hub.entry.dashboard import with_dashboard
     from hub.entry.health import health_app
     from hub.entry.http import HttpServer
     from hub.infra.embedded import watch_started
@@ -482,7 +483,12 @@ async def _run(
     watchers = watch_started(supervisor)
     tasks: list[asyncio.Task[None]] = []
     if http_port is not None:
-        app = health_app(supervisor, platforms.app() if platforms else None)
+        app = health_app(
+            supervisor,
+            with_dashboard(
+                hub.database_url, supervisor, platforms.app() if platforms else None
+            ),
+        )
 
         async def serve_http() -> None:
             server = await HttpServer(app, "127.0.0.1", http_port).start()

@@ -556,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.marketing_cli import add_marketing_verbs
 
     add_marketing_verbs(verbs)
+    from hub.entry.users_cli import add_users_verbs
+
+    add_users_verbs(verbs)
     from hub.entry.demo import add_demo_parser
 
     add_demo_parser(verbs)

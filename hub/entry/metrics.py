@@ -159,7 +159,8 @@ def commit_metrics(hub: Hub) -> CommitMetrics:
     return _COMMITS[key]
 
 
-async def _stock_pushes(database_url: str) -> list[tuple[str, str, int]]:
+async def stock_push_counts(database_url: str) -> list[tuple[str, str, int]]:
+    """Stock pushes per platform and status: ``(platform, status, count)``."""
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute("SELECT to_regclass('stock_pushes') IS NOT NULL")
         row = await cur.fetchone()
@@ -204,7 +205,7 @@ async def render(
     )
     lines += [
         f"hub_stock_pushes{_labels({'platform': p, 'status': s})} {n}"
-        for p, s, n in await _stock_pushes(hub.database_url)
+        for p, s, n in await stock_push_counts(hub.database_url)
     ]
     lines += _family(
         "hub_webhook_requests_total",

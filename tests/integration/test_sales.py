@@ -4,13 +4,12 @@ hour; GMV equal to the orders' payments and to the ledger's sales; rebuildable."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from domain import audience, order, payout
 from eventlog.log import log_head
 from hub.service.hub import Hub
 from projections import sales
@@ -18,13 +17,10 @@ from projections.base import rebuild
 from projections.rebuild import rebuild_blue_green
 from tests.conftest import wait_until
 from tests.hub_steps import started_hub
-from tests.payout_steps import agree_terms
+from tests.sales_steps import T0, a_session
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # 20:00 in China
-WECHAT = {"channel_account": "ch-1", "platform": "wechat_shop", "shop_id": "shop-1"}
-DOUYIN = {"channel_account": "ch-1", "platform": "douyin_shop", "shop_id": "dy-1"}
 LIVE = sales.Selection(channel_account="ch-1", session_id="live-1")
 
 
@@ -32,79 +28,6 @@ LIVE = sales.Selection(channel_account="ch-1", session_id="live-1")
 async def hub(database_url: str) -> AsyncIterator[Hub]:
     async with started_hub(database_url, None, clock=lambda: T0) as running:
         yield running
-
-
-async def place(
-    hub: Hub, binding: dict[str, str], number: str, fen: int, at: datetime
-) -> dict[str, str]:
-    keys = {"platform": binding["platform"], "platform_order_id": number}
-    await hub.execute(
-        "order.place",
-        order.PlaceOrder(
-            **keys,
-            shop_id=binding["shop_id"],
-            channel_account=binding["channel_account"],
-            placed_at=at,
-            lines=(
-                order.OrderLine(
-                    platform_sku_id="p-1", hub_sku="A1", quantity=1, unit_price_fen=fen
-                ),
-            ),
-        ),
-    )
-    return keys
-
-
-async def sell(
-    hub: Hub, binding: dict[str, str], number: str, fen: int, at: datetime
-) -> dict[str, str]:
-    keys = await place(hub, binding, number, fen, at)
-    await hub.execute("order.pay", order.PayOrder(**keys, paid_at=at))
-    return keys
-
-
-async def views(hub: Hub, source: str, source_id: str, n: int, at: datetime) -> None:
-    await hub.execute(
-        "audience.record_views",
-        audience.RecordViews(
-            channel_account="ch-1", source=source, source_id=source_id, views=n, at=at
-        ),
-    )
-
-
-async def a_session(hub: Hub) -> None:
-    """Live session live-1 (bo) on WeChat and Douyin, 20:00-22:00 China time;
-    anna is the WeChat binding's streamer outside it."""
-    await agree_terms(hub, WECHAT, T0, T0 + timedelta(hours=2))
-    await hub.execute(
-        "payout.schedule_live_session",
-        payout.ScheduleLiveSession(
-            **DOUYIN,
-            session_id="live-1",
-            starts_at=T0,
-            ends_at=T0 + timedelta(hours=2),
-            streamer="bo",
-            rate="0.25",
-        ),
-    )
-    await views(hub, "live", "live-1", 200, T0 + timedelta(minutes=10))
-    await views(hub, "live", "live-1", 300, T0 + timedelta(minutes=70))
-    await views(hub, "video", "warm-up-1", 1_000, T0 - timedelta(days=1))
-    await sell(hub, WECHAT, "W-1", 10_000, T0 + timedelta(minutes=30))
-    await sell(hub, DOUYIN, "D-1", 5_000, T0 + timedelta(minutes=75))
-    w3 = await place(hub, WECHAT, "W-3", 700, T0 + timedelta(minutes=50))
-    await hub.execute("order.cancel", order.CancelOrder(**w3))
-    w2 = await sell(hub, WECHAT, "W-2", 3_333, T0 + timedelta(hours=3))
-    await hub.execute(
-        "order.refund",
-        order.RefundOrder(**w2, refund_id="R-1", amount_fen=1_000),
-    )
-    await hub.execute(
-        "order.refund",
-        order.RefundOrder(
-            platform="douyin_shop", platform_order_id="D-1", refund_id="R-2"
-        ),
-    )
 
 
 async def caught_up(hub: Hub, *names: str) -> None:
