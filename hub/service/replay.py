@@ -58,6 +58,25 @@ class ReplayError(LookupError):
     """A reference names nothing in the log, or a point is not understood."""
 
 
+class LedgerPosting(msgspec.Struct, frozen=True, kw_only=True):
+    """One posting of a ledger transaction an event made.
+
+    Attributes:
+        transaction: the transaction's source (what made it, stable across
+            rebuilds).
+        kind: the transaction's kind (``sale``, ``refund``, ``settlement``...).
+        status: ``pending``, ``posted`` or ``voided``.
+        account: the account posted to.
+        amount_fen: the amount, debit positive, credit negative.
+    """
+
+    transaction: str
+    kind: str
+    status: str
+    account: str
+    amount_fen: int
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One event of an aggregate's history (or of a trace).
 
@@ -73,6 +92,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
             before the hub recorded it).
         causation_id: the event that called for it (None: a command's own).
         payload: the event's fields other than the ones above.
+        postings: in a trace, the ledger postings made of the event.
     """
 
     position: int
@@ -85,6 +105,9 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None
     causation_id: uuid.UUID | None
     payload: dict[str, Any]
+    #: In a trace, the ledger postings the commission ledger made of this
+    #: event (a payout's), read from the ledger's tables.
+    postings: tuple[LedgerPosting, ...] = ()
 
 
 class StateAt(msgspec.Struct, frozen=True, kw_only=True):
@@ -265,6 +288,47 @@ async def correlated(
     return [e for e in entries if e.correlation_id in correlation_ids]
 
 
+async def with_postings(
+    database_url: str, entries: list[HistoryEntry]
+) -> list[HistoryEntry]:
+    """``entries`` with the ledger postings each payout event made.
+
+    The commission ledger is a projection of the payout events: each of its
+    transactions records the log position of the event that made it, so the
+    postings join the trace by position. A ledger that has not caught up yet
+    shows fewer.
+    """
+    positions = [e.position for e in entries if e.aggregate_type == "payout"]
+    if not positions:
+        return entries
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT t.position, t.source, t.kind, t.status, p.account, p.amount_fen "
+            "FROM ledger_transactions t JOIN ledger_postings p "
+            "ON p.transaction_id = t.id WHERE t.position = ANY(%s) "
+            "ORDER BY t.position, t.id, p.id",
+            (positions,),
+        )
+        rows = await cur.fetchall()
+    made: dict[int, list[LedgerPosting]] = {}
+    for position, source, kind, status, account, amount in rows:
+        made.setdefault(int(position), []).append(
+            LedgerPosting(
+                transaction=str(source),
+                kind=str(kind),
+                status=str(status),
+                account=str(account),
+                amount_fen=int(amount),
+            )
+        )
+    return [
+        msgspec.structs.replace(e, postings=tuple(made[e.position]))
+        if e.position in made
+        else e
+        for e in entries
+    ]
+
+
 async def trace(database_url: str, ref: str) -> list[HistoryEntry]:
     """Every event caused by the inputs behind aggregate ``ref``, in log order.
 
@@ -272,9 +336,15 @@ async def trace(database_url: str, ref: str) -> list[HistoryEntry]:
     correlation id its events carry, across every aggregate. A ``ref`` that
     names no aggregate is taken as a correlation id itself.
 
+    Each payout event shows the ledger postings it made (:func:`with_postings`).
+
     Raises:
         ReplayError: nothing in the log carries or names ``ref``.
     """
+    return await with_postings(database_url, await _traced(database_url, ref))
+
+
+async def _traced(database_url: str, ref: str) -> list[HistoryEntry]:
     try:
         events = await _events_of(database_url, ref)
     except ReplayError:
@@ -301,6 +371,11 @@ def format_history(entries: list[HistoryEntry]) -> str:
         lines.append(
             f"#{e.position}  {e.aggregate_type} {e.aggregate_id} v{e.version}  "
             f"{e.recorded_at.isoformat()}  {e.type}  {payload}"
+        )
+        lines.extend(
+            f"    ledger {p.transaction} ({p.kind}, {p.status}): "
+            f"{p.account} {p.amount_fen:+d}"
+            for p in e.postings
         )
     return "\n".join(lines)
 

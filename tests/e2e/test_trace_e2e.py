@@ -1,5 +1,6 @@
 """The causal trace of one sandbox order: from the order the platform pushed,
-through its stock commitment, to the stock pushes on the other platforms."""
+through its stock commitment, to the stock pushes on the other platforms, its
+payout and the ledger postings the payout made."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from domain import order as order_domain
 from domain.stock import ReceiveStock
 from eventlog.log import log_head
 from hub.service.commands import ORDER_RULES
-from hub.service.replay import trace
+from hub.service.replay import format_history, trace
 from tests.conftest import wait_until
 from tests.e2e.test_connectors_e2e import (
     PLATFORMS,
@@ -108,19 +109,39 @@ async def test_metrics_show_head_lags_queues_webhooks_and_batches(
     )
 
 
-async def test_the_trace_of_a_paid_order_reaches_its_payout(
+async def test_the_trace_of_a_paid_order_reaches_its_payout_and_postings(
     rig: Rig,  # noqa: F811  (the fixture imported above)
 ) -> None:
     number = await _sell_one(rig, ("pay",))
     ref = f"{ORIGIN}:order:{number}"
 
-    async def paid_out() -> bool:
-        types = {e.type for e in await trace(rig.hub.database_url, ref)}
-        return bool(types & {"PayoutScheduled", "PayoutRefused"})
+    async def posted() -> bool:
+        events = await trace(rig.hub.database_url, ref)
+        return any(e.postings for e in events if e.type == "PayoutScheduled")
 
-    await wait_until(paid_out)
+    await wait_until(posted)
     events = await trace(rig.hub.database_url, ref)
+    types = [e.type for e in events]
+    assert types[:2] == ["OrderPlaced", "StockCommitted"], types
+    # One input, one trace: the other platforms' pushes, the payout, the ledger.
+    realtime = {
+        p
+        for p in PLATFORMS
+        if p != ORIGIN and rig.platforms.outbound.policies[p].stock.pushed_on_change
+    }
+    sent = {e.payload["platform"] for e in events if e.type == "StockPushSent"}
+    assert realtime <= sent, (realtime, sent)
     paid = next(e for e in events if e.type == "OrderPaid")
-    payout = next(e for e in events if e.type.startswith("Payout"))
+    payout = next(e for e in events if e.type == "PayoutScheduled")
     assert payout.causation_id == paid.event_id
     assert payout.correlation_id == paid.correlation_id
+    by_transaction: dict[str, int] = {}
+    for posting in payout.postings:
+        by_transaction[posting.transaction] = (
+            by_transaction.get(posting.transaction, 0) + posting.amount_fen
+        )
+    assert by_transaction, "the payout made ledger transactions"
+    assert set(by_transaction.values()) == {0}, "each transaction balances"
+    assert [e for e in events if e.postings and e.aggregate_type != "payout"] == []
+    text = format_history(events)
+    assert f"ledger {payout.postings[0].transaction} (" in text
