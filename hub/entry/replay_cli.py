@@ -59,7 +59,9 @@ def add_replay_verbs(verbs: Any, projection_verbs: Any) -> None:
         help="build a new version of a projection's tables beside the serving one, "
         "then switch to it (resumes a killed rebuild)",
     )
-    rebuild.add_argument("name")
+    rebuild.add_argument(
+        "name", help="a projection, or all (every one in one pass over the log)"
+    )
     rebuild.add_argument(
         "--batch", type=int, default=None, help="events per transaction"
     )
@@ -121,28 +123,40 @@ def _projections(settings: Settings) -> dict[str, Projection]:
 
 
 def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    """``hub projections rebuild NAME``: blue-green, with a progress bar."""
+    """``hub projections rebuild NAME|all``: blue-green, with a progress bar.
+
+    ``all`` builds every projection that can be rebuilt blue-green in one pass
+    over the log and names the others (their tables cannot be copied).
+    """
     from hub.bootstrap import say, servers
     from hub.infra.migrate import migrate
     from projections.rebuild import (
         REBUILD_BATCH,
         ProgressBar,
         RebuildError,
-        rebuild_blue_green,
+        rebuild_many,
+        uncopyable,
     )
 
     known = _projections(settings)
-    if args.name not in known:
+    if args.name == "all":
+        chosen = list(known.values())
+    elif args.name in known:
+        chosen = [known[args.name]]
+    else:
         names = ", ".join(sorted(known))
-        raise SettingsError(f"projection {args.name!r} does not exist; known: {names}")
+        raise SettingsError(
+            f"projection {args.name!r} does not exist; known: {names}, or all"
+        )
     bar = ProgressBar(args.name, sys.stderr.write)
     with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
+        refused = asyncio.run(uncopyable(db, chosen)) if args.name == "all" else {}
         try:
-            version, position = asyncio.run(
-                rebuild_blue_green(
+            done = asyncio.run(
+                rebuild_many(
                     db,
-                    known[args.name],
+                    [p for p in chosen if p.name not in refused],
                     batch=args.batch or REBUILD_BATCH,
                     progress=bar,
                 )
@@ -150,9 +164,10 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
         except RebuildError as exc:
             print(f"hub: error: {exc}", file=sys.stderr)
             return 1
-    say(
-        f"projection {args.name} version {version} serving from log position {position}"
-    )
+    for name, (version, position) in done.items():
+        say(f"projection {name} version {version} serving from log position {position}")
+    for name, why in refused.items():
+        say(f"projection {name} not rebuilt: {why}")
     return 0
 
 
