@@ -13,6 +13,7 @@ from typing import Any
 from domain import (
     audience,
     binding,
+    catalog,
     marketing,
     order,
     payout,
@@ -47,6 +48,7 @@ KINDS: tuple[AggregateKind, ...] = (
     AggregateKind(payout.CommissionTerms, payout.mutate_terms),
     AggregateKind(marketing.Campaign, marketing.mutate),
     AggregateKind(marketing.Member, marketing.mutate_member),
+    AggregateKind(catalog.Product, catalog.mutate),
     # A binding's traffic and its violations fold through one mutate.
     AggregateKind(risk.Traffic, risk.mutate),
     AggregateKind(risk.Violations, risk.mutate),

@@ -215,6 +215,34 @@ class UserProfileSync(PolicyData, frozen=True, kw_only=True):
     merge: bool = False
 
 
+#: Which way product information (titles, prices, SKUs, images) flows between
+#: the hub's product library and a platform's shops: ``hub_to_platform`` (the
+#: hub's library is the truth; a platform's edit is refused and overwritten),
+#: ``two_way`` (either side's later edit wins), ``platform_to_hub`` (the
+#: platform's edits are taken in; nothing is pushed) or ``off``.
+ProductDirection = Literal["hub_to_platform", "two_way", "platform_to_hub", "off"]
+
+
+class ProductSync(PolicyData, frozen=True, kw_only=True):
+    """How the product library is synchronised with the platform's shops.
+
+    Attributes:
+        direction: One of :data:`ProductDirection`.
+    """
+
+    direction: ProductDirection
+
+    @property
+    def pushes(self) -> bool:
+        """Whether the hub's product changes are written to the platform."""
+        return self.direction in {"hub_to_platform", "two_way"}
+
+    @property
+    def takes_in(self) -> bool:
+        """Whether the platform's product edits may change the hub's library."""
+        return self.direction in {"two_way", "platform_to_hub"}
+
+
 class RateLimitPolicy(PolicyData, frozen=True, kw_only=True):
     """The hub's own token bucket per shop, set below the platform's caps.
 
@@ -269,6 +297,7 @@ class SyncPolicy(PolicyData, frozen=True, kw_only=True):
     rate_limit: RateLimitPolicy
     retry: RetryPolicy
     user_profile: UserProfileSync | None = None
+    products: ProductSync | None = None
 
 
 class TrafficLimit(PolicyData, frozen=True, kw_only=True):

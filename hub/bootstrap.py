@@ -30,6 +30,7 @@ from hub.infra.settings import Settings, SettingsError, eventsourcing_env
 from hub.infra.shops import Connectors, ConnectorsConfig
 from hub.infra.store import HubApplication
 from hub.service.authorisation import BindingRoutes
+from hub.service.catalog_sync import CatalogSync
 from hub.service.commands import command_rules
 from hub.service.commit import GroupCommitter, utc_now
 from hub.service.crm import CrmOutbox
@@ -47,6 +48,7 @@ from hub.service.snapshots import Snapshots
 from hub.service.sync import PollCursors, SyncScheduler
 from projections.base import Projection, ProjectionRunner
 from projections.bindings import BindingsProjection
+from projections.catalog import CatalogProjection
 from projections.inventory import InventoryProjection, StockDriftProjection
 from projections.ledger import LedgerProjection
 from projections.marketing import MarketingProjection
@@ -74,6 +76,7 @@ def default_projections(policy_book: PolicyBook | None = None) -> list[Projectio
         CustomerProfilesProjection(),
         LedgerProjection(),
         SalesProjection(),
+        CatalogProjection(),
         MarketingProjection(),
     ]
 
@@ -168,6 +171,7 @@ def connect_platforms(
     personal: PersonalData | None = None,
     crm: CrmOutbox | None = None,
     callback_base: str = "http://127.0.0.1:8780",
+    catalog_poll_s: float | None = 60.0,
 ) -> Platforms:
     """Build the hub's side of the shop platforms (it starts nothing).
 
@@ -192,6 +196,8 @@ def connect_platforms(
         crm: Where the profiles of the CRM transfer mode are sent.
         callback_base: Where the platforms reach the hub's HTTP port: the
             OAuth callbacks are ``<callback_base>/oauth/<platform>/callback``.
+        catalog_poll_s: Seconds between reads of the shops' products for
+            edits made on the platforms (None: only when asked).
 
     Raises:
         hub.infra.shops.ConnectorsConfigError: a shop's platform has no sync
@@ -239,6 +245,9 @@ def connect_platforms(
         routes=routes,
         policies=policies,
         shipments=ShipmentNotifier(hub, connectors),
+        catalog=CatalogSync(
+            hub, connectors, policies=policies, poll_interval_s=catalog_poll_s
+        ),
     )
 
 

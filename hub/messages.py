@@ -38,6 +38,14 @@ from domain.binding import (
     SubjectMismatched,
     SubjectVerified,
 )
+from domain.catalog import (
+    ProductChanged,
+    ProductChangeReceived,
+    ProductChangeRefused,
+    ProductDefined,
+    ProductRetired,
+    ProductSynced,
+)
 from domain.events import Event
 from domain.marketing import (
     CampaignClosed,
@@ -724,6 +732,76 @@ class ViewsRecordedV1(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+class CatalogSkuV1(msgspec.Struct, frozen=True, kw_only=True):
+    """One SKU of a product: hub SKU code, spec attributes, price in fen."""
+
+    sku: str
+    attributes: dict[str, str] = {}
+    price_fen: int
+
+
+class ProductDefinedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A product entered the hub's library at revision 1 (images are URLs)."""
+
+    product: str
+    title: str
+    price_fen: int
+    skus: tuple[CatalogSkuV1, ...] = ()
+    images: tuple[str, ...] = ()
+    revision: int = 1
+
+
+class ProductContentChangedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A new revision of a product: ``fields`` names the changed ones, given here."""
+
+    product: str
+    revision: int
+    fields: tuple[str, ...]
+    title: str | None = None
+    price_fen: int | None = None
+    skus: tuple[CatalogSkuV1, ...] | None = None
+    images: tuple[str, ...] | None = None
+
+
+class ProductChangedV1(ProductContentChangedV1, frozen=True, kw_only=True):
+    """The hub changed a product."""
+
+
+class ProductChangeReceivedV1(ProductContentChangedV1, frozen=True, kw_only=True):
+    """A platform's edit of a product was taken in as a new revision."""
+
+    shop_id: str
+    edited_at: datetime
+
+
+class ProductChangeRefusedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A platform's edit of a product was refused; ``reason`` names the rule."""
+
+    product: str
+    shop_id: str
+    edited_at: datetime
+    fields: tuple[str, ...]
+    direction: str
+    reason: str
+
+
+class ProductRetiredV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A product left the library."""
+
+    product: str
+    revision: int
+    reason: str = ""
+
+
+class ProductSyncedV1(msgspec.Struct, frozen=True, kw_only=True):
+    """A shop's platform holds ``revision`` of the product."""
+
+    product: str
+    shop_id: str
+    revision: int
+    platform_product_id: str
+
+
 class PayoutScheduledV1(msgspec.Struct, frozen=True, kw_only=True):
     """A paid order's split, pending until ``settles_on`` (its channel's T+n)."""
 
@@ -1057,6 +1135,12 @@ PAYLOADS: dict[type[Event], type[msgspec.Struct]] = {
     FollowerJoined: FollowerJoinedV1,
     MemberEnrolled: MemberEnrolledV1,
     ViewsRecorded: ViewsRecordedV1,
+    ProductDefined: ProductDefinedV1,
+    ProductChanged: ProductChangedV1,
+    ProductChangeReceived: ProductChangeReceivedV1,
+    ProductChangeRefused: ProductChangeRefusedV1,
+    ProductRetired: ProductRetiredV1,
+    ProductSynced: ProductSyncedV1,
 }
 
 

@@ -32,6 +32,12 @@ from connectors.common import (
 from connectors.douyin_shop import protocol, translate
 from connectors.douyin_shop.policy import PLATFORM
 from connectors.mapping import id_value, to_beijing_text
+from connectors.products import (
+    PlatformProduct,
+    ProductWrite,
+    read_product,
+    write_fields,
+)
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
@@ -298,3 +304,21 @@ class DouyinShopClient(AppClient[DouyinApp]):
             period_end=period_end,
             entries=tuple(entries),
         )
+
+    async def upsert_product(self, shop_id: str, write: ProductWrite) -> str:
+        """Add the product, or edit the one it has (``/product/addV2`` or
+        ``/product/editV2``); the platform's product id."""
+        method = "product.editV2" if write.platform_product_id else "product.addV2"
+        params = write_fields(translate.PRODUCT_SHAPE, write)
+        attempt = self._request(method, params, write.request_id)
+        report = await self._call(shop_id, write.request_id, attempt)
+        return str(self._require_ok(report)["product_id"])
+
+    async def get_product(
+        self, shop_id: str, platform_product_id: str
+    ) -> PlatformProduct:
+        """The product as the shop shows it (``/product/detail``)."""
+        data = await self._read(
+            shop_id, "product.detail", {"product_id": id_value(platform_product_id)}
+        )
+        return read_product(translate.PRODUCT_SHAPE, data)

@@ -28,6 +28,7 @@ from connectors.mapping import (
     optional_text,
     platform_id,
 )
+from connectors.products import ProductShape
 
 #: Douyin ``order_status`` → neutral status.
 STATUS: Mapping[int, OrderStatus] = {
@@ -119,3 +120,25 @@ def settlement_entry(row: Mapping[str, Any]) -> SettlementEntry:
         settled_at=from_beijing_text(field(row, "settle_time", where), "settle_time"),
         commission_fen=integer(row.get("commission", 0), "commission"),
     )
+
+
+#: Douyin Shop's product fields (``/product/addV2|editV2|detail``): images
+#: joined by ``|`` and SKU prices as JSON text when written, ``discount_price``
+#: in fen, ``update_time`` in Beijing time.
+PRODUCT_SHAPE = ProductShape(
+    product_id="product_id",
+    outer="outer_product_id",
+    title="name",
+    images="pic",
+    skus="spec_prices",
+    sku_code="code",
+    sku_price="price",
+    sku_props="sell_properties",
+    prop_key="property_name",
+    prop_value="value_name",
+    price="discount_price",
+    edited="update_time",
+    edited_at=lambda value: from_beijing_text(value, "update_time"),
+    images_joined=True,
+    skus_as_text=True,
+)

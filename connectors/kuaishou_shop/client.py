@@ -32,6 +32,12 @@ from connectors.common import (
 from connectors.kuaishou_shop import protocol, translate
 from connectors.kuaishou_shop.policy import PLATFORM
 from connectors.mapping import id_value
+from connectors.products import (
+    PlatformProduct,
+    ProductWrite,
+    read_product,
+    write_fields,
+)
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
@@ -344,3 +350,21 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
             period_end=period_end,
             entries=tuple(entries),
         )
+
+    async def upsert_product(self, shop_id: str, write: ProductWrite) -> str:
+        """Add the item, or update the one it has (``open.item.new`` or
+        ``open.item.update``); the platform's item id."""
+        method = "open.item.update" if write.platform_product_id else "open.item.new"
+        param = write_fields(translate.PRODUCT_SHAPE, write)
+        attempt = self._request(method, param, write.request_id)
+        report = await self._call(shop_id, write.request_id, attempt)
+        return str(self._require_ok(report)["itemId"])
+
+    async def get_product(
+        self, shop_id: str, platform_product_id: str
+    ) -> PlatformProduct:
+        """The item as the shop shows it (``open.item.detail``)."""
+        data = await self._read(
+            shop_id, "open.item.detail", {"itemId": id_value(platform_product_id)}
+        )
+        return read_product(translate.PRODUCT_SHAPE, data)

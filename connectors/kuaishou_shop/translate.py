@@ -28,6 +28,7 @@ from connectors.mapping import (
     optional_text,
     platform_id,
 )
+from connectors.products import ProductShape
 
 #: Kuaishou order ``status`` → neutral status.
 STATUS: Mapping[int, OrderStatus] = {
@@ -118,3 +119,21 @@ def settlement_entry(row: Mapping[str, Any]) -> SettlementEntry:
         net_fen=integer(field(row, "settlementAmount", where), "settlementAmount"),
         settled_at=from_unix_ms(field(row, "settlementTime", where), "settlementTime"),
     )
+
+
+#: Kuaishou Shop's item fields (``open.item.new|update|detail``): no
+#: item-level price, the SKUs carry it; ``updateTime`` in Unix ms.
+PRODUCT_SHAPE = ProductShape(
+    product_id="itemId",
+    outer="relItemId",
+    title="title",
+    images="imageUrls",
+    skus="skuList",
+    sku_code="relSkuId",
+    sku_price="skuSalePrice",
+    sku_props="specification",
+    prop_key="propName",
+    prop_value="propValueName",
+    edited="updateTime",
+    edited_at=lambda value: from_unix_ms(value, "updateTime"),
+)

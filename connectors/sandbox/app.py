@@ -10,7 +10,15 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from connectors.sandbox import control, crm, douyin, kuaishou, wechat, youzan
+from connectors.sandbox import (
+    control,
+    crm,
+    douyin,
+    kuaishou,
+    products,
+    wechat,
+    youzan,
+)
 from connectors.sandbox.config import SandboxConfig
 from connectors.sandbox.crowd import Crowds
 from connectors.sandbox.pushes import PushSender
@@ -56,6 +64,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *products.control_routes(state),
             *control.routes(state, pushes, crowds),
             *wechat.routes(state, pushes),
             *douyin.routes(state, pushes),

@@ -191,6 +191,24 @@ class SandboxControl:
         """Inject these faults into the platform's next calls, in order."""
         await self._call("POST", f"/{platform}/faults/script", {"faults": faults})
 
+    async def products(self, platform: str, shop_id: str) -> list[dict[str, Any]]:
+        """The shop's products as the platform holds them
+        (:class:`connectors.products.PlatformProduct` as JSON)."""
+        result: list[dict[str, Any]] = await self._call(
+            "GET", f"/{platform}/shops/{shop_id}/products"
+        )
+        return result
+
+    async def edit_product(
+        self, platform: str, shop_id: str, product_id: str, **changes: Any
+    ) -> dict[str, Any]:
+        """Edit a product on the platform, as its merchant would (``title``,
+        ``price_fen``, ``images``, ``skus``); the product after the edit."""
+        result: dict[str, Any] = await self._call(
+            "POST", f"/{platform}/shops/{shop_id}/products/{product_id}/edit", changes
+        )
+        return result
+
     async def advance_clock(self, seconds: float) -> float:
         """Move the sandbox clock on; returns its new time."""
         result = await self._call("POST", "/clock", {"advance_s": seconds})

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from connectors.common import digests_match
 from connectors.douyin_shop import protocol as douyin
 from connectors.mapping import from_beijing_text, id_value, to_beijing_text
+from connectors.sandbox import products
 from connectors.sandbox.calls import (
     REQUEST_ID_HEADER,
     Answer,
@@ -385,6 +386,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         api("/sku/syncStock", sync_stock, write=True),
         api("/sku/stockNum", stock_num),
         api("/order/searchList", search_list),
+        *products.douyin_routes(state, api, _ok, _business),
         api("/order/orderDetail", order_detail),
         api("/order/logisticsAdd", logistics_add, write=True),
         api("/order/getSettleBillDetailV3", settle_bills),

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from connectors.kuaishou_shop import protocol as kuaishou
 from connectors.mapping import id_value
+from connectors.sandbox import products
 from connectors.sandbox.calls import (
     REQUEST_ID_HEADER,
     Answer,
@@ -345,6 +346,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         api("open.item.sku.stock.update", stock_update, write=True),
         api("open.item.get", item_get),
         api("open.order.cursor.list", cursor_list),
+        *products.kuaishou_routes(state, api, _ok, lambda m: _fail(100, m)),
         api("open.order.detail", detail),
         api("open.seller.order.goods.deliver", deliver, write=True),
         api("open.funds.settled.bill.list", settled_bills),

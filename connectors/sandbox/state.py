@@ -142,6 +142,8 @@ class Shop:
     settlements: list[Settlement] = field(default_factory=list)
     applied: dict[str, Any] = field(default_factory=dict)
     stock_changes: list[dict[str, Any]] = field(default_factory=list)
+    #: Platform product id → product (:mod:`connectors.sandbox.products`).
+    products: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

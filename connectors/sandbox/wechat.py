@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors.sandbox import products
 from connectors.sandbox.calls import (
     REQUEST_ID_HEADER,
     Answer,
@@ -311,6 +312,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         api("/channels/ec/product/stock/update", stock_update, write=True),
         api("/channels/ec/product/stock/get", stock_get),
         api("/channels/ec/order/list/get", order_list),
+        *products.wechat_routes(state, api, lambda m: _error(10020053, m)),
         api("/channels/ec/order/get", order_get),
         api("/channels/ec/order/delivery/send", delivery_send, write=True),
         api("/channels/ec/funds/getfundsflowlist", funds_list),

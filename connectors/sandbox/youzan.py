@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.mapping import fen_to_yuan, from_beijing_text, id_value, to_beijing_text
+from connectors.sandbox import products
 from connectors.sandbox.calls import (
     REQUEST_ID_HEADER,
     Answer,
@@ -337,6 +338,7 @@ def routes(state: SandboxState, pushes: PushSender) -> list[Route]:  # noqa: PLR
         api("youzan.item.quantity.update", "3.0.0", quantity_update, write=True),
         api("youzan.item.get", "3.0.0", item_get),
         api("youzan.trades.sold.get", "4.0.4", sold_get),
+        *products.youzan_routes(state, api, _ok, lambda m: _fail(141500404, m)),
         api("youzan.trade.get", "4.0.2", trade_get),
         api("youzan.logistics.online.confirm", "3.0.0", confirm, write=True),
         api("youzan.trade.settlement.list", "1.0.0", settlement_list),

@@ -27,6 +27,12 @@ from connectors.common import (
     TokenState,
     token_state_from_grant,
 )
+from connectors.products import (
+    PlatformProduct,
+    ProductWrite,
+    read_product,
+    write_fields,
+)
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
@@ -292,3 +298,21 @@ class WechatShopClient(ClientBase):
             period_end=period_end,
             entries=tuple(entries),
         )
+
+    async def upsert_product(self, shop_id: str, write: ProductWrite) -> str:
+        """Add the product, or update the one it has (``/channels/ec/product/add``
+        or ``/update``); the platform's product id."""
+        path = "update" if write.platform_product_id else "add"
+        body = write_fields(translate.PRODUCT_SHAPE, write)
+        attempt = self._post(f"/channels/ec/product/{path}", body, write.request_id)
+        report = await self._call(shop_id, write.request_id, attempt)
+        return str(self._require_ok(report)["data"]["product_id"])
+
+    async def get_product(
+        self, shop_id: str, platform_product_id: str
+    ) -> PlatformProduct:
+        """The product as the shop shows it (``/channels/ec/product/get``)."""
+        payload = await self._read(
+            shop_id, "/channels/ec/product/get", {"product_id": platform_product_id}
+        )
+        return read_product(translate.PRODUCT_SHAPE, payload["product"])

@@ -25,6 +25,7 @@ from connectors.mapping import (
     optional_text,
     platform_id,
 )
+from connectors.products import ProductShape
 from connectors.wechat_shop.policy import PLATFORM
 
 #: WeChat order status codes → neutral status (订单状态 of order/get).
@@ -147,3 +148,21 @@ def settlement_entry(flow: Mapping[str, Any]) -> SettlementEntry | None:
             field(flow, "bookkeeping_time", where), "bookkeeping_time"
         ),
     )
+
+
+#: WeChat Shop's product fields (``/channels/ec/product/add|update|get``):
+#: no product-level price, the SKUs carry it; ``edit_time`` in Unix seconds.
+PRODUCT_SHAPE = ProductShape(
+    product_id="product_id",
+    outer="out_product_id",
+    title="title",
+    images="head_imgs",
+    skus="skus",
+    sku_code="out_sku_id",
+    sku_price="sale_price",
+    sku_props="sku_attrs",
+    prop_key="attr_key",
+    prop_value="attr_value",
+    edited="edit_time",
+    edited_at=lambda value: from_unix_s(value, "edit_time"),
+)

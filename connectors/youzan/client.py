@@ -30,6 +30,12 @@ from connectors.common import (
     token_state_from_grant,
 )
 from connectors.mapping import id_value, to_beijing_text
+from connectors.products import (
+    PlatformProduct,
+    ProductWrite,
+    read_product,
+    write_fields,
+)
 from connectors.transport import (
     REQUEST_ID_HEADER,
     TOKEN_TIMEOUT_S,
@@ -311,3 +317,24 @@ class YouzanClient(AppClient[YouzanApp]):
             period_end=period_end,
             entries=tuple(entries),
         )
+
+    async def upsert_product(self, shop_id: str, write: ProductWrite) -> str:
+        """Add the item, or update the one it has (``youzan.item.create`` or
+        ``youzan.item.update``, 3.0.0); the platform's item id."""
+        api = "update" if write.platform_product_id else "create"
+        body = write_fields(translate.PRODUCT_SHAPE, write)
+        attempt = self._request(f"youzan.item.{api}", "3.0.0", body, write.request_id)
+        report = await self._call(shop_id, write.request_id, attempt)
+        return str(self._require_ok(report)["item_id"])
+
+    async def get_product(
+        self, shop_id: str, platform_product_id: str
+    ) -> PlatformProduct:
+        """The item as the shop shows it (``youzan.item.detail.get``, 1.0.0)."""
+        data = await self._read(
+            shop_id,
+            "youzan.item.detail.get",
+            "1.0.0",
+            {"item_id": id_value(platform_product_id)},
+        )
+        return read_product(translate.PRODUCT_SHAPE, data)

@@ -22,12 +22,14 @@ from connectors.mapping import (
     TranslateError,
     field,
     from_beijing_text,
+    from_unix_ms,
     integer,
     join_address,
     optional_text,
     platform_id,
     yuan_to_fen,
 )
+from connectors.products import ProductShape
 from connectors.youzan.policy import PLATFORM
 
 #: Youzan trade ``status`` → neutral status.
@@ -137,3 +139,22 @@ def settlement_entry(row: Mapping[str, Any]) -> SettlementEntry:
         net_fen=yuan_to_fen(field(row, "settle_amount", where), "settle_amount"),
         settled_at=from_beijing_text(field(row, "settle_time", where), "settle_time"),
     )
+
+
+#: Youzan's item fields (``youzan.item.create|update``,
+#: ``youzan.item.detail.get``): ``price`` in fen, ``update_time`` in Unix ms.
+PRODUCT_SHAPE = ProductShape(
+    product_id="item_id",
+    outer="item_no",
+    title="title",
+    images="images",
+    skus="sku_list",
+    sku_code="sku_no",
+    sku_price="price",
+    sku_props="sku_props",
+    prop_key="k",
+    prop_value="v",
+    price="price",
+    edited="update_time",
+    edited_at=lambda value: from_unix_ms(value, "update_time"),
+)

@@ -556,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.entry.marketing_cli import add_marketing_verbs
 
     add_marketing_verbs(verbs)
+    from hub.entry.catalog_cli import add_products_verbs
+
+    add_products_verbs(verbs)
     from hub.entry.users_cli import add_users_verbs
 
     add_users_verbs(verbs)

@@ -74,30 +74,17 @@ def _fail(message: str) -> int:
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     """``hub marketing publish FILE``."""
-    from hub.bootstrap import policy_book_of, servers
-    from hub.entry.remote_command import run_command
+    from hub.entry.remote_command import file_command
 
-    raw = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
-    book = policy_book_of(settings)
-    with servers(settings, start_embedded=False) as (db, nats_url):
-        answer, via = asyncio.run(
-            run_command(
-                db,
-                nats_url,
-                "marketing.publish",
-                raw,
-                book=book,
-                timeout=args.timeout,
-                projection="marketing",
-            )
-        )
-    reply = json.loads(answer)
-    if not reply.get("ok"):
-        error = reply.get("error") or {}
-        return _fail(
-            f"marketing.publish refused {via}: [{error.get('code')}] "
-            f"{error.get('message')}"
-        )
+    reply, via = file_command(
+        settings,
+        "marketing.publish",
+        args.file,
+        timeout=args.timeout,
+        projection="marketing",
+    )
+    if reply is None:
+        return 1
     events = ", ".join(reply.get("events") or []) or "none (published already)"
     print(
         f"marketing.publish: ok {via}: campaign {reply.get('aggregate_id')}; "

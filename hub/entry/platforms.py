@@ -22,6 +22,7 @@ from hub.entry.sync_api import answer_on_nats
 from hub.infra.runtime import cancel_and_wait
 from hub.infra.shops import Connectors
 from hub.service.authorisation import BindingRoutes
+from hub.service.catalog_sync import CatalogSync
 from hub.service.inbound import OrderIntake
 from hub.service.outbound import OutboundDispatcher
 from hub.service.shipments import ShipmentNotifier
@@ -46,6 +47,8 @@ class Platforms:
     routes: BindingRoutes | None = None
     #: Tells the platforms about the hub's shipments.
     shipments: ShipmentNotifier | None = None
+    #: Writes the product library to the bound shops, reads their edits back.
+    catalog: CatalogSync | None = None
     http: HttpServer | None = None
     _schedule: asyncio.Task[None] | None = None
     _nats: NatsClient | None = None
@@ -82,6 +85,8 @@ class Platforms:
         await self.outbound.start()
         if self.shipments is not None:
             self.shipments.start()
+        if self.catalog is not None:
+            await self.catalog.start()
         if nats_url is not None:
             self._nats = await answer_on_nats(nats_url, self.scheduler)
         if http_port is not None:
@@ -99,6 +104,8 @@ class Platforms:
         await self.outbound.stop()
         if self.shipments is not None:
             await self.shipments.stop()
+        if self.catalog is not None:
+            await self.catalog.stop()
         if self._nats is not None:
             await self._nats.close()
             self._nats = None

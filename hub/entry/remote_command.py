@@ -8,7 +8,8 @@ events reach ``HUB_EVENTS`` when a hub's relay next runs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -16,6 +17,7 @@ from hub.infra.settings import nats_servers
 
 if TYPE_CHECKING:
     from domain.policy import PolicyBook
+    from hub.infra.settings import Settings
 
 
 async def _run_here(
@@ -75,3 +77,51 @@ async def run_command(
     return await _run_here(database_url, name, payload, book, projection), (
         "in this process"
     )
+
+
+def file_command(
+    settings: Settings,
+    name: str,
+    file: Path,
+    *,
+    timeout: float,
+    projection: str | None = None,
+) -> tuple[dict[str, Any] | None, str]:
+    """Run ``name`` with the JSON of ``file`` (``-``: stdin), from a CLI verb.
+
+    A refusal is printed on stderr (``hub: error: NAME refused …``, with the
+    code and message).
+
+    Returns:
+        The reply as JSON (None when refused) and how the command ran.
+    """
+    import asyncio
+    import json
+    import sys
+
+    from hub.bootstrap import policy_book_of, servers
+
+    raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    book = policy_book_of(settings)
+    with servers(settings, start_embedded=False) as (db, nats_url):
+        answer, via = asyncio.run(
+            run_command(
+                db,
+                nats_url,
+                name,
+                raw,
+                book=book,
+                timeout=timeout,
+                projection=projection,
+            )
+        )
+    reply: dict[str, Any] = json.loads(answer)
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        print(
+            f"hub: error: {name} refused {via}: [{error.get('code')}] "
+            f"{error.get('message')}",
+            file=sys.stderr,
+        )
+        return None, via
+    return reply, via

@@ -14,10 +14,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from domain import audience, binding, marketing, order, payout, stock
+from domain import audience, binding, catalog, marketing, order, payout, stock
 from domain.events import Context, Event
 from domain.policy import PolicyBook
 from domain.risk import ClearViolations, RecordDiversion, ReportViolation
+from hub.service.catalog import CATALOG_RULES
 from hub.service.marketing import CAMPAIGN_RULES, MEMBERSHIP_RULES
 from hub.service.risk import TRAFFIC_RULES, VIOLATION_RULES
 
@@ -543,6 +544,29 @@ COMMANDS: dict[str, CommandSpec] = {
             "Add views (a delta) of a channel's live session (source live, "
             "source_id the session id) or short video (source video); a retry "
             "with the same request_id counts once.",
+        ),
+        CommandSpec(
+            "product.define",
+            catalog.DefineProduct,
+            CATALOG_RULES,
+            "Add a product to the library: title, price_fen, skus (sku, "
+            "attributes, price_fen) and images (http/https URLs, never fetched); "
+            "it is written to every bound shop whose product direction pushes "
+            "(docs/catalog.md). Defining it again unchanged does nothing.",
+        ),
+        CommandSpec(
+            "product.change",
+            catalog.ChangeProduct,
+            CATALOG_RULES,
+            "Change the fields given (ProductChanged names only those that "
+            "differ): a new revision, written to every bound shop.",
+        ),
+        CommandSpec(
+            "product.retire",
+            catalog.RetireProduct,
+            CATALOG_RULES,
+            "Take a product out of the library: it is no longer changed or "
+            "written.",
         ),
     )
 }
