@@ -79,18 +79,35 @@ The run uses a *flash-sale policy profile*, printed at the start, derived
 from the shipped sync policies: every platform's order pushes are consumed and
 its stock pushed in real time (shipped: Douyin polls orders 30 min late and
 Kuaishou calibrates stock twice a day, with which no sale across four platforms
-can avoid overselling), and the connector clients' own per-shop token buckets
-are raised to 1,000 calls/s (the shipped 5-10 calls/s per shop cannot carry two
-order reads per order at this rate). Retry backoff is shortened to a 10 ms
+can avoid overselling). Each shop's API budget is enforced by the sandbox
+(``connectors.sandbox.ApiBudget``: a refused call is answered the platform's
+rate-limit way and counted in ``budget_refusals``): 1,000 calls/s, burst
+1,000 by default and with ``--quick``; with ``--shipped-budgets`` the shipped
+policies' rate limits (WeChat 5/s burst 10, the others 10/s burst 20). The
+connector clients' own per-shop token buckets spend :data:`CLIENT_SHARE` (90 %)
+of the budget. Retry backoff is shortened to a 10 ms
 base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer), and a
 call unanswered after 25 ms is abandoned and sent again at once
 (``RetryPolicy.resend_slow_after_s``: reads always; writes too, because the
 sandbox applies a request id once on every platform; the shipped policies
 resend nothing early, since of the real platforms only Douyin documents an
-idempotency key). ``--shipped-retry`` keeps the shipped retry policy.
+idempotency key; with ``--shipped-budgets`` nothing is resent early either, as
+a resend spends the budget again). ``--shipped-retry`` keeps the shipped retry
+policy.
 
-Usage: ``python bench/flash_sale.py [--quick] [--units N] [--rate ORDERS_PER_S]
-[--no-baseline] [--sandbox-in-process]``.
+Cost figures (over the sale and its settling, per order the hub stored):
+``hub_cpu_ms_per_order`` is the CPU (user + system, from ``/proc``) of every
+hub-side process: this process (the hub; it also runs the bench's own polling
+of the sell-out, a few per cent), the worker processes, and PostgreSQL (the
+postmaster, its backends, the children it reaped) and nats-server when this
+bench started them (``servers_in_cpu``); never the sandbox or its buyers.
+``api_calls_per_order`` counts every platform call in the sandbox's request
+log (faults and refusals included); ``budget_refusals`` those refused for the
+budget; ``converged_s`` runs from the sale's last push to the moment the hub
+had every order and every platform listed 0.
+
+Usage: ``python bench/flash_sale.py [--quick] [--shipped-budgets] [--units N]
+[--rate ORDERS_PER_S] [--no-baseline] [--sandbox-in-process]``.
 Servers come from ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` when set, else
 embedded ones are started in a temporary folder. The last line printed is one
 JSON object.
@@ -111,6 +128,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +158,7 @@ from eventlog.log import log_head
 from hub.bootstrap import bootstrap
 from hub.entry.http import HttpServer, create_app
 from hub.entry.platforms import Platforms
-from hub.infra.embedded import parent_death_signal, start_servers
+from hub.infra.embedded import EmbeddedPostgres, parent_death_signal, start_servers
 from hub.infra.ledgers import LedgerStore
 from hub.infra.oauth_states import OAuthStates
 from hub.infra.runtime import run as run_loop
@@ -284,9 +302,10 @@ def sale_policies(
                 base_delay_s=RETRY_BASE_S,
                 max_delay_s=1.0,
                 rate_limited_min_delay_s=RETRY_BASE_S,
-                resend_slow_after_s=RESEND_SLOW_AFTER_S,
+                # A resend spends the budget again: only where it is generous.
+                resend_slow_after_s=None if shipped_budgets else RESEND_SLOW_AFTER_S,
                 # The sandbox applies a request id once on every platform.
-                resend_slow_writes=True,
+                resend_slow_writes=not shipped_budgets,
             )
         profile[platform] = msgspec.structs.replace(
             policy, orders=orders, stock=stock, rate_limit=rate_limit, retry=retry
@@ -348,7 +367,7 @@ class SaleConfig:
     sandbox_in_process: bool = False
     #: PostgreSQL's postmaster and nats-server, when this bench started them:
     #: their CPU (with their children's) counts as the hub's.
-    server_pids: tuple[int, ...] = ()
+    server_pids: dict[str, int] = field(default_factory=dict)
     #: Run the relay and the read models as worker processes (``hub relay``,
     #: ``hub project``), as a scaled-out hub does; the hub's process keeps the
     #: webhooks, the committer, the order-stock process and the outbound
@@ -385,11 +404,15 @@ class SaleResult:
     #: CPU seconds of every hub-side process over the sale (see
     #: :func:`hub_side_cpu_s`), and the orders the hub stored in it.
     hub_cpu_s: float = 0.0
+    cpu_by_part: dict[str, float] = field(default_factory=dict)
     orders_stored: int = 0
     #: Platform calls the hub made during the sale (and its settling), and how
     #: many of them the sandbox refused for the shop's budget.
     api_calls: int = 0
     budget_refusals: int = 0
+    #: The calls by platform and API, and by result.
+    calls_by_api: dict[str, int] = field(default_factory=dict)
+    calls_by_result: dict[str, int] = field(default_factory=dict)
     #: From the last push of the sale's orders to the moment the hub had
     #: taken every order in and every platform listed 0 (None: never).
     converged_s: float | None = None
@@ -756,11 +779,19 @@ class Rig:
             await self.control.aclose()
         await self.sandbox.stop()
 
-    def hub_cpu_s(self) -> float:
-        """CPU seconds of the hub's side so far: this process, the workers,
-        and the servers this bench started (:func:`hub_side_cpu_s`)."""
-        workers = tuple(w.pid for w in self.workers if w.returncode is None)
-        return hub_side_cpu_s((os.getpid(),), workers + self.config.server_pids)
+    def hub_cpu_s(self) -> dict[str, float]:
+        """CPU seconds of the hub's side so far, by part: this process
+        (``hub``), the workers, and each server this bench started
+        (:func:`hub_side_cpu_s`)."""
+        parts = {
+            "hub": hub_side_cpu_s((os.getpid(),), ()),
+            "workers": hub_side_cpu_s(
+                (), tuple(w.pid for w in self.workers if w.returncode is None)
+            ),
+        }
+        for name, pid in self.config.server_pids.items():
+            parts[name] = hub_side_cpu_s((), (pid,))
+        return parts
 
     async def head(self) -> int:
         """The log's head position."""
@@ -869,7 +900,8 @@ async def run_sale(
                 while rig.calibrations <= seen:
                     await asyncio.sleep(0.05)
         await rig.settle()
-        cpu_s = rig.hub_cpu_s() - cpu_before
+        cpu_after = rig.hub_cpu_s()
+        cpu_s = {part: cpu_after[part] - cpu_before[part] for part in cpu_before}
         pushes = await rig.control.log("pushes", since=logged["pushes"])
         result = await measure(
             rig,
@@ -878,7 +910,8 @@ async def run_sale(
             requests=await rig.control.log("requests", since=logged["requests"]),
             sale_s=ended - sale_started,
         )
-        result.hub_cpu_s = cpu_s
+        result.hub_cpu_s = sum(cpu_s.values())
+        result.cpu_by_part = cpu_s
         if pushes and ended - sale_started < config.sale_timeout_s:
             result.converged_s = sold_out_at - max(p["at"] for p in pushes)
         return result
@@ -1063,6 +1096,10 @@ async def measure(
         orders_stored=stored,
         api_calls=len(requests),
         budget_refusals=sum(1 for r in requests if r.get("result") == OVER_BUDGET),
+        calls_by_api=dict(
+            Counter(f"{r['platform']} {r['api']}" for r in requests).most_common()
+        ),
+        calls_by_result=dict(Counter(str(r.get("result")) for r in requests)),
     )
 
 
@@ -1100,6 +1137,20 @@ def report(result: SaleResult, label: str) -> None:
         f"{result.budget_refusals} refused for the budget; converged "
         f"{_rounded(result.converged_s, 2)} s after the last push"
     )
+    print(
+        f"[{label}] calls by API: "
+        + ", ".join(f"{api} {n}" for api, n in result.calls_by_api.items())
+        + "; by result: "
+        + ", ".join(f"{r} {n}" for r, n in result.calls_by_result.items())
+    )
+    if result.orders_stored:
+        print(
+            f"[{label}] CPU ms/order by process: "
+            + ", ".join(
+                f"{part} {seconds * 1000 / result.orders_stored:.2f}"
+                for part, seconds in result.cpu_by_part.items()
+            )
+        )
     if p50 is not None and p99 is not None:
         print(
             f"[{label}] propagation order push → stock push at every other "
@@ -1200,11 +1251,13 @@ def main() -> None:
             shipped_budgets=args.shipped_budgets,
             sandbox_in_process=args.sandbox_in_process,
             workers=not args.single_process,
-            server_pids=tuple(
-                server.process.pid
+            server_pids={
+                "postgres" if isinstance(server, EmbeddedPostgres) else "nats": (
+                    server.process.pid
+                )
                 for server in servers.started
                 if server.process is not None
-            ),
+            },
         )
         hub_run = run_loop(
             run_sale(

@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 
 #: Rounds of calls (each with the client's own retries) before a dead letter.
 DEFAULT_MAX_ROUNDS = 3
+#: The share of its shop's API budget (the policy's rate limit) one listing's
+#: stock writes may take: a listing writes at most every
+#: ``1 / (rate_per_s * WRITE_SHARE)`` seconds, and what changed meanwhile
+#: goes in its next write. The rest is left for order reads and other listings.
+WRITE_SHARE = 0.25
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -200,6 +205,8 @@ class OutboundDispatcher(Projection):
         jitter: Numbers in [0, 1) for the backoff between rounds.
         ledger_store: Where the ledgers are kept across restarts (None: in
             memory, read again from each platform after a restart).
+        monotonic: The clock that paces each listing's writes
+            (:data:`WRITE_SHARE`).
     """
 
     name: ClassVar[str] = "outbound_stock"
@@ -218,6 +225,7 @@ class OutboundDispatcher(Projection):
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         ledger_store: LedgerStore | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
         self.ledger_store = ledger_store
@@ -226,6 +234,9 @@ class OutboundDispatcher(Projection):
         self.max_rounds = max_rounds
         self._sleep = sleep
         self._jitter = jitter
+        self._monotonic = monotonic
+        #: When each listing's last write was sent (``monotonic``).
+        self._last_write: dict[tuple[str, str, str], float] = {}
         self._wanted: dict[tuple[str, str, str], PushJob] = {}
         #: Each listing's ledger. Replaced, never changed in place; a plan and
         #: its claim replace it with no await between them (see :meth:`_send`).
@@ -749,15 +760,25 @@ class OutboundDispatcher(Projection):
             result = await self._clamp_to_zero(job, client, plan.showing)
         return _Round(result, plan.showing, plan.held_back, wakes, plan.version)
 
-    @staticmethod
-    async def _budget_turn(job: PushJob, client: Any) -> None:
-        """Wait until the shop's API budget has a call for the write.
+    async def _budget_turn(self, job: PushJob, client: Any) -> None:
+        """Wait until the listing's share of its shop's API budget
+        (:data:`WRITE_SHARE`) and the shop's budget itself have a call for
+        the write.
 
         The write is planned only then, from the newest state: changes that
-        come while the budget is spent fold into the one write that follows
-        (coalescing), instead of a write planned earlier waiting in the
-        client's bucket with a stale target and another write after it.
+        come meanwhile fold into the one write that follows (coalescing),
+        instead of a write planned earlier waiting in the client's bucket with
+        a stale target and another write after it. A listing's writes thus
+        never take more than its share of the budget, however fast its SKU
+        changes.
         """
+        limits = getattr(self.policies[job.shop.platform], "rate_limit", None)
+        last = self._last_write.get(job.key)
+        if limits is not None and last is not None:
+            gap = 1.0 / (limits.rate_per_s * WRITE_SHARE)
+            wait = last + gap - self._monotonic()
+            if wait > 0:
+                await self._sleep(wait)
         ready = getattr(client, "budget_ready", None)
         if ready is not None:
             await ready(job.shop.shop_id)
@@ -887,6 +908,7 @@ class OutboundDispatcher(Projection):
         token the platform refused to renew) answered as a failed result, so
         the push goes through its rounds and a dead letter instead of vanishing.
         """
+        self._last_write[job.key] = self._monotonic()
         try:
             result: PushResult = await client.push_stock(shop_id, sku_id, **kw)
         except PlatformCallError as exc:

@@ -38,7 +38,7 @@ from domain.stock import CommitStock, ReceiveStock, StockItem, stock_item_id
 from hub.infra.shops import Listing, ShopConfig
 from hub.service.commands import BINDING_RULES, STOCK_RULES
 from hub.service.commit import Outcome
-from hub.service.outbound import OutboundDispatcher
+from hub.service.outbound import WRITE_SHARE, OutboundDispatcher
 from tests.conftest import wait_until
 
 SKU = "SKU-1"
@@ -254,6 +254,26 @@ class YieldingLedgerStore:
 
 
 @dataclass
+class Pace:
+    """The dispatcher's clock and sleep: a sleep moves the clock at once,
+    unless ``gate`` is set, when it first waits for the test to open it."""
+
+    now: float = 0.0
+    gate: asyncio.Event | None = None
+    waits: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.gate is not None:
+            await self.gate.wait()
+        self.now += seconds
+        await asyncio.sleep(0)  # a scheduling point, not a wait
+
+
+@dataclass
 class Rig:
     committer: FakeCommitter
     platforms: dict[str, FakePlatform]
@@ -261,6 +281,7 @@ class Rig:
     outbound: OutboundDispatcher
     #: Every moment the platforms together showed more than was available.
     oversold: list[str]
+    pace: Pace
 
     async def stock(self, command: Any) -> None:
         """Run a stock command and let the dispatcher follow its events."""
@@ -293,19 +314,17 @@ async def rig() -> AsyncIterator[Rig]:
     committer = FakeCommitter()
     platforms = {name: FakePlatform(name) for name in SHOPS}
     store = YieldingLedgerStore()
-
-    async def no_wait(_: float) -> None:
-        await asyncio.sleep(0)
-
+    pace = Pace()
     outbound = OutboundDispatcher(
         SimpleNamespace(committer=committer, database_url="postgresql://unused"),  # type: ignore[arg-type]
         FakeConnectors(platforms),  # type: ignore[arg-type]
         policies=POLICIES,
-        sleep=no_wait,
+        sleep=pace.sleep,
         jitter=lambda: 0.0,
         ledger_store=store,  # type: ignore[arg-type]
+        monotonic=pace.monotonic,
     )
-    running = Rig(committer, platforms, store, outbound, [])
+    running = Rig(committer, platforms, store, outbound, [], pace)
     for platform in platforms.values():
         platform.on_write = running.check
     # Given 12 units, each listing shows 3 (Kuaishou by its calibration).
@@ -438,3 +457,36 @@ async def test_changes_while_the_budget_is_spent_fold_into_one_write_of_the_newe
     assert rig.oversold == []
     push = rig.committer.states[stock_push.stock_push_id("wechat_shop", "w1", SKU)]
     assert wechat.shows == push.sent_quantity
+
+
+async def test_a_listing_writes_at_its_share_of_the_budget_however_fast_it_changes(
+    rig: Rig,
+) -> None:
+    # Given WeChat's budget is 4 calls a second: a listing writes at most once
+    # every 1 / (4 x WRITE_SHARE) seconds.
+    policy = _policy(pushed_on_change=True)
+    policy.rate_limit = SimpleNamespace(rate_per_s=4.0, burst=8)
+    rig.outbound.policies = {**POLICIES, "wechat_shop": policy}
+    wechat = rig.platforms["wechat_shop"]
+    gap = 1.0 / (4.0 * WRITE_SHARE)
+
+    # When a change (4 more units: one more on each listing) is written, and
+    # the next change comes at once,
+    before = len(wechat.applied)
+    await rig.stock(ReceiveStock(sku=SKU, quantity=4))
+    await wait_until(lambda: len(wechat.applied) == before + 1)
+    rig.pace.gate = gate = asyncio.Event()
+    await rig.stock(ReceiveStock(sku=SKU, quantity=4))
+    # then its write waits for the listing's turn, and 50 more changes meanwhile
+    await wait_until(lambda: gap in rig.pace.waits)
+    for _ in range(50):
+        await rig.stock(ReceiveStock(sku=SKU, quantity=4))
+    assert len(wechat.applied) == before + 1
+    gate.set()
+    await rig.outbound.drain(timeout=10)
+
+    # fold into the one write that follows: to the newest version's target.
+    writes = list(wechat.applied)[before:]
+    assert len(writes) == 2, writes
+    assert writes[-1].endswith(f"@v{rig.committer.stock.version}")
+    assert rig.oversold == []
