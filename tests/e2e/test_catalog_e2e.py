@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 
+from connectors.products import ProductWrite
 from connectors.sandbox import SandboxControl, SandboxServer
 from domain import catalog
+from eventlog.log import log_head
 from hub.bootstrap import bootstrap, connect_platforms
 from hub.entry.platforms import Platforms
 from hub.infra.shops import ConnectorsConfig, ShopConfig
 from hub.service.catalog import read_product
-from hub.service.catalog_sync import CatalogSync
+from hub.service.catalog_sync import CatalogSync, product_request_id
 from hub.service.hub import Hub
 from hub.service.inventory import aggregate_history
 from hub.service.policies import load_policy_book
@@ -198,3 +201,43 @@ async def test_an_edit_on_a_hub_to_platform_platform_is_refused_and_written_over
     await wait_until(written_back, timeout=60)
     titles = await rig.titles()
     assert all(t == ["丝绒口红"] for t in titles.values()), titles
+
+
+async def test_a_write_left_unrecorded_by_a_stop_is_repeated_once_on_restart(
+    rig: Rig,
+) -> None:
+    # The worker is down when the product is defined: its position stays
+    # behind the definition in the log.
+    await rig.catalog.stop()
+    reply = await rig.hub.handle("product.define", encode(PRODUCT))
+    assert reply.ok, reply.error
+    # As if it had written to Youzan and stopped before recording the write.
+    state = await read_product(rig.hub.database_url, "LIP-1")
+    shop = rig.platforms.connectors.shop("youzan", SHOPS["youzan"])
+    client: Any = rig.platforms.connectors.client(shop)
+    first_id = await client.upsert_product(
+        shop.shop_id,
+        ProductWrite(
+            product="LIP-1",
+            content=state.content(),
+            platform_product_id=None,
+            request_id=product_request_id(state, "youzan", shop.shop_id),
+        ),
+    )
+    # Started again, it resumes from the log and writes every shop, Youzan
+    # again under the same request id: applied once.
+    await rig.catalog.start()
+
+    async def everywhere() -> bool:
+        return all(len(titles) == 1 for titles in (await rig.titles()).values())
+
+    await wait_until(everywhere, timeout=60)
+    await rig.catalog.runner.wait_for(await _head(rig))
+    product = await read_product(rig.hub.database_url, "LIP-1")
+    assert product.platform_product_id("youzan", SHOPS["youzan"]) == first_id
+    assert len(await rig.held("youzan")) == 1
+
+
+async def _head(rig: Rig) -> int:
+    async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
+        return await log_head(conn)
