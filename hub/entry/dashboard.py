@@ -405,7 +405,8 @@ async def stock_view(database_url: str) -> dict[str, Any]:
 async def health_view(
     database_url: str, supervisor: Supervisor, webhooks: WebhookCounts
 ) -> dict[str, Any]:
-    """The hub's tasks, and per platform its queue, dead letters and webhooks."""
+    """The hub's tasks, and per platform its bindings (all, active), outbound
+    queue, pushes sent, dead letters and webhook answers."""
     report = health_report(supervisor.health())
     platforms: dict[str, dict[str, int]] = {}
 
@@ -413,6 +414,8 @@ async def health_view(
         return platforms.setdefault(
             platform,
             {
+                "bindings": 0,
+                "bindings_active": 0,
                 "queued": 0,
                 "sent": 0,
                 "dead_lettered": 0,
@@ -422,6 +425,17 @@ async def health_view(
             },
         )
 
+    bound = await _read_all(
+        database_url,
+        {
+            "bindings": "SELECT platform, status, count(*) AS n FROM bindings "
+            "GROUP BY platform, status"
+        },
+    )
+    for row in bound["bindings"]:
+        of(row["platform"])["bindings"] += row["n"]
+        if row["status"] == "active":
+            of(row["platform"])["bindings_active"] += row["n"]
     for platform, push_status, count in await stock_push_counts(database_url):
         row = of(platform)
         if push_status in ("requested", "failed"):

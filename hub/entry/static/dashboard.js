@@ -326,13 +326,14 @@
         data.ok ? badge("all running 正常", "ok") : badge("attention 需关注", "bad")),
       panel("Platforms 平台", table([
         { title: "Platform 平台", get: (r) => platformName(r.platform) },
+        { title: "Bindings active 已生效绑定", num: true, get: (r) => `${num(r.bindings_active)} / ${num(r.bindings)}` },
         { title: "Outbound queue 待推送", num: true, key: "queued" },
         { title: "Pushes sent 已推送", num: true, key: "sent" },
         { title: "Dead letters 失败", num: true, key: "dead_lettered" },
         { title: "Webhooks 2xx", num: true, key: "webhooks_2xx" },
         { title: "Webhooks 4xx", num: true, key: "webhooks_4xx" },
         { title: "Webhooks 5xx", num: true, key: "webhooks_5xx" },
-      ], data.platforms, "No platform traffic yet 暂无平台流量")),
+      ], data.platforms, "No platforms yet 暂无平台")),
       panel("Tasks 任务", table([
         { title: "Task 任务", key: "name" },
         { title: "State 状态", get: (r) => badge(r.state, STATUS_KIND[r.state]) },
