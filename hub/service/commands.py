@@ -413,7 +413,9 @@ COMMANDS: dict[str, CommandSpec] = {
             "binding.authorise",
             binding.Authorise,
             BINDING_RULES,
-            "Record the platform's authorisation with its route and data scope.",
+            "Record the platform's authorisation with its route and data scope, "
+            "on the grant the hub obtained by running the binding's route "
+            "(grant_ref, required: none is refused grant_required).",
         ),
         CommandSpec(
             "binding.activate",
@@ -565,8 +567,7 @@ COMMANDS: dict[str, CommandSpec] = {
             "product.retire",
             catalog.RetireProduct,
             CATALOG_RULES,
-            "Take a product out of the library: it is no longer changed or "
-            "written.",
+            "Take a product out of the library: it is no longer changed or written.",
         ),
     )
 }
