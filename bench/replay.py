@@ -48,6 +48,7 @@ from domain import order, stock
 from domain.events import Context, Event, project
 from hub.bootstrap import default_projections
 from hub.infra.migrate import migrate
+from hub.infra.runtime import run
 from hub.infra.settings import eventsourcing_env
 from hub.infra.store import HubApplication
 from hub.service.snapshots import EVERY, Snapshots
@@ -230,7 +231,8 @@ def main() -> None:
             f"({raw_per_s:,.0f} rows/s)"
         )
 
-        rebuild_s, in_place = asyncio.run(rebuild_all(database_url))
+        # As hub projections rebuild runs it: on the hub's event loop.
+        rebuild_s, in_place = run(rebuild_all(database_url))
         per_s = stored / rebuild_s
         print(
             f"rebuilt {len(default_projections())} projections from {stored:,} "

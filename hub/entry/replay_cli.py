@@ -130,6 +130,7 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
     """
     from hub.bootstrap import say, servers
     from hub.infra.migrate import migrate
+    from hub.infra.runtime import run
     from projections.rebuild import (
         REBUILD_BATCH,
         ProgressBar,
@@ -153,7 +154,7 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
         migrate(db)
         refused = asyncio.run(uncopyable(db, chosen)) if args.name == "all" else {}
         try:
-            done = asyncio.run(
+            done = run(  # the hub's event loop: uvloop waits on I/O for less CPU
                 rebuild_many(
                     db,
                     [p for p in chosen if p.name not in refused],
