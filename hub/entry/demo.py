@@ -77,9 +77,9 @@ COUPON = CouponTerms(kind="amount", amount_fen=5_000, min_spend_fen=50_000)
 #: What three friends opening a buyer's share earn them: ¥20 off from ¥100.
 FISSION_COUPON = CouponTerms(kind="amount", amount_fen=2_000, min_spend_fen=10_000)
 #: The hub's subjects the demo listens on (``HUB_EVENTS``).
-ALERTS = "hub.events.stock.StockLowAlertRaised.>"
-ORDER_EVENTS = "hub.events.order.>"
+EVENTS = "hub.events.>"
 CORRELATION = "Hub-Correlation-Id"
+CAUSATION = "Hub-Causation-Id"
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,20 @@ class SessionPlan:
     live_views: int
     #: Stock and low-stock thresholds are the line-up's, times this.
     stock_scale: float
+    #: New followers of the warm-up videos, who join the shops' members.
+    followers: int
 
 
-FULL = SessionPlan(orders=1_600, orders_per_s=40.0, live_views=160_000, stock_scale=1.0)
-QUICK = SessionPlan(orders=160, orders_per_s=20.0, live_views=12_000, stock_scale=0.1)
+FULL = SessionPlan(
+    orders=1_600,
+    orders_per_s=20.0,
+    live_views=160_000,
+    stock_scale=1.0,
+    followers=200,
+)
+QUICK = SessionPlan(
+    orders=160, orders_per_s=20.0, live_views=12_000, stock_scale=0.1, followers=20
+)
 
 
 class DemoError(RuntimeError):
@@ -199,6 +209,18 @@ class Console:
             TimeRemainingColumn,
         )
 
+        if not self.rich.is_terminal:
+            # No terminal to redraw a bar on (a log, a pipe): a line every 10 %.
+            shown = [0]
+
+            def report(done: int, gmv_fen: int) -> None:
+                tenth = done * 10 // max(total, 1)
+                if tenth > shown[0]:
+                    shown[0] = tenth
+                    self.note(f"{done:,}/{total:,} orders, GMV {yuan(gmv_fen)}")
+
+            yield report
+            return
         bar = Progress(
             TextColumn("  orders"),
             BarColumn(),
@@ -271,12 +293,17 @@ class Demo:
     report: Report = field(default_factory=Report)
     #: platform order id → when the demo placed it (monotonic seconds).
     placed_at: dict[str, float] = field(default_factory=dict)
-    #: correlation id → (platform, order id), from the order events on NATS
-    #: (each push or pull of an order is an input with its own correlation).
-    correlated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: event id or correlation id → (platform, order id), from the order
+    #: events heard on NATS.
+    causes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Low-stock alerts heard: (when, causation id, correlation id).
+    alerts: list[tuple[float, str, str]] = field(default_factory=list)
     #: Platforms whose orders reach the hub late by their rule (not pushed).
     late_platforms: set[str] = field(default_factory=set)
     alert_delays: list[float] = field(default_factory=list)
+    #: Per platform: how long placing and paying each order took (seconds),
+    #: each waiting for the platform's push to be acknowledged by the hub.
+    waits: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     #: Units each hub SKU received.
     received: dict[str, int] = field(default_factory=dict)
     #: Units of each hub SKU the platforms accepted orders for.
@@ -574,31 +601,47 @@ class Demo:
     # ------------------------------------------------------------ listening
 
     async def _listen(self, listener: Any) -> None:
-        """Hear orders and low-stock alerts as a downstream subscriber would."""
+        """Hear orders and low-stock alerts as a downstream subscriber would.
 
-        async def on_order(msg: Any) -> None:
-            data = json.loads(msg.data)["data"]
-            correlation = (msg.headers or {}).get(CORRELATION)
-            if correlation and "platform_order_id" in data:
-                self.correlated[correlation] = (
-                    str(data["platform"]),
-                    str(data["platform_order_id"]),
+        One subscription, so messages are handled in log order: an order's
+        events before the alert its stock commitment raised.
+        """
+
+        async def on_event(msg: Any) -> None:
+            envelope = json.loads(msg.data)
+            data = envelope["data"]
+            headers = msg.headers or {}
+            if envelope["aggregate_type"] == "order" and "platform_order_id" in data:
+                order = (str(data["platform"]), str(data["platform_order_id"]))
+                self.causes[str(envelope["event_id"])] = order
+                self.causes.setdefault(headers.get(CORRELATION, ""), order)
+            elif envelope["event_type"] == "StockLowAlertRaised":
+                self.alerts.append(
+                    (
+                        time.monotonic(),
+                        headers.get(CAUSATION, ""),
+                        headers.get(CORRELATION, ""),
+                    )
                 )
 
-        async def on_alert(msg: Any) -> None:
-            heard = time.monotonic()
-            correlation = (msg.headers or {}).get(CORRELATION, "")
-            platform, order = self.correlated.get(correlation, ("", ""))
-            self.report.stock_alerts += 1
+        await listener.subscribe(EVENTS, cb=on_event)
+
+    def _alert_delays(self) -> None:
+        """Each alert's delay from the sale that raised it (its cause, else an
+        order of its input)."""
+        report = self.report
+        report.stock_alerts = len(self.alerts)
+        for heard, causation, correlation in self.alerts:
+            platform, order = self.causes.get(
+                causation, self.causes.get(correlation, ("", ""))
+            )
             placed = self.placed_at.get(order)
             if platform in self.late_platforms:
                 # Its sale reached the hub when the platform's rule let it.
-                self.report.stock_alerts_late_by_rule += 1
+                report.stock_alerts_late_by_rule += 1
             elif placed is not None:
                 self.alert_delays.append(heard - placed)
-
-        await listener.subscribe(ORDER_EVENTS, cb=on_order)
-        await listener.subscribe(ALERTS, cb=on_alert)
+        report.stock_alert_max_s = max(self.alert_delays, default=None)
 
     # -------------------------------------------------------------- warm-up
 
@@ -610,6 +653,35 @@ class Demo:
         )
         for index, plays in enumerate(scenario.WARM_UP_PLAYS, start=1):
             await self._views(hub, "video", f"warmup-{index}", plays)
+        await self._followers(hub)
+
+    async def _followers(self, hub: Any) -> None:
+        """The videos' new followers join every shop's members (membership sync)."""
+        from domain.marketing import EnrollMember
+
+        joined = self.clock.now()
+        followers = self.plan.followers
+        # Submitted together: the committer stores them in a few batches.
+        await asyncio.gather(
+            *(
+                hub.submit(
+                    "marketing.enroll_member",
+                    EnrollMember(
+                        channel_account=scenario.CHANNEL_ACCOUNT,
+                        platform=shop.platform,
+                        shop_id=shop.shop_id,
+                        subject_id=subject(2_000_000 + n),
+                        followed_at=joined,
+                    ),
+                )
+                for shop in scenario.SHOPS
+                for n in range(followers)
+            )
+        )
+        self.console.note(
+            f"{followers} new followers joined the members of each of the "
+            f"{len(scenario.SHOPS)} shops"
+        )
 
     async def _views(self, hub: Any, source: str, source_id: str, views: int) -> None:
         payload = {
@@ -638,7 +710,7 @@ class Demo:
             for p, shop in enumerate(scenario.SHOPS)
             for s, product in enumerate(scenario.PRODUCTS)
         }
-        semaphore = asyncio.Semaphore(32)
+        semaphore = asyncio.Semaphore(256)
         done = 0
         gmv = 0
         views_per_order = plan.live_views / plan.orders
@@ -788,7 +860,11 @@ class Demo:
             raise
         order_id = str(order["order_id"])
         self.placed_at[order_id] = placed
+        created = time.monotonic()
         await control.order_action(shop.platform, shop.shop_id, order_id, "pay")
+        self.waits.setdefault(shop.platform, []).append(
+            (created - placed, time.monotonic() - created)
+        )
         self.report.orders_placed += 1
         for product, quantity in purchase.lines:
             self.sold[product.sku] = self.sold.get(product.sku, 0) + quantity
@@ -902,11 +978,23 @@ class Demo:
             max(0, self.sold.get(sku, 0) - units)
             for sku, units in self.received.items()
         )
-        report.stock_alert_max_s = max(self.alert_delays, default=None)
+        self._alert_delays()
 
     def _print(self) -> None:
         r = self.report
         say = self.console
+        for platform, waits in sorted(self.waits.items()):
+            place = sorted(w[0] for w in waits)
+            pay = sorted(w[1] for w in waits)
+            log.info(
+                "%s: %d orders; place p50 %.3f s p90 %.3f s, pay p50 %.3f s p90 %.3f s",
+                platform,
+                len(waits),
+                place[len(place) // 2],
+                place[len(place) * 9 // 10],
+                pay[len(pay) // 2],
+                pay[len(pay) * 9 // 10],
+            )
         say.step("the session, as the dashboard and the ledger show it")
         say.note(
             f"GMV {yuan(r.gmv_fen)} over {r.paid_orders:,} paid orders "
