@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -172,6 +172,9 @@ def _convert(data: dict[str, Any], kind: type[Any], where: str) -> Any:
 WINDOW_MARGIN = timedelta(seconds=2)
 #: Orders per page of a batched read (the smallest of the platforms' limits).
 BATCH_PAGE_SIZE = 50
+#: The longest update-time window of one batched read: after a quiet spell
+#: longer than this the windows start again from the batch's earliest push.
+MAX_WINDOW = timedelta(seconds=60)
 
 
 class ShopOrderReads:
@@ -180,14 +183,23 @@ class ShopOrderReads:
     A push asks for its order (:meth:`read`); the reads run one batch at a
     time. A batch waits until the shop's budget has a call for it, then takes
     every order asked for meanwhile: one order is read on its own; several are
-    read through the platform's list API by update time (one call a page, from
-    just before the earliest push of the batch to now) when the client gets
-    whole orders that way (:attr:`connectors.transport.ClientBase.lists_whole_orders`),
-    else each on its own, side by side. So while the budget keeps up every push
-    is one read, and when pushes outrun it they share reads; two pushes of one
-    order (created, then paid) waiting together cost one. An order the window
-    did not return (a clock far off) is read on its own. A push waits for its
-    own order, so its answer still comes after the order is stored.
+    read through the platform's list API by update time (one call a page) when
+    the client gets whole orders that way
+    (:attr:`connectors.transport.ClientBase.lists_whole_orders`), else each on
+    its own, side by side. So while the budget keeps up every push is one read,
+    and when pushes outrun it they share reads; two pushes of one order
+    (created, then paid) waiting together cost one. A push waits for its own
+    order, so its answer still comes after the order is stored.
+
+    The list windows follow each other: each starts where the previous one
+    ended (less :data:`WINDOW_MARGIN`) and ends just after now, and every order
+    they returned is kept (its newest update). An order pushed is updated
+    before its push is sent, so before its read is asked for; if that update
+    came after the previous list was answered, the new window holds it, and if
+    before, a list already returned it as it is now: either way the batch
+    answers the order's current state, however long its push waited in the
+    hub's queues. An order found in neither (a platform clock off by more than
+    the margin) is read on its own.
 
     Args:
         shop: The shop.
@@ -204,6 +216,10 @@ class ShopOrderReads:
         self._wanted: dict[str, list[asyncio.Future[PlatformOrder]]] = {}
         self._earliest: float | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Where the last list window ended (Unix seconds), and every order the
+        #: windows since the first returned, as last seen.
+        self._listed_until: float | None = None
+        self._listed: dict[str, PlatformOrder] = {}
         #: Platform calls the batches made (list pages and single reads).
         self.calls = 0
 
@@ -250,7 +266,7 @@ class ShopOrderReads:
         found: dict[str, PlatformOrder] = {}
         if len(batch) > 1 and self.client.lists_whole_orders and since is not None:
             try:
-                found = await self._listed(set(batch), since)
+                found = await self._list(set(batch), since)
             except Exception:  # any failure: each is read on its own below
                 found = {}
         missing = [order_id for order_id in batch if order_id not in found]
@@ -273,28 +289,41 @@ class ShopOrderReads:
         )
         return platform_order
 
-    async def _listed(self, wanted: set[str], since: float) -> dict[str, PlatformOrder]:
-        """The wanted orders among those updated from just before ``since`` to
-        now, page by page until every one is found or the pages end."""
-        start = datetime.fromtimestamp(since, UTC) - WINDOW_MARGIN
-        end = datetime.fromtimestamp(self._clock(), UTC) + WINDOW_MARGIN
-        found: dict[str, PlatformOrder] = {}
+    async def _list(self, wanted: set[str], since: float) -> dict[str, PlatformOrder]:
+        """The wanted orders as they are now: one list window, from where the
+        previous one ended (or just before ``since``, the batch's earliest
+        push) to just after now, merged into the orders listed before."""
+        now = self._clock()
+        margin = WINDOW_MARGIN.total_seconds()
+        previous = self._listed_until
+        if previous is None or now - previous > MAX_WINDOW.total_seconds():
+            self._listed.clear()  # the windows no longer follow each other
+            previous = since
+        start = datetime.fromtimestamp(previous - margin, UTC)
+        end = datetime.fromtimestamp(now + margin, UTC)
         cursor: str | None = None
         while True:
             self.calls += 1
             page = await self.client.pull_orders(
                 self.shop.shop_id, start, end, cursor, page_size=BATCH_PAGE_SIZE
             )
-            found.update(_by_id(page.orders, wanted))
-            if not page.has_more or wanted <= found.keys():
-                return found
+            for listed in page.orders:
+                kept = self._listed.get(listed.order_id)
+                if kept is None or kept.updated_at <= listed.updated_at:
+                    self._listed[listed.order_id] = listed
+            if not page.has_more:
+                break
             cursor = page.next_cursor
+        self._listed_until = now + margin
+        self._forget_before(now - MAX_WINDOW.total_seconds())
+        return {i: self._listed[i] for i in wanted if i in self._listed}
 
-
-def _by_id(
-    orders: Iterable[PlatformOrder], wanted: set[str]
-) -> dict[str, PlatformOrder]:
-    return {o.order_id: o for o in orders if o.order_id in wanted}
+    def _forget_before(self, moment: float) -> None:
+        """Drop orders last updated before ``moment`` (a push for one of them
+        now is read on its own)."""
+        cutoff = datetime.fromtimestamp(moment, UTC)
+        for order_id in [i for i, o in self._listed.items() if o.updated_at < cutoff]:
+            del self._listed[order_id]
 
 
 def _settle(

@@ -1,0 +1,126 @@
+"""Batched order reads follow each other by update time (hub/service/inbound.py).
+
+No servers: a fake platform keeps orders with their update times and answers
+list windows and single reads; the test's clock says when each push asks for
+its order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connectors.common import OrderPage, PlatformOrder
+from hub.infra.shops import ShopConfig
+from hub.service.inbound import ShopOrderReads
+
+SHOP = ShopConfig(platform="douyin_shop", shop_id="77001", channel_account="acct-1")
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class FakePlatform:
+    """Orders by id with their update times; counts lists and single reads.
+
+    ``budget``: while not set, a read waits for the shop's budget."""
+
+    lists_whole_orders = True
+
+    def __init__(self) -> None:
+        self.orders: dict[str, PlatformOrder] = {}
+        self.lists = 0
+        self.singles: list[str] = []
+        self.budget = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    def update(self, order_id: str, at: float, status: Any = "created") -> None:
+        self.orders[order_id] = PlatformOrder(
+            platform=SHOP.platform,
+            shop_id=SHOP.shop_id,
+            order_id=order_id,
+            status=status,
+            platform_status=status,
+            lines=(),
+            total_fen=990,
+            created_at=_at(at),
+            updated_at=_at(at),
+        )
+
+    async def budget_ready(self, shop_id: str) -> None:
+        self.waiting.set()
+        await self.budget.wait()
+
+    async def pull_orders(
+        self,
+        shop_id: str,
+        start: datetime,
+        end: datetime,
+        cursor: str | None = None,
+        *,
+        page_size: int = 50,
+    ) -> OrderPage:
+        self.lists += 1
+        window = [o for o in self.orders.values() if start <= o.updated_at <= end]
+        return OrderPage(orders=tuple(window))
+
+    async def fetch_order(self, shop_id: str, order_id: str) -> PlatformOrder:
+        self.singles.append(order_id)
+        return self.orders[order_id]
+
+
+async def _batch(
+    reads: ShopOrderReads, platform: FakePlatform, order_ids: list[str]
+) -> list[PlatformOrder]:
+    """Ask for ``order_ids`` while the budget is spent, then let them go."""
+    platform.budget.clear()
+    platform.waiting.clear()
+    asked = [asyncio.ensure_future(reads.read(order_id)) for order_id in order_ids]
+    await platform.waiting.wait()
+    platform.budget.set()
+    return list(await asyncio.gather(*asked))
+
+
+async def test_a_push_that_waited_in_the_queues_is_answered_by_the_list_windows() -> (
+    None
+):
+    now = [100.0]
+    platform = FakePlatform()
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: now[0])
+
+    # Given two orders pushed at once are read in one list window,
+    platform.update("A", 99.0)
+    platform.update("B", 99.5)
+    first = await _batch(reads, platform, ["A", "B"])
+    assert [o.order_id for o in first] == ["A", "B"]
+
+    # when C, paid at 102, is asked for only at 150 (its push waited in the
+    # hub's queues), with D, updated just before,
+    platform.update("C", 102.0, "paid")
+    platform.update("D", 149.0)
+    now[0] = 150.0
+    second = await _batch(reads, platform, ["C", "D"])
+
+    # then the windows, following each other, hold C as it is now: no order
+    # was read on its own.
+    assert [(o.order_id, o.status) for o in second] == [("C", "paid"), ("D", "created")]
+    assert platform.singles == []
+    assert platform.lists == 2
+
+
+async def test_one_order_is_read_on_its_own_and_a_failed_read_reaches_its_push() -> (
+    None
+):
+    platform = FakePlatform()
+    platform.budget.set()
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: 100.0)
+    platform.update("A", 99.0)
+
+    assert (await reads.read("A")).order_id == "A"
+    assert (platform.singles, platform.lists) == (["A"], 0)
+    with pytest.raises(KeyError):
+        await reads.read("missing")
