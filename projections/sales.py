@@ -20,6 +20,7 @@ figure.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,8 @@ from projections.base import BatchProjection, state_json
 NO_SESSION = ""
 
 _decode_terms = msgspec.json.Decoder(payout.CommissionTerms).decode
+#: A binding's terms id, asked of every order: a uuid5 is worth remembering.
+_terms_id = functools.lru_cache(maxsize=4096)(payout.terms_id)
 
 SALES_TOPICS: tuple[str, ...] = (
     order.OrderPlaced.TOPIC,
@@ -225,11 +228,7 @@ class SalesProjection(BatchProjection):
         ids: set[uuid.UUID] = set()
         for event, _ in events:
             if isinstance(event, order.OrderPlaced):
-                ids.add(
-                    payout.terms_id(
-                        event.channel_account, event.platform, event.shop_id
-                    )
-                )
+                ids.add(_terms_id(event.channel_account, event.platform, event.shop_id))
             elif isinstance(
                 event, payout.CommissionAgreed | payout.LiveSessionScheduled
             ):
@@ -274,9 +273,7 @@ def _bucket_of(
 ) -> _Bucket:
     at = event.placed_at or event.occurred_at
     agreement = payout.agreement_at(
-        terms.get(
-            payout.terms_id(event.channel_account, event.platform, event.shop_id)
-        ),
+        terms.get(_terms_id(event.channel_account, event.platform, event.shop_id)),
         at,
     )
     return _Bucket(
