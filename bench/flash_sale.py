@@ -406,6 +406,8 @@ class SaleResult:
     hub_cpu_s: float = 0.0
     cpu_by_part: dict[str, float] = field(default_factory=dict)
     orders_stored: int = 0
+    #: Events the hub stored over the sale and its settling.
+    events: int = 0
     #: Platform calls the hub made during the sale (and its settling), and how
     #: many of them the sandbox refused for the shop's budget.
     api_calls: int = 0
@@ -888,6 +890,7 @@ async def run_sale(
         if not config.event_driven:
             rig.start_polling_sync()
         cpu_before = rig.hub_cpu_s()
+        head_before = await rig.head()
         sale_started = time.monotonic()
         await rig.start_crowd()
         ended = await watch_sell_out(rig, config.sale_timeout_s)
@@ -910,6 +913,7 @@ async def run_sale(
             requests=await rig.control.log("requests", since=logged["requests"]),
             sale_s=ended - sale_started,
         )
+        result.events = await rig.head() - head_before
         result.hub_cpu_s = sum(cpu_s.values())
         result.cpu_by_part = cpu_s
         if pushes and ended - sale_started < config.sale_timeout_s:
@@ -1134,7 +1138,8 @@ def report(result: SaleResult, label: str) -> None:
         f"({_rounded(result.hub_cpu_ms_per_order, 2)} ms/order); "
         f"{result.api_calls} platform calls "
         f"({_rounded(result.api_calls_per_order, 2)}/order), "
-        f"{result.budget_refusals} refused for the budget; converged "
+        f"{result.budget_refusals} refused for the budget; {result.events} "
+        "events stored; converged "
         f"{_rounded(result.converged_s, 2)} s after the last push"
     )
     print(
@@ -1305,6 +1310,11 @@ def main() -> None:
             "api_calls_per_order": _rounded(hub_run.api_calls_per_order, 3),
             "budget_refusals": hub_run.budget_refusals,
             "orders_stored": hub_run.orders_stored,
+            "events_per_order": (
+                round(hub_run.events / hub_run.orders_stored, 2)
+                if hub_run.orders_stored
+                else None
+            ),
             "converged_s": _rounded(hub_run.converged_s, 2),
             "servers_in_cpu": bool(config.server_pids),
             "loadavg_1m": os.getloadavg()[0],

@@ -180,14 +180,14 @@ MAX_WINDOW = timedelta(seconds=60)
 class ShopOrderReads:
     """The order reads of one shop, within its API budget.
 
-    A push asks for its order (:meth:`read`); the reads run one batch at a
-    time. A batch waits until the shop's budget has a call for it, then takes
-    every order asked for meanwhile: one order is read on its own; several are
-    read through the platform's list API by update time (one call a page) when
-    the client gets whole orders that way
-    (:attr:`connectors.transport.ClientBase.lists_whole_orders`), else each on
-    its own, side by side. So while the budget keeps up every push is one read,
-    and when pushes outrun it they share reads; two pushes of one order
+    A push asks for its order (:meth:`read`). Where the platform's list API
+    gets whole orders (:attr:`connectors.transport.ClientBase.lists_whole_orders`)
+    the reads run one batch at a time: a batch waits until the shop's budget
+    has a call for it, then takes every order asked for meanwhile; one order is
+    read on its own, several through the list API by update time (one call a
+    page). Where the list gives ids only, each push reads its order at once, as
+    many side by side as come. So while the budget keeps up every push is one
+    read, and when pushes outrun it they share reads; two pushes of one order
     (created, then paid) waiting together cost one. A push waits for its own
     order, so its answer still comes after the order is stored.
 
@@ -230,6 +230,10 @@ class ShopOrderReads:
             connectors.common.PlatformCallError: the platform did not answer
                 (or says there is no such order).
         """
+        if not self.client.lists_whole_orders:
+            # Nothing to share: each read runs at once, side by side, so a
+            # slow one holds up no other.
+            return await self._single(platform_order_id)
         future: asyncio.Future[PlatformOrder] = (
             asyncio.get_running_loop().create_future()
         )
