@@ -17,7 +17,7 @@ import psycopg
 
 from domain import stock
 from domain.events import Event
-from projections.base import BatchProjection, topics_of
+from projections.base import BatchProjection, rows_json, select_rows, topics_of
 
 _STOCK_CLASSES: frozenset[type[Event]] = frozenset(typing.get_args(stock.StockEvent))
 #: The stock events that change a setting the inventory row carries over.
@@ -51,10 +51,13 @@ _INVENTORY_COLUMNS = (
 )
 _UPSERT_INVENTORY = (
     f"INSERT INTO inventory ({_INVENTORY_COLUMNS}) "
-    "SELECT * FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bigint[], "
-    "%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], "
-    "%b::boolean[], %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[]) "
-    "ON CONFLICT (sku) DO UPDATE SET "
+    + select_rows(
+        "sku text, item_id uuid, on_hand bigint, committed bigint, reserved bigint, "
+        "safety bigint, available bigint, safety_stock bigint, "
+        "low_stock_threshold bigint, low_stock_alert boolean, version bigint, "
+        "position bigint, events_applied bigint, updated_at timestamptz"
+    )
+    + " ON CONFLICT (sku) DO UPDATE SET "
     + ", ".join(
         f"{column} = EXCLUDED.{column}" for column in _INVENTORY_COLUMNS.split(", ")[1:]
     )
@@ -105,7 +108,7 @@ class InventoryProjection(BatchProjection):
             _row(event, position, settings.get(sku), counts[sku])
             for sku, (event, position) in last.items()
         ]
-        await cur.execute(_UPSERT_INVENTORY, [list(c) for c in zip(*rows, strict=True)])
+        await cur.execute(_UPSERT_INVENTORY, (rows_json(rows),))
 
 
 def _change_setting(setting: list[object], event: stock.StockEvent) -> None:

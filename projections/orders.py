@@ -16,7 +16,7 @@ import psycopg
 
 from domain import order
 from domain.events import Event
-from projections.base import BatchProjection, state_json, topics_of
+from projections.base import BatchProjection, rows_json, select_rows, topics_of
 
 _decode_state = msgspec.json.Decoder(order.Order).decode
 
@@ -29,14 +29,15 @@ _UPSERT = (
     "version, position, updated_at) "
     "SELECT id, platform, platform_order_id, shop_id, channel_account, status, "
     "total_fen, paid_fen, refunded_fen, "
-    "ARRAY(SELECT jsonb_array_elements_text(state::jsonb -> 'stock_refusals')), "
-    "placed_at, state::jsonb, version, position, updated_at "
-    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-    "%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], "
-    "%b::text[], %b::bigint[], %b::bigint[], %b::timestamptz[]) "
-    "AS r(id, platform, platform_order_id, shop_id, channel_account, status, "
-    "total_fen, paid_fen, refunded_fen, placed_at, state, version, position, "
-    "updated_at) "
+    "ARRAY(SELECT jsonb_array_elements_text(state -> 'stock_refusals')), "
+    "placed_at, state, version, position, updated_at FROM ("
+    + select_rows(
+        "id uuid, platform text, platform_order_id text, shop_id text, "
+        "channel_account text, status text, total_fen bigint, paid_fen bigint, "
+        "refunded_fen bigint, placed_at timestamptz, state jsonb, version bigint, "
+        "position bigint, updated_at timestamptz"
+    )
+    + ") AS page "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
     "paid_fen = EXCLUDED.paid_fen, refunded_fen = EXCLUDED.refunded_fen, "
     "stock_refusals = EXCLUDED.stock_refusals, state = EXCLUDED.state, "
@@ -92,7 +93,7 @@ class OrdersProjection(BatchProjection):
             for oid, (position, at) in touched.items()
         ]
         # One statement for the batch; stock_refusals is read off the state.
-        await cur.execute(_UPSERT, [list(c) for c in zip(*rows, strict=True)])
+        await cur.execute(_UPSERT, (rows_json(rows),))
 
 
 def _row(
@@ -109,7 +110,7 @@ def _row(
         state.paid_fen,
         state.refunded_fen,
         placed_at,
-        state_json(state),
+        state,
         state.version,
         position,
         at,

@@ -33,7 +33,7 @@ from psycopg import sql
 from domain import order, payout
 from domain.audience import ViewsRecorded
 from domain.events import Event
-from projections.base import BatchProjection, state_json
+from projections.base import BatchProjection, rows_json, select_rows, state_json
 
 #: The session id of orders placed outside every live session.
 NO_SESSION = ""
@@ -158,13 +158,15 @@ class _Fold:
             )
         if self.placed:
             # One statement for the batch's orders (a batch of a rebuild holds
-            # thousands): the columns as arrays, sent in binary.
-            rows = [(oid, *_key(b)) for oid, b in self.placed.items()]
+            # thousands).
             await cur.execute(
                 "INSERT INTO sales_orders (id, channel_account, session_id, platform, "
-                "streamer, minute) SELECT * FROM unnest(%b::uuid[], %b::text[], "
-                "%b::text[], %b::text[], %b::text[], %b::timestamptz[])",
-                [list(column) for column in zip(*rows, strict=True)],
+                "streamer, minute) "
+                + select_rows(
+                    "id uuid, channel_account text, session_id text, platform text, "
+                    "streamer text, minute timestamptz"
+                ),
+                (rows_json([(oid, *_key(b)) for oid, b in self.placed.items()]),),
             )
         if self.counts:
             await cur.executemany(

@@ -8,15 +8,17 @@ import psycopg
 
 from domain import stock
 from domain.events import Event
-from projections.base import BatchProjection
+from projections.base import BatchProjection, rows_json, select_rows
 from projections.inventory import STOCK_TOPICS, stock_event
 
 _UPSERT = (
     "INSERT INTO stock_on_hand "
     "(sku, item_id, on_hand, version, position, updated_at, events_applied) "
-    "SELECT * FROM unnest(%b::text[], %b::uuid[], %b::bigint[], %b::bigint[], "
-    "%b::bigint[], %b::timestamptz[], %b::bigint[]) "
-    "ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
+    + select_rows(
+        "sku text, item_id uuid, on_hand bigint, version bigint, position bigint, "
+        "updated_at timestamptz, events_applied bigint"
+    )
+    + " ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, "
     "version = EXCLUDED.version, position = EXCLUDED.position, "
     "updated_at = EXCLUDED.updated_at, "
     "events_applied = stock_on_hand.events_applied + EXCLUDED.events_applied"
@@ -58,4 +60,4 @@ class StockOnHandProjection(BatchProjection):
             for sku, (event, position) in last.items()
         ]
         if rows:
-            await cur.execute(_UPSERT, [list(c) for c in zip(*rows, strict=True)])
+            await cur.execute(_UPSERT, (rows_json(rows),))
