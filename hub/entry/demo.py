@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 import signal
 import sys
 import time
@@ -57,6 +58,8 @@ from hub.infra.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
+#: Who logs in to the dashboard the demo leaves open (a new password each run).
+DEMO_USER = "demo"
 #: The live session's id.
 SESSION_ID = "live-demo-1"
 #: The streamer's commission in the live session, and outside it.
@@ -101,10 +104,10 @@ FULL = SessionPlan(
     orders_per_s=20.0,
     live_views=160_000,
     stock_scale=1.0,
-    followers=200,
+    followers=50,
 )
 QUICK = SessionPlan(
-    orders=160, orders_per_s=20.0, live_views=12_000, stock_scale=0.1, followers=20
+    orders=160, orders_per_s=20.0, live_views=12_000, stock_scale=0.1, followers=10
 )
 
 
@@ -347,6 +350,7 @@ class Demo:
             policy_book_of,
             token_store_of,
         )
+        from hub.entry.dashboard import with_dashboard
         from hub.entry.health import health_app
         from hub.entry.http import HttpServer
         from hub.entry.nats_api import build_broker
@@ -387,7 +391,10 @@ class Demo:
         stack.push_async_callback(platforms.stop)
         try:
             server = await HttpServer(
-                health_app(hub.supervisor, platforms.app()),
+                health_app(
+                    hub.supervisor,
+                    with_dashboard(self.database_url, hub.supervisor, platforms.app()),
+                ),
                 "127.0.0.1",
                 self.settings.http_port,
             ).start()
@@ -684,16 +691,18 @@ class Demo:
         )
 
     async def _views(self, hub: Any, source: str, source_id: str, views: int) -> None:
-        payload = {
-            "channel_account": scenario.CHANNEL_ACCOUNT,
-            "source": source,
-            "source_id": source_id,
-            "views": views,
-            "at": self.clock.now().isoformat(),
-        }
-        reply = await hub.handle("audience.record_views", msgspec.json.encode(payload))
-        if not reply.ok:
-            raise DemoError(f"audience.record_views: {reply.error.message}")
+        from domain.audience import RecordViews
+
+        await hub.execute(
+            "audience.record_views",
+            RecordViews(
+                channel_account=scenario.CHANNEL_ACCOUNT,
+                source=source,  # type: ignore[arg-type]
+                source_id=source_id,
+                views=views,
+                at=self.clock.now(),
+            ),
+        )
 
     # ----------------------------------------------------------------- sell
 
@@ -744,12 +753,19 @@ class Demo:
                         await self._shares(hub, n, purchase)
                     advance(done, gmv)
 
+            # The buyers keep their pace whatever the hub is doing: views are
+            # recorded beside them, once a second's worth has come.
+            per_second = max(1, round(plan.orders_per_s))
             for n in range(plan.orders):
                 due = start + n / plan.orders_per_s
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 views_owed += views_per_order
-                if views_owed >= 100 or n == plan.orders - 1:
-                    await self._views(hub, "live", SESSION_ID, round(views_owed))
+                if (n + 1) % per_second == 0 or n == plan.orders - 1:
+                    tasks.append(
+                        asyncio.create_task(
+                            self._views(hub, "live", SESSION_ID, round(views_owed))
+                        )
+                    )
                     views_owed = 0.0
                 tasks.append(asyncio.create_task(buy(n, next(buyers))))
             await asyncio.gather(*tasks)
@@ -1024,7 +1040,12 @@ class Demo:
         say.note(f"oversold units: {r.oversold}; buyers turned away: {r.sold_out}")
 
     async def _stay_open(self, url: str) -> None:
+        from hub.entry.dashboard import add_user
+
+        password = secrets.token_urlsafe(12)
+        await add_user(self.database_url, DEMO_USER, password)
         self.console.step(f"the dashboard stays open at {url}/dashboard; Ctrl-C ends")
+        self.console.note(f"log in as {DEMO_USER} with password {password}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
