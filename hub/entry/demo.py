@@ -49,6 +49,7 @@ import psycopg
 
 from connectors.sandbox import scenario
 from connectors.sandbox.control_client import SandboxControl
+from domain.binding import binding_id
 from domain.calendar import CHINA_TIME
 from domain.marketing import CouponTerms, ReductionTier, ThresholdReduction
 from domain.policy import PolicyBook
@@ -473,6 +474,16 @@ class Demo:
     async def _bind(self, rig: Rig) -> None:
         """Each shop through its platform's binding route, as its merchant would."""
         hub, platforms, book = rig.hub, rig.platforms, rig.book
+        first = scenario.SHOPS[0]
+        if await hub.committer.latest(
+            hub.rules["binding.request"],
+            binding_id(scenario.CHANNEL_ACCOUNT, first.platform, first.shop_id),
+        ):
+            raise DemoError(
+                f"HUB_HOME={self.settings.home} holds an earlier demo (its shops are "
+                "bound already): run the demo on a fresh data folder, e.g. "
+                "HUB_HOME=.hub-demo-2 hub demo"
+            )
         self.console.step("binding the four shops through their routes")
         today = self.clock.now().astimezone(CHINA_TIME).date()
         subject = {"kind": "enterprise", "name": "美妆示范有限公司", "code": USCC}
