@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: A snapshot is taken each time an aggregate's version reaches a multiple of this.
 EVERY = 500
+#: Most events read and folded at once when an aggregate is loaded.
+LOAD_CHUNK = 2000
 
 _STATES: dict[str, type[State]] = {kind.state.__name__: kind.state for kind in KINDS}
 
@@ -54,15 +56,19 @@ class Snapshots:
         app: the event store on PostgreSQL (its events after a snapshot, its
             connection pool for ``aggregate_snapshots``).
         every: versions between two snapshots of an aggregate.
+        chunk: most events read and folded at once by :meth:`load`.
 
     Attributes:
         events_loaded: events read by :meth:`load` (for tests and benchmarks).
         taken: snapshots written.
     """
 
-    def __init__(self, app: HubApplication, *, every: int = EVERY) -> None:
+    def __init__(
+        self, app: HubApplication, *, every: int = EVERY, chunk: int = LOAD_CHUNK
+    ) -> None:
         self.app = app
         self.every = every
+        self.chunk = chunk
         self.events_loaded = 0
         self.taken = 0
         self._tasks: set[asyncio.Future[None]] = set()
@@ -102,14 +108,22 @@ class Snapshots:
         """
         found = self._snapshot(aggregate_id)
         version, state = found if found is not None else (0, None)
-        stored = self.app.recorder.select_events(aggregate_id, gt=version or None)
-        events = [decode_event(s.topic, s.state) for s in stored]
-        self.events_loaded += len(events)
-        if not events:
-            return state
-        if mutate is None:
-            mutate = kind_of(type(events[0])).mutate
-        return project(mutate, state, events)
+        # In chunks: the first snapshot of a long history (a SKU sold a
+        # million times) folds it without holding it all in memory.
+        while True:
+            stored = self.app.recorder.select_events(
+                aggregate_id, gt=version or None, limit=self.chunk
+            )
+            if not stored:
+                return state
+            events = [decode_event(s.topic, s.state) for s in stored]
+            self.events_loaded += len(events)
+            if mutate is None:
+                mutate = kind_of(type(events[0])).mutate
+            state = project(mutate, state, events)
+            if len(stored) < self.chunk:
+                return state
+            version = stored[-1].originator_version
 
     def take(self, aggregate_id: uuid.UUID) -> None:
         """Write the snapshot of one aggregate's current state."""

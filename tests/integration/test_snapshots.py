@@ -89,3 +89,15 @@ async def test_a_snapshot_of_another_shape_or_none_at_all_changes_nothing(
         "stock.adjust", stock.AdjustStock(sku="LONG", delta=1, reason="x")
     )
     assert outcome.version == EVERY + 4
+
+
+async def test_a_history_without_a_snapshot_is_folded_in_chunks(hub: Hub) -> None:
+    # Read and folded a chunk at a time (memory stays flat however long the
+    # history), whether or not the chunks divide it exactly.
+    await _history(hub, "MID", 25)
+    item = stock.stock_item_id("MID")
+    truth = project(stock.mutate, None, hub.app.load_events(item))
+    for chunk in (5, 7, 100):
+        snapshots = Snapshots(hub.app, chunk=chunk)
+        assert snapshots.load(None, item) == truth
+        assert snapshots.events_loaded == 25
