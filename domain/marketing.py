@@ -668,6 +668,8 @@ class Campaign(State, frozen=True, kw_only=True):
     progress: Sharded[int] = ()
     #: ``sharer/day`` → rewards earned that China day.
     rewards_by_day: Sharded[int] = ()
+    #: ``sharer/friend/device`` → why that open was last refused.
+    refused_shares: Sharded[str] = ()
 
     def holding(self, buyer: str) -> Holding:
         """The buyer's coupons in this campaign."""
@@ -831,6 +833,10 @@ def _share_refusal(
     return None
 
 
+def _attempt(share: RecordShare | ShareRefused) -> str:
+    return f"{share.sharer}/{share.friend}/{share.device}"
+
+
 def _share(
     state: Campaign, command: RecordShare, ctx: Context, version: int
 ) -> list[Event]:
@@ -850,6 +856,8 @@ def _share(
     refusal = _share_refusal(state, fission, command, day)
     if refusal is not None:
         reason, detail = refusal
+        if shard_get(state.refused_shares, _attempt(command)) == reason:
+            return []  # the same refused open again: recorded once
         return [
             ShareRefused(
                 **ctx.meta(state.id, version), **keys, reason=reason, detail=detail
@@ -1027,7 +1035,12 @@ def _(event: ShareRecorded, state: Campaign | None) -> Campaign:
 
 @mutate.register
 def _(event: ShareRefused, state: Campaign | None) -> Campaign:
-    return _next(state, event)
+    assert state is not None
+    return _next(
+        state,
+        event,
+        refused_shares=shard_put(state.refused_shares, _attempt(event), event.reason),
+    )
 
 
 @mutate.register

@@ -198,6 +198,7 @@ PRIVATE_STATE_FIELDS = (
     "devices",
     "progress",
     "rewards_by_day",
+    "refused_shares",
 )
 
 

@@ -412,6 +412,17 @@ def test_abusive_shares_are_recorded_as_refused_with_the_rule(
     assert after.credited_to(refused.friend) == state.credited_to(refused.friend)
 
 
+def test_the_same_refused_open_is_recorded_once() -> None:
+    state, events = _run(_given(_publish()), _share(ALICE, ALICE))
+    assert [e.reason for e in events] == ["self_invite"]  # type: ignore[attr-defined]
+    assert _run(state, _share(ALICE, ALICE))[1] == []
+    # So is the open refused by the daily cap.
+    state = _given(_publish(), _share(ALICE, BOB), _share(ALICE, CAROL))
+    state, first = _run(state, _share(ALICE, DAN))
+    assert first[0].reason == "daily_cap_reached"  # type: ignore[attr-defined]
+    assert _run(state, _share(ALICE, DAN))[1] == []
+
+
 def test_a_repeated_open_is_credited_once_and_rewards_stop_at_the_campaign_limit() -> (
     None
 ):
