@@ -126,7 +126,7 @@ PRODUCTS = (
         title="限定礼盒 Limited gift set",
         price_fen=199_900,
         stock=400,
-        low_stock=100,
+        low_stock=150,
         weight=0.15,
     ),
 )
