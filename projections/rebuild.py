@@ -45,6 +45,8 @@ Progress = Callable[[int, int], None]
 
 #: Events a rebuild reads and applies in one transaction.
 REBUILD_BATCH = 10_000
+#: Pages that may wait for a version's writer while the pass reads on.
+FEED_PAGES = 2
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -229,7 +231,8 @@ class _Build:
 async def _open(database_url: str, build: _Build) -> psycopg.AsyncConnection[object]:
     """A connection whose unqualified table names are the version's tables."""
     conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
-        database_url, options=f"-c search_path={build.schema},public"
+        database_url,
+        options=f"-c search_path={build.schema},public -c synchronous_commit=off",
     )
     cur = await conn.execute(
         "SELECT position FROM projection_tracking WHERE name = %s",
@@ -303,6 +306,44 @@ def _page(
     ]
 
 
+class _Feed:
+    """One version's writer: it writes the pages put to it, in order, on the
+    version's connection, while the pass goes on reading (at most
+    :data:`FEED_PAGES` pages wait for it)."""
+
+    def __init__(self, build: _Build) -> None:
+        self.build = build
+        self.queue: asyncio.Queue[tuple[list[tuple[Event, int]], int] | None] = (
+            asyncio.Queue(maxsize=FEED_PAGES)
+        )
+        self.error: BaseException | None = None
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    await _write(self.build, *item)
+                except Exception as exc:  # raised by the pass, see check()
+                    self.error = exc
+
+    async def put(self, item: tuple[list[tuple[Event, int]], int] | None) -> None:
+        """Hand the writer a page and its last position (None: the end)."""
+        self.check()
+        await self.queue.put(item)
+
+    def check(self) -> None:
+        """Raise what made the writer fail, if anything did."""
+        if self.error is not None:
+            raise self.error
+
+
+async def _stop(feeds: list[_Feed]) -> None:
+    for feed in feeds:
+        feed.task.cancel()
+    await asyncio.gather(*(feed.task for feed in feeds), return_exceptions=True)
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for a pass over the log.
@@ -329,8 +370,9 @@ async def _catch_up(
 
     Only the topics some version reads leave the database; each row is decoded
     once, whatever number of versions read it, and each version gets the page's
-    events it reads in one transaction. The versions write a page on their own
-    connections while the next page is read and decoded.
+    events it reads in one transaction. Each version writes its pages on a
+    connection of its own, in order, while the pass reads and decodes on: a
+    slow version holds the others back only when its queue is full.
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
@@ -348,7 +390,8 @@ async def _catch_up(
             where += sql.SQL(" AND topic = ANY(%s)")
             params.append(sorted(set().union(*(b.topics or () for b in builds))))
         routes: dict[str, _Route] = {}
-        writing: asyncio.Future[list[None]] | None = None
+        feeds = [_Feed(build) for build in builds]
+        stack.push_async_callback(_stop, feeds)
         async with (
             reader.transaction(),
             reader.cursor(name="rebuild", binary=True) as cur,
@@ -363,19 +406,16 @@ async def _catch_up(
             while fetched := await cur.fetchmany(batch):
                 pages = _page(fetched, builds, routes)
                 last = int(fetched[-1][0])
-                if writing is not None:
-                    await writing
-                writing = asyncio.gather(
-                    *(
-                        _write(build, page, last)
-                        for build, page in zip(builds, pages, strict=True)
-                        if page
-                    )
-                )
+                for feed, page in zip(feeds, pages, strict=True):
+                    if page:
+                        await feed.put((page, last))
                 if progress is not None:
                     progress(last, target)
-            if writing is not None:
-                await writing
+        for feed in feeds:
+            await feed.put(None)
+        await asyncio.gather(*(feed.task for feed in feeds))
+        for feed in feeds:
+            feed.check()
         # Every version reaches the head seen, over the rows none of it reads.
         await asyncio.gather(*(_write(build, [], target) for build in builds))
         if progress is not None:

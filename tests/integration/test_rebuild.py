@@ -320,3 +320,42 @@ async def test_rebuild_all_switches_every_copyable_projection_equal_to_live_ones
     for name in ("orders", "inventory", NAME, "customer_profiles"):
         assert f"projection {name} version 2 serving from log position {head}" in out
     assert "projection ledger not rebuilt" in out, "its tables cannot be copied"
+
+
+class _FailingStockOnHand(StockOnHandProjection):
+    """Fails on its third page."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+
+    async def apply_batch(self, cur: Any, events: Any) -> None:
+        self.pages += 1
+        if self.pages == 3:
+            raise RuntimeError("page 3 refused")
+        await super().apply_batch(cur, events)
+
+
+async def test_a_version_that_fails_stops_the_pass_and_nothing_is_switched(
+    hub: Hub,
+) -> None:
+    head = await _load(hub, rounds=10)
+    await hub.projection(NAME).wait_for(head)
+    failing = _FailingStockOnHand()
+    async with asyncio.timeout(60):  # the pass ends; it does not wait forever
+        with pytest.raises(RuntimeError, match="page 3 refused"):
+            await rebuild_many(
+                hub.database_url, [InventoryProjection(), failing], batch=20
+            )
+    versions = await list_versions(
+        hub.database_url, [InventoryProjection(), StockOnHandProjection()]
+    )
+    assert [(v.version, v.building) for v in versions] == [(1, 2), (1, 2)]
+    # Run again, it resumes both and switches them.
+    done = await rebuild_many(
+        hub.database_url, [InventoryProjection(), StockOnHandProjection()], batch=20
+    )
+    assert {name: version for name, (version, _) in done.items()} == {
+        "inventory": 2,
+        NAME: 2,
+    }
+    assert len(await _rows(hub.database_url)) == SKUS
