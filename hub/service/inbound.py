@@ -214,6 +214,8 @@ class ShopOrderReads:
         self.client = client
         self._clock = clock
         self._wanted: dict[str, list[asyncio.Future[PlatformOrder]]] = {}
+        #: Reads of one order each, waiting for the budget (list ids only).
+        self._waiting: dict[str, asyncio.Future[PlatformOrder]] = {}
         self._earliest: float | None = None
         self._task: asyncio.Task[None] | None = None
         #: Where the last list window ended (Unix seconds), and every order the
@@ -231,9 +233,7 @@ class ShopOrderReads:
                 (or says there is no such order).
         """
         if not self.client.lists_whole_orders:
-            # Nothing to share: each read runs at once, side by side, so a
-            # slow one holds up no other.
-            return await self._single(platform_order_id)
+            return await self._alone(platform_order_id)
         future: asyncio.Future[PlatformOrder] = (
             asyncio.get_running_loop().create_future()
         )
@@ -285,6 +285,27 @@ class ShopOrderReads:
         for order_id, futures in batch.items():
             if order_id in found:
                 _settle(futures, order=found[order_id])
+
+    async def _alone(self, order_id: str) -> PlatformOrder:
+        """A read of the order on its own, shared by every push of it that
+        comes while the read waits for the budget (it starts after them all,
+        so it answers each one's state or newer); reads of different orders
+        run side by side, so a slow one holds up no other."""
+        shared = self._waiting.get(order_id)
+        if shared is None:
+            shared = asyncio.ensure_future(self._alone_when_ready(order_id))
+            self._waiting[order_id] = shared
+        return await asyncio.shield(shared)
+
+    async def _alone_when_ready(self, order_id: str) -> PlatformOrder:
+        try:
+            ready = getattr(self.client, "budget_ready", None)
+            if ready is not None:
+                await ready(self.shop.shop_id)
+        finally:
+            # From here on, a push of the order needs a read that starts later.
+            del self._waiting[order_id]
+        return await self._single(order_id)
 
     async def _single(self, order_id: str) -> PlatformOrder:
         self.calls += 1

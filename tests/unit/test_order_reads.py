@@ -16,6 +16,7 @@ import pytest
 from connectors.common import OrderPage, PlatformOrder
 from hub.infra.shops import ShopConfig
 from hub.service.inbound import ShopOrderReads
+from tests.conftest import wait_until
 
 SHOP = ShopConfig(platform="douyin_shop", shop_id="77001", channel_account="acct-1")
 
@@ -80,7 +81,7 @@ async def _batch(
     platform.budget.clear()
     platform.waiting.clear()
     asked = [asyncio.ensure_future(reads.read(order_id)) for order_id in order_ids]
-    await platform.waiting.wait()
+    await wait_until(platform.waiting.is_set)
     platform.budget.set()
     return list(await asyncio.gather(*asked))
 
@@ -124,3 +125,30 @@ async def test_one_order_is_read_on_its_own_and_a_failed_read_reaches_its_push()
     assert (platform.singles, platform.lists) == (["A"], 0)
     with pytest.raises(KeyError):
         await reads.read("missing")
+
+
+async def test_pushes_of_one_order_waiting_for_the_budget_share_its_read() -> None:
+    # Given a platform whose list gives ids only, its budget spent for now.
+    platform = FakePlatform()
+    platform.lists_whole_orders = False  # type: ignore[misc]
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: 100.0)
+    platform.update("A", 99.0)
+    platform.update("B", 99.0)
+
+    # When A's created and paid pushes and B's push wait for the budget,
+    created = asyncio.ensure_future(reads.read("A"))
+    await wait_until(platform.waiting.is_set)
+    platform.update("A", 99.5, "paid")
+    paid = asyncio.ensure_future(reads.read("A"))
+    other = asyncio.ensure_future(reads.read("B"))
+    await asyncio.sleep(0)  # a scheduling point, not a wait
+    platform.budget.set()
+
+    # then A is read once, after both of its pushes, and B on its own.
+    assert (await created).status == (await paid).status == "paid"
+    assert (await other).order_id == "B"
+    assert sorted(platform.singles) == ["A", "B"]
+
+    # A push that comes after A's read started gets a read of its own.
+    assert (await reads.read("A")).order_id == "A"
+    assert sorted(platform.singles) == ["A", "A", "B"]
