@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -172,6 +172,12 @@ def _convert(data: dict[str, Any], kind: type[Any], where: str) -> Any:
 WINDOW_MARGIN = timedelta(seconds=2)
 #: Orders per page of a batched read (the smallest of the platforms' limits).
 BATCH_PAGE_SIZE = 50
+#: The share of a shop's API budget (its policy's rate limit) the batched
+#: order reads may take: a batch starts at most every
+#: ``1 / (rate_per_s * READ_SHARE)`` seconds, so when pushes come faster
+#: than that they share list calls even while the budget would allow a read
+#: each; the rest is left for the stock writes.
+READ_SHARE = 0.5
 #: The longest update-time window of one batched read: after a quiet spell
 #: longer than this the windows start again from the batch's earliest push.
 MAX_WINDOW = timedelta(seconds=60)
@@ -182,14 +188,15 @@ class ShopOrderReads:
 
     A push asks for its order (:meth:`read`). Where the platform's list API
     gets whole orders (:attr:`connectors.transport.ClientBase.lists_whole_orders`)
-    the reads run one batch at a time: a batch waits until the shop's budget
-    has a call for it, then takes every order asked for meanwhile; one order is
-    read on its own, several through the list API by update time (one call a
-    page). Where the list gives ids only, each push reads its order at once, as
-    many side by side as come. So while the budget keeps up every push is one
-    read, and when pushes outrun it they share reads; two pushes of one order
-    (created, then paid) waiting together cost one. A push waits for its own
-    order, so its answer still comes after the order is stored.
+    the reads run one batch at a time: a batch waits for its share of the
+    shop's budget (:data:`READ_SHARE`) and for the budget itself, then takes
+    every order asked for meanwhile; one order is read on its own, several
+    through the list API by update time (one call a page). Where the list gives
+    ids only, each push reads its order at once, as many side by side as come.
+    So while pushes come slower than the batches' share allows, every push is
+    one read, and when they come faster they share reads; two pushes of one
+    order (created, then paid) waiting together cost one. A push waits for its
+    own order, so its answer still comes after the order is stored.
 
     The list windows follow each other: each starts where the previous one
     ended (less :data:`WINDOW_MARGIN`) and ends just after now, and every order
@@ -205,14 +212,20 @@ class ShopOrderReads:
         shop: The shop.
         client: Its platform client.
         clock: Unix seconds now.
+        sleep: Waits between batches (:data:`READ_SHARE`).
     """
 
     def __init__(
-        self, shop: ShopConfig, client: Any, clock: Callable[[], float] = time.time
+        self,
+        shop: ShopConfig,
+        client: Any,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.shop = shop
         self.client = client
         self._clock = clock
+        self._sleep = sleep
         self._wanted: dict[str, list[asyncio.Future[PlatformOrder]]] = {}
         #: Reads of one order each, waiting for the budget (list ids only).
         self._waiting: dict[str, asyncio.Future[PlatformOrder]] = {}
@@ -222,6 +235,8 @@ class ShopOrderReads:
         #: windows since the first returned, as last seen.
         self._listed_until: float | None = None
         self._listed: dict[str, PlatformOrder] = {}
+        #: When the last batch started (``clock``).
+        self._last_batch: float | None = None
         #: Platform calls the batches made (list pages and single reads).
         self.calls = 0
 
@@ -249,9 +264,8 @@ class ShopOrderReads:
     async def _run(self) -> None:
         try:
             while self._wanted:
-                ready = getattr(self.client, "budget_ready", None)
-                if ready is not None:
-                    await ready(self.shop.shop_id)
+                await self._turn()
+                self._last_batch = self._clock()
                 batch, self._wanted = self._wanted, {}
                 since, self._earliest = self._earliest, None
                 try:
@@ -261,6 +275,20 @@ class ShopOrderReads:
                         _settle(futures, error=exc)
         finally:
             self._task = None
+
+    async def _turn(self) -> None:
+        """Wait for the batches' share of the shop's budget (one batch every
+        ``1 / (rate_per_s * READ_SHARE)`` seconds at most), then for the
+        budget itself: the pushes that come meanwhile join the batch."""
+        limits = getattr(getattr(self.client, "policy", None), "rate_limit", None)
+        if limits is not None and self._last_batch is not None:
+            wait = self._last_batch + 1.0 / (limits.rate_per_s * READ_SHARE)
+            wait -= self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+        ready = getattr(self.client, "budget_ready", None)
+        if ready is not None:
+            await ready(self.shop.shop_id)
 
     async def _answer(
         self,

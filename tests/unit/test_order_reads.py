@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from connectors.common import OrderPage, PlatformOrder
 from hub.infra.shops import ShopConfig
-from hub.service.inbound import ShopOrderReads
+from hub.service.inbound import READ_SHARE, ShopOrderReads
 from tests.conftest import wait_until
 
 SHOP = ShopConfig(platform="douyin_shop", shop_id="77001", channel_account="acct-1")
@@ -152,3 +153,33 @@ async def test_pushes_of_one_order_waiting_for_the_budget_share_its_read() -> No
     # A push that comes after A's read started gets a read of its own.
     assert (await reads.read("A")).order_id == "A"
     assert sorted(platform.singles) == ["A", "A", "B"]
+
+
+async def test_pushes_faster_than_the_batches_share_join_the_next_batch() -> None:
+    # Given a shop whose budget is 4 calls a second: a batch every
+    # 1 / (4 x READ_SHARE) seconds at most.
+    now = [100.0]
+    gate = asyncio.Event()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await gate.wait()
+        now[0] += seconds
+
+    platform = FakePlatform()
+    platform.policy = SimpleNamespace(rate_limit=SimpleNamespace(rate_per_s=4.0))  # type: ignore[attr-defined]
+    platform.budget.set()
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: now[0], sleep=sleep)
+    for order_id in "ABCD":
+        platform.update(order_id, 99.0)
+
+    # When A is read, and B, C and D come right after,
+    assert (await reads.read("A")).order_id == "A"
+    later = [asyncio.ensure_future(reads.read(o)) for o in "BCD"]
+    await wait_until(lambda: waits == [1.0 / (4.0 * READ_SHARE)])
+    gate.set()
+
+    # then they wait for the next batch's turn and share one list call.
+    assert [o.order_id for o in await asyncio.gather(*later)] == ["B", "C", "D"]
+    assert (platform.singles, platform.lists) == (["A"], 1)
