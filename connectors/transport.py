@@ -132,22 +132,24 @@ class TokenBucket:
         while (wait := self.reserve()) > 0:
             await sleep(wait)
 
-    async def ready(self, sleep: Sleep) -> None:
+    async def ready(self, sleep: Sleep, reserve: int = 0) -> None:
         """Wait (with ``sleep``) until a token is there, without taking it.
 
         A caller that decides *what* to send only once it may send (the stock
         dispatcher plans a write from the newest state) waits here first, then
-        takes the token with :meth:`acquire`.
+        takes the token with :meth:`acquire`. A caller that should give way to
+        others waits until ``reserve`` more tokens are there besides its own.
 
         Args:
             sleep: The sleep to wait with.
+            reserve: Tokens to leave for others.
         """
-        while (wait := self._wait_for_token()) > 0:
+        while (wait := self._wait_for_token(1.0 + reserve)) > 0:
             await sleep(wait)
 
-    def _wait_for_token(self) -> float:
-        """Refill the bucket to now; the seconds until a token is there (0:
-        there is one now)."""
+    def _wait_for_token(self, needed: float = 1.0) -> float:
+        """Refill the bucket to now; the seconds until ``needed`` tokens are
+        there (0: they are now)."""
         now = self._clock.monotonic()
         if now + _EPSILON_S < self._paused_until:
             return self._paused_until - now
@@ -155,9 +157,10 @@ class TokenBucket:
             self._burst, self._tokens + (now - self._updated) * self._rate
         )
         self._updated = now
-        if self._tokens >= 1.0 - _EPSILON_S:
+        needed = min(needed, self._burst)
+        if self._tokens >= needed - _EPSILON_S:
             return 0.0
-        return (1.0 - self._tokens) / self._rate
+        return (needed - self._tokens) / self._rate
 
     def pause(self, seconds: float) -> None:
         """Give no token for ``seconds`` from now (and empty the bucket).
@@ -356,13 +359,15 @@ class ClientBase:
             self._buckets[shop_id] = bucket
         return bucket
 
-    async def budget_ready(self, shop_id: str) -> None:
+    async def budget_ready(self, shop_id: str, *, reserve: int = 0) -> None:
         """Wait until the shop's bucket has a call to give (none is taken).
 
         Args:
             shop_id: The shop.
+            reserve: Calls to leave for others (the stock writes, which order
+                reads give way to).
         """
-        await self.bucket(shop_id).ready(self._sleep)
+        await self.bucket(shop_id).ready(self._sleep, reserve)
 
     # ------------------------------------------------------------------ tokens
 

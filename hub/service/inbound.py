@@ -178,6 +178,14 @@ BATCH_PAGE_SIZE = 50
 #: than that they share list calls even while the budget would allow a read
 #: each; the rest is left for the stock writes.
 READ_SHARE = 0.5
+#: Calls of a shop's budget the order reads leave to the stock writes: a read
+#: waits until this many more are there besides its own, so a write waiting
+#: for the budget goes first (a raise held back behind a listing's reduction
+#: would otherwise wait for a queue of reads).
+READ_RESERVE = 1
+#: Reads of single orders of one shop in flight at once (where the list gives
+#: ids only); more wait their turn, and pushes of an order waiting share it.
+ALONE_IN_FLIGHT = 8
 #: The longest update-time window of one batched read: after a quiet spell
 #: longer than this the windows start again from the batch's earliest push.
 MAX_WINDOW = timedelta(seconds=60)
@@ -229,6 +237,7 @@ class ShopOrderReads:
         self._wanted: dict[str, list[asyncio.Future[PlatformOrder]]] = {}
         #: Reads of one order each, waiting for the budget (list ids only).
         self._waiting: dict[str, asyncio.Future[PlatformOrder]] = {}
+        self._alone_turns = asyncio.Semaphore(ALONE_IN_FLIGHT)
         self._earliest: float | None = None
         self._task: asyncio.Task[None] | None = None
         #: Where the last list window ended (Unix seconds), and every order the
@@ -288,7 +297,7 @@ class ShopOrderReads:
                 await self._sleep(wait)
         ready = getattr(self.client, "budget_ready", None)
         if ready is not None:
-            await ready(self.shop.shop_id)
+            await ready(self.shop.shop_id, reserve=READ_RESERVE)
 
     async def _answer(
         self,
@@ -326,14 +335,16 @@ class ShopOrderReads:
         return await asyncio.shield(shared)
 
     async def _alone_when_ready(self, order_id: str) -> PlatformOrder:
-        try:
-            ready = getattr(self.client, "budget_ready", None)
-            if ready is not None:
-                await ready(self.shop.shop_id)
-        finally:
-            # From here on, a push of the order needs a read that starts later.
-            del self._waiting[order_id]
-        return await self._single(order_id)
+        async with self._alone_turns:
+            try:
+                ready = getattr(self.client, "budget_ready", None)
+                if ready is not None:
+                    await ready(self.shop.shop_id, reserve=READ_RESERVE)
+            finally:
+                # From here on, a push of the order needs a read that starts
+                # later.
+                del self._waiting[order_id]
+            return await self._single(order_id)
 
     async def _single(self, order_id: str) -> PlatformOrder:
         self.calls += 1

@@ -53,7 +53,7 @@ class FakePlatform:
             updated_at=_at(at),
         )
 
-    async def budget_ready(self, shop_id: str) -> None:
+    async def budget_ready(self, shop_id: str, *, reserve: int = 0) -> None:
         self.waiting.set()
         await self.budget.wait()
 

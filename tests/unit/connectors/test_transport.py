@@ -34,6 +34,23 @@ async def test_bucket_allows_a_burst_then_the_rate() -> None:
     assert bucket.reserve() == 0.0
 
 
+async def test_ready_takes_no_token_and_a_reserve_gives_way_to_others() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=clock)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.offset += seconds
+
+    assert [bucket.reserve() for _ in range(2)] == [0.0, 0.0]
+    await bucket.ready(sleep)  # one token left: ready at once, none taken
+    assert slept == []
+    await bucket.ready(sleep, reserve=1)  # waits until a second one is there
+    assert slept == [pytest.approx(0.5)]
+    assert [bucket.reserve() for _ in range(2)] == [0.0, 0.0]
+
+
 async def test_paused_bucket_holds_every_caller_and_a_fake_clock_cannot_livelock() -> (
     None
 ):
