@@ -92,6 +92,8 @@ class DemoProduct:
     low_stock: int
     #: How often buyers pick it, relative to the others.
     weight: float
+    #: Its picture, by URL (the hub never fetches it).
+    image: str = ""
 
 
 #: The brand's line-up. The gift set is the session's limited item: it sells
@@ -99,6 +101,7 @@ class DemoProduct:
 PRODUCTS = (
     DemoProduct(
         sku="BEAUTY-LIP-01",
+        image="https://img.beauty-demo.example/beauty-lip-01.jpg",
         title="丝绒哑光口红 Velvet lipstick",
         price_fen=19_900,
         stock=3_000,
@@ -107,6 +110,7 @@ PRODUCTS = (
     ),
     DemoProduct(
         sku="BEAUTY-SERUM-01",
+        image="https://img.beauty-demo.example/beauty-serum-01.jpg",
         title="修护精华 Repair serum 50 ml",
         price_fen=69_900,
         stock=1_800,
@@ -115,6 +119,7 @@ PRODUCTS = (
     ),
     DemoProduct(
         sku="BEAUTY-CREAM-01",
+        image="https://img.beauty-demo.example/beauty-cream-01.jpg",
         title="紧致面霜 Firming cream 50 g",
         price_fen=129_900,
         stock=1_200,
@@ -123,6 +128,7 @@ PRODUCTS = (
     ),
     DemoProduct(
         sku="BEAUTY-SET-01",
+        image="https://img.beauty-demo.example/beauty-set-01.jpg",
         title="限定礼盒 Limited gift set",
         price_fen=199_900,
         stock=400,

@@ -599,6 +599,7 @@ class Demo:
                 ),
             )
 
+        await self._library(hub)
         # A platform whose stock is written only at its calibration times
         # gets the new stock from one calibration now (as an operator would).
         for platform, policy in platforms.policies.items():
@@ -615,6 +616,39 @@ class Demo:
 
         await until(listed, "the stock to be listed on every platform")
         self.console.note("every platform lists its share of the stock")
+
+    async def _library(self, hub: Any) -> None:
+        """The brand's products defined in the hub's library, which writes them
+        to every bound shop (the product library synchronised in real time)."""
+        from domain.catalog import CatalogSku, DefineProduct
+
+        for product in scenario.PRODUCTS:
+            await hub.execute(
+                "product.define",
+                DefineProduct(
+                    product=product.sku,
+                    title=product.title,
+                    price_fen=product.price_fen,
+                    skus=(CatalogSku(sku=product.sku, price_fen=product.price_fen),),
+                    images=(product.image,),
+                ),
+            )
+        wanted = len(scenario.PRODUCTS) * len(scenario.SHOPS)
+
+        async def synced() -> bool:
+            async with await psycopg.AsyncConnection.connect(self.database_url) as c:
+                cur = await c.execute(
+                    "SELECT count(*) FROM catalog_shops s JOIN catalog_products p "
+                    "ON p.product = s.product AND s.revision = p.revision"
+                )
+                row = await cur.fetchone()
+            return bool(row and row[0] >= wanted)
+
+        await until(synced, "the product library to reach every shop")
+        self.console.note(
+            f"product library: {len(scenario.PRODUCTS)} products written to all "
+            f"{len(scenario.SHOPS)} shops"
+        )
 
     # ------------------------------------------------------------ listening
 
