@@ -106,7 +106,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
     from hub.entry.nats_api import asyncapi_document
 
-    text = json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
+    # Keys sorted: the same hub gives the same document, byte for byte.
+    text = (
+        json.dumps(asyncapi_document(), indent=2, ensure_ascii=False, sort_keys=True)
+        + "\n"
+    )
     if args.out == "-":
         sys.stdout.write(text)
     else:
