@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,24 +23,13 @@ from hub.service.commands import decode_command
 from hub.service.hub import Hub
 from projections import sales
 from tests.binding_payloads import encode, to_requirements_met
+from tests.browser import ARGS, CHROMIUM, SCREENSHOTS
 from tests.conftest import wait_until
 from tests.hub_steps import started_hub
 from tests.sales_steps import T0, YOUZAN, a_busy_session, sell
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 KEY = b"k" * 32
 NOW = T0 + timedelta(minutes=90)  # the session is live
 USER, PASSWORD = "merchant", "correct horse battery"

@@ -27,23 +27,12 @@ import pytest
 
 from hub.entry.dashboard import add_user
 from hub.infra.embedded import free_port
+from tests.browser import ARGS, CHROMIUM, SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
 
 #: Long enough for a slow, busy machine; each wait ends as soon as it can.
 DEADLINE_S = 900
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 USER, PASSWORD = "reviewer", "after the session"
 
 
