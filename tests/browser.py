@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -18,3 +21,11 @@ ARGS = [
 ]
 #: Where the browser tests save their screenshots (the docs show them).
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+#: The browser tests need Chromium: on a machine without it they are skipped
+#: with this reason, except under ``.ci/run`` (``HUB_REQUIRE_BROWSER=1``, which
+#: installs it), where its absence fails them.
+needs_chromium = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK) and not os.environ.get("HUB_REQUIRE_BROWSER"),
+    reason=f"no {CHROMIUM} (Debian's chromium package; .ci/run installs it)",
+)

@@ -23,12 +23,12 @@ from hub.service.commands import decode_command
 from hub.service.hub import Hub
 from projections import sales
 from tests.binding_payloads import encode, to_requirements_met
-from tests.browser import ARGS, CHROMIUM, SCREENSHOTS
+from tests.browser import ARGS, CHROMIUM, SCREENSHOTS, needs_chromium
 from tests.conftest import wait_until
 from tests.hub_steps import started_hub
 from tests.sales_steps import T0, YOUZAN, a_busy_session, sell
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 KEY = b"k" * 32
 NOW = T0 + timedelta(minutes=90)  # the session is live

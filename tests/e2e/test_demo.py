@@ -27,7 +27,7 @@ import pytest
 
 from hub.entry.dashboard import add_user
 from hub.infra.embedded import free_port
-from tests.browser import ARGS, CHROMIUM, SCREENSHOTS
+from tests.browser import ARGS, CHROMIUM, SCREENSHOTS, needs_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +50,9 @@ def yuan(fen: int) -> str:
     return f"¥{fen / 100:,.2f}"
 
 
-@pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
+@pytest.fixture(scope="module")
+async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
+    tmp_path = tmp_path_factory.mktemp("demo")
     ports = {name: free_port() for name in ("pg", "nats", "http")}
     env = {
         k: v
@@ -98,7 +99,7 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
             await proc.wait()
 
 
-async def test_quick_demo_binds_sells_balances_and_shows_its_dashboard(
+async def test_quick_demo_binds_sells_and_balances(
     demo: Demo,
 ) -> None:
     summary = demo.summary
@@ -123,6 +124,10 @@ async def test_quick_demo_binds_sells_balances_and_shows_its_dashboard(
     assert "douyin_api_key → active" in err
     assert "wechat_internal_authorisation → active" in err
 
+
+@needs_chromium
+async def test_the_demo_s_dashboard_shows_its_gmv_behind_a_login(demo: Demo) -> None:
+    summary = demo.summary
     await add_user(demo.database_url, USER, PASSWORD)
     async with httpx.AsyncClient(base_url=demo.url) as client:
         assert (await client.get("/dashboard/api/overview")).status_code == 401
