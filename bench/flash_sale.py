@@ -158,6 +158,7 @@ from eventlog.log import log_head
 from hub.bootstrap import bootstrap
 from hub.entry.http import HttpServer, create_app
 from hub.entry.platforms import Platforms
+from hub.entry.sandbox_cli import SandboxProcess
 from hub.infra.embedded import EmbeddedPostgres, parent_death_signal, start_servers
 from hub.infra.ledgers import LedgerStore
 from hub.infra.oauth_states import OAuthStates
@@ -254,7 +255,6 @@ VERSION_IN_REQUEST_ID = re.compile(r"@v(\d+)$")
 QUANTITIES = (1, 2, 3)
 ROOT = Path(__file__).resolve().parents[1]
 #: What ``hub sandbox`` prints once it listens.
-SANDBOX_URL = re.compile(r"sandbox: (http://\S+)")
 
 log = logging.getLogger("flash_sale")
 
@@ -492,72 +492,6 @@ def hub_side_cpu_s(alone: tuple[int, ...], trees: tuple[int, ...]) -> float:
             ticks += int(stats[pid][11]) + int(stats[pid][12])
             family += [child for child, parent in parents.items() if parent == pid]
     return ticks / CLOCK_TICKS
-
-
-class SandboxProcess:
-    """``hub sandbox --port 0`` as a child process of this one."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.url = ""
-        self.process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
-
-    async def start(self, timeout_s: float = 30.0) -> None:
-        """Start it; return once it printed its URL and answers there."""
-        self.process = process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hub.entry.cli",
-            "sandbox",
-            "--port",
-            "0",
-            "--seed",
-            str(self.seed),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-            # Dies with the bench, even a SIGKILLed one.
-            preexec_fn=parent_death_signal(signal.SIGTERM),
-        )
-        assert process.stdout is not None
-        async with asyncio.timeout(timeout_s):
-            line = (await process.stdout.readline()).decode()
-            found = SANDBOX_URL.search(line)
-            if found is None:
-                raise RuntimeError(
-                    f"hub sandbox exited ({process.returncode}) or printed {line!r}"
-                )
-            self.url = found[1]
-            self._drain = asyncio.create_task(self._forward(process.stdout))
-            control = SandboxControl(self.url)
-            try:
-                await control.health()
-            finally:
-                await control.aclose()
-
-    @staticmethod
-    async def _forward(stdout: asyncio.StreamReader) -> None:
-        """Keep reading its stdout (a full pipe would stall it)."""
-        while line := await stdout.readline():
-            log.info("sandbox: %s", line.decode().rstrip())
-
-    async def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (uvicorn shuts down; the crowd stops), SIGKILL after the
-        timeout; return once the process is gone."""
-        process = self.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        if self._drain is not None:
-            self._drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
-            self._drain = None
 
 
 class SandboxThread:

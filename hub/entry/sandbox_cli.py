@@ -214,6 +214,9 @@ class SandboxProcess:
 
 
 async def _drain(stdout: Any) -> None:
-    """Keep reading a child's stdout (a full pipe would stall it)."""
-    while await stdout.readline():
-        pass
+    """Keep reading a child's stdout (a full pipe would stall it), logged."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    while line := await stdout.readline():
+        log.info("sandbox: %s", line.decode().rstrip())
