@@ -100,9 +100,12 @@ class SessionPlan:
     followers: int
 
 
+#: The full session's pace is one a single hub process keeps up with (about
+#: 70 ms of CPU an order, docs/performance.md); at 20 a second its backlog grew
+#: and a low-stock alert came 20 s after its sale.
 FULL = SessionPlan(
     orders=1_600,
-    orders_per_s=20.0,
+    orders_per_s=10.0,
     live_views=160_000,
     stock_scale=1.0,
     followers=50,
