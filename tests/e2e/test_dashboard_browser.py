@@ -78,6 +78,10 @@ async def a_shop_floor(hub: Hub) -> None:
 async def hub(database_url: str) -> AsyncIterator[Hub]:
     async with started_hub(database_url, None, clock=lambda: NOW) as running:
         await a_shop_floor(running)
+        # Count the paid orders once the orders read model holds every order.
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            placed = await log_head(conn)
+        await running.projection("orders").wait_for(placed, timeout=120)
         paid = await scalar(
             database_url, "SELECT count(*) FROM orders WHERE paid_fen IS NOT NULL"
         )

@@ -27,6 +27,8 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
+import nats.js.errors
 import psycopg
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -493,7 +495,23 @@ def check_each_command_once(
 
 
 async def stream_entries(servers: str | list[str]) -> list[tuple[int, str]]:
-    """``(Hub-Position, Nats-Msg-Id)`` of every message of ``HUB_EVENTS``."""
+    """``(Hub-Position, Nats-Msg-Id)`` of every message of ``HUB_EVENTS``.
+
+    Just after a node died the stream or its new consumer may have no leader
+    yet (JetStream answers 503): the read starts over until it gets through,
+    within a deadline.
+    """
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        try:
+            return await _read_stream(servers)
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _read_stream(servers: str | list[str]) -> list[tuple[int, str]]:
     nc = await nats.connect(servers)
     try:
         js = nc.jetstream()
