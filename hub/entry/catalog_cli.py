@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
+from hub.entry.remote_command import fail
 from hub.infra.settings import Settings
 
 
@@ -44,11 +44,6 @@ def add_products_verbs(verbs: Any) -> None:
     listing = pverbs.add_parser("list", help="every product and its shops")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_list)
-
-
-def _fail(message: str) -> int:
-    print(f"hub: error: {message}", file=sys.stderr)
-    return 1
 
 
 def cmd_define(settings: Settings, args: argparse.Namespace) -> int:
@@ -101,7 +96,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         try:
             product = asyncio.run(read_product(db, args.product))
         except ProductNotFoundError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
     if args.json:
         say(msgspec.json.encode(product).decode())
     else:

@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 import httpx
 import msgspec
@@ -639,13 +639,11 @@ class Demo:
         wanted = len(scenario.PRODUCTS) * len(scenario.SHOPS)
 
         async def synced() -> bool:
-            async with await psycopg.AsyncConnection.connect(self.database_url) as c:
-                cur = await c.execute(
-                    "SELECT count(*) FROM catalog_shops s JOIN catalog_products p "
-                    "ON p.product = s.product AND s.revision = p.revision"
-                )
-                row = await cur.fetchone()
-            return bool(row and row[0] >= wanted)
+            held = await self._scalar(
+                "SELECT count(*) FROM catalog_shops s JOIN catalog_products p "
+                "ON p.product = s.product AND s.revision = p.revision"
+            )
+            return held >= wanted
 
         await until(synced, "the product library to reach every shop")
         self.console.note(
@@ -971,12 +969,9 @@ class Demo:
         expected = self.report.orders_placed
 
         async def stored() -> bool:
-            async with await psycopg.AsyncConnection.connect(self.database_url) as c:
-                cur = await c.execute(
-                    "SELECT count(*) FROM orders WHERE paid_fen IS NOT NULL"
-                )
-                row = await cur.fetchone()
-            self.report.orders_stored = int(row[0]) if row else 0
+            self.report.orders_stored = await self._scalar(
+                "SELECT count(*) FROM orders WHERE paid_fen IS NOT NULL"
+            )
             return self.report.orders_stored >= expected
 
         await until(stored, f"all {expected} orders paid in the hub")
@@ -989,16 +984,12 @@ class Demo:
         from projections import sales
         from projections.ledger import trial_balance
 
-        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
-            head = await log_head(conn)
-        for runner in hub.projections:
-            await runner.wait_for(head)
-        for process in hub.processes:
-            await process.wait_for(head)
-        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
-            head = await log_head(conn)
-        for runner in hub.projections:
-            await runner.wait_for(head)
+        # Twice: the process managers add events (payouts) the read models fold.
+        for _ in range(2):
+            async with await psycopg.AsyncConnection.connect(self.database_url) as c:
+                head = await log_head(c)
+            for runner in (*hub.processes, *hub.projections):
+                await runner.wait_for(head)
         report = self.report
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
             figures = await sales.summary(
@@ -1008,27 +999,23 @@ class Demo:
                 ),
             )
             everything = await sales.summary(conn)
-            cur = await conn.execute(
+            report.orders_paid_fen = await scalar(
+                conn,
                 "SELECT coalesce(sum(paid_fen), 0) - coalesce(sum(refunded_fen), 0) "
-                "FROM orders WHERE paid_fen IS NOT NULL"
+                "FROM orders WHERE paid_fen IS NOT NULL",
             )
-            row = await cur.fetchone()
-            report.orders_paid_fen = int(row[0]) if row else 0
-            cur = await conn.execute(
+            report.ledger_sales_fen = await scalar(
+                conn,
                 "SELECT coalesce(sum(p.amount_fen), 0) FROM ledger_postings p "
                 "JOIN ledger_transactions t ON t.id = p.transaction_id "
                 "WHERE t.kind IN ('sale', 'refund') AND t.status <> 'voided' "
-                "AND p.account LIKE 'receivable:%%'"
+                "AND p.account LIKE 'receivable:%'",
             )
-            row = await cur.fetchone()
-            report.ledger_sales_fen = int(row[0]) if row else 0
-            balance = await trial_balance(conn)
-            report.ledger_unbalanced = len(balance.unbalanced)
-            cur = await conn.execute(
-                "SELECT count(*) FROM orders WHERE cardinality(stock_refusals) > 0"
+            report.ledger_unbalanced = len((await trial_balance(conn)).unbalanced)
+            report.stock_refused_orders = await scalar(
+                conn,
+                "SELECT count(*) FROM orders WHERE cardinality(stock_refusals) > 0",
             )
-            row = await cur.fetchone()
-            report.stock_refused_orders = int(row[0]) if row else 0
         report.orders_stored = figures.orders
         report.paid_orders = figures.paid_orders
         report.gmv_fen = figures.net_gmv_fen
@@ -1043,6 +1030,10 @@ class Demo:
             for sku, units in self.received.items()
         )
         self._alert_delays()
+
+    async def _scalar(self, query: LiteralString) -> int:
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            return await scalar(conn, query)
 
     def _print(self) -> None:
         r = self.report
@@ -1103,6 +1094,13 @@ class Demo:
 
 #: A valid unified social credit code for the demo's brand.
 USCC = "914403001922038216"
+
+
+async def scalar(conn: psycopg.AsyncConnection[Any], query: LiteralString) -> int:
+    """The one integer a query answers (0 for no row)."""
+    cur = await conn.execute(query)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def buyer_of(n: int) -> dict[str, str]:

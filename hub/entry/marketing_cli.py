@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from hub.entry.remote_command import fail
 from hub.infra.settings import Settings
 
 CAMPAIGN_REF_HELP = (
@@ -65,11 +65,6 @@ def add_marketing_verbs(verbs: Any) -> None:
     )
     price.add_argument("--json", action="store_true", help="print JSON")
     price.set_defaults(func=cmd_price)
-
-
-def _fail(message: str) -> int:
-    print(f"hub: error: {message}", file=sys.stderr)
-    return 1
 
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,7 +128,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     try:
         state = _campaign(settings, args.campaign)
     except CampaignNotFoundError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print(json.dumps(msgspec.to_builtins(state), indent=2, ensure_ascii=False))
     else:
@@ -152,15 +147,15 @@ def cmd_price(settings: Settings, args: argparse.Namespace) -> int:
     try:
         lines = msgspec.json.decode(text, type=list[CartLine])
     except msgspec.ValidationError as exc:
-        return _fail(f"LINES_JSON: {exc}")
+        return fail(f"LINES_JSON: {exc}")
     except msgspec.DecodeError as exc:
-        return _fail(f"LINES_JSON: malformed JSON ({exc})")
+        return fail(f"LINES_JSON: malformed JSON ({exc})")
     if not lines:
-        return _fail("LINES_JSON: no line (a cart has at least one)")
+        return fail("LINES_JSON: no line (a cart has at least one)")
     try:
         state = _campaign(settings, args.campaign)
     except CampaignNotFoundError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     coupon = None if args.coupon == "none" else args.coupon
     priced = price_order(lines, state.offers(coupon))
     rows = [

@@ -8,6 +8,7 @@ events reach ``HUB_EVENTS`` when a hub's relay next runs).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,3 +126,9 @@ def file_command(
         )
         return None, via
     return reply, via
+
+
+def fail(message: str) -> int:
+    """Print ``hub: error: message`` on stderr; the verb's exit code (1)."""
+    print(f"hub: error: {message}", file=sys.stderr)
+    return 1
