@@ -25,7 +25,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from domain import binding, order, payout, push, stock
+from domain import binding, catalog, marketing, order, payout, push, stock
 from domain.aggregates import kind_of
 from domain.events import Event, project
 from eventlog.codec import EVENTS_TABLE, decode_event
@@ -51,6 +51,9 @@ REF_FORMS = (
     "stock_push:PLATFORM:SHOP_ID:SKU",
     "PLATFORM:payout:ORDER_ID",
     "commission_terms:CHANNEL_ACCOUNT:PLATFORM:SHOP_ID",
+    "campaign:CHANNEL_ACCOUNT:PLATFORM:SHOP_ID:CAMPAIGN",
+    "member:CHANNEL_ACCOUNT:PLATFORM:SHOP_ID:SUBJECT_ID",
+    "product:PRODUCT",
 )
 
 
@@ -136,6 +139,16 @@ _THREE_KEYS: dict[str, Callable[[str, str, str], uuid.UUID]] = {
     "stock_push": push.stock_push_id,
     "commission_terms": payout.terms_id,
 }
+#: Keyed by a binding's three keys and a fourth: ``KIND:K1:K2:K3:K4``.
+_FOUR_KEYS: dict[str, Callable[[str, str, str, str], uuid.UUID]] = {
+    "campaign": marketing.campaign_id,
+    "member": marketing.member_id,
+}
+#: Keyed by one code that may itself hold ``:``: ``KIND:CODE``.
+_ONE_CODE: dict[str, Callable[[str], uuid.UUID]] = {
+    "sku": stock.stock_item_id,
+    "product": catalog.product_id,
+}
 #: Keyed by a platform order: ``PLATFORM:KIND:ORDER_ID`` (or ``KIND:PLATFORM:ID``).
 _PER_ORDER: dict[str, Callable[[str, str], uuid.UUID]] = {
     "order": order.order_id,
@@ -155,10 +168,12 @@ def resolve(ref: str) -> uuid.UUID:
         pass
     kind, _, rest = ref.partition(":")
     parts = rest.split(":")
-    if kind == "sku" and rest:
-        return stock.stock_item_id(rest)
+    if kind in _ONE_CODE and rest:
+        return _ONE_CODE[kind](rest)
     if kind in _THREE_KEYS and len(parts) == 3 and all(parts):
         return _THREE_KEYS[kind](*parts)
+    if kind in _FOUR_KEYS and len(parts) == 4 and all(parts):
+        return _FOUR_KEYS[kind](*parts)
     if kind in _PER_ORDER and len(parts) >= 2 and parts[0]:
         return _PER_ORDER[kind](parts[0], ":".join(parts[1:]))
     if parts[0] in _PER_ORDER and kind and len(parts) >= 2:

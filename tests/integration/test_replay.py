@@ -318,7 +318,7 @@ async def test_stored_version_one_rows_read_back_as_version_two(hub: Hub) -> Non
 
 
 def test_every_outside_key_form_resolves() -> None:
-    from domain import binding, payout
+    from domain import binding, catalog, marketing, payout
 
     assert resolve("order:wechat_shop:4:2") == order.order_id("wechat_shop", "4:2")
     assert resolve("wechat_shop:payout:42") == payout.payout_id("wechat_shop", "42")
@@ -327,3 +327,9 @@ def test_every_outside_key_form_resolves() -> None:
     assert resolve("stock_push:youzan:s:A1") == push.stock_push_id("youzan", "s", "A1")
     with pytest.raises(ReplayError, match="none of"):
         resolve("binding:a:youzan")
+    assert resolve("product:KIT:2") == catalog.product_id("KIT:2")
+    assert resolve("campaign:a:youzan:s:c") == marketing.campaign_id(
+        "a", "youzan", "s", "c"
+    )
+    with pytest.raises(ReplayError, match="campaign:CHANNEL_ACCOUNT"):
+        resolve("campaign:a:youzan:s")

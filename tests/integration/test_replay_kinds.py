@@ -1,31 +1,68 @@
 """History and state at a point for every aggregate type the hub records,
-against real PostgreSQL: two commands each, the history lists both events, the
-state at the first event's position is the state after it, the state now the
-state after both.
+against real PostgreSQL: a few commands each, the history lists their events
+oldest first, the state at the first event's position is the state after it,
+the state now the state after all of them.
 
 The stock item, order, binding and stock push are covered beside the trace in
 ``test_replay.py``; this file covers commission terms, payouts, a binding's
-traffic and violations, an audience and a reconciled statement.
+traffic and violations, an audience, a reconciled statement, a campaign, a
+shop membership and a product of the library, each named the way a user types
+it where the kind has an outside key. :data:`COVERED` names the test of every
+kind, and a test checks it against :data:`domain.aggregates.KINDS`, so a new
+aggregate kind without a history and state test fails the suite.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from domain import audience, payout, reconciliation, risk
+from domain import (
+    audience,
+    binding,
+    catalog,
+    marketing,
+    order,
+    payout,
+    push,
+    reconciliation,
+    risk,
+    stock,
+)
+from domain.aggregates import KINDS
+from domain.events import State
 from hub.service.hub import Hub
 from hub.service.reconciliation import STATEMENT_RULES
-from hub.service.replay import history, state_at
+from hub.service.replay import history, resolve, state_at
 from tests.hub_steps import started_hub
 
 pytestmark = pytest.mark.integration
 
 AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 KEYS = {"channel_account": "ch-1", "platform": "wechat_shop", "shop_id": "s-1"}
+BUYER = "sub_" + "a" * 32
+
+#: Every aggregate kind's state type → the test (``module.function`` in
+#: ``tests/integration``) of its history and its state at a point.
+COVERED: dict[type[State], str] = {
+    stock.StockItem: "test_replay.test_history_and_state_at_of_a_stock_item",
+    order.Order: "test_replay.test_history_and_state_at_of_an_order",
+    binding.Binding: "test_replay.test_history_and_state_at_of_a_binding",
+    push.StockPush: "test_replay.test_history_and_state_at_of_a_stock_push",
+    payout.Payout: "test_replay_kinds.test_payout",
+    payout.CommissionTerms: "test_replay_kinds.test_commission_terms",
+    marketing.Campaign: "test_replay_kinds.test_campaign",
+    marketing.Member: "test_replay_kinds.test_member",
+    catalog.Product: "test_replay_kinds.test_product",
+    risk.Traffic: "test_replay_kinds.test_risk_traffic_and_violations",
+    risk.Violations: "test_replay_kinds.test_risk_traffic_and_violations",
+    audience.Audience: "test_replay_kinds.test_audience",
+    reconciliation.Statement: "test_replay_kinds.test_reconciled_statement",
+}
 
 
 @pytest.fixture
@@ -176,3 +213,87 @@ async def test_reconciled_statement(hub: Hub) -> None:
         "differences",
     )
     assert (list(then), list(now)) == ([], [found.key])
+
+
+async def test_campaign(hub: Hub) -> None:
+    now = datetime.now(UTC)
+    key = KEYS | {"campaign": "live-1"}
+    await hub.execute(
+        "marketing.publish",
+        marketing.PublishCampaign(
+            **key,
+            title="warm-up",
+            starts_at=now - timedelta(hours=1),
+            ends_at=now + timedelta(days=1),
+            coupon=marketing.CouponTerms(kind="amount", amount_fen=500),
+            total_quantity=10,
+        ),
+    )
+    await hub.execute("marketing.claim", marketing.ClaimCoupon(**key, buyer=BUYER))
+    await hub.execute("marketing.close", marketing.CloseCampaign(**key, reason="over"))
+    ref = "campaign:ch-1:wechat_shop:s-1:live-1"
+    assert resolve(ref) == marketing.campaign_id("ch-1", "wechat_shop", "s-1", "live-1")
+    then, now_claimed = await _two_steps(
+        hub, ref, ["CampaignPublished", "CouponClaimed", "CampaignClosed"], "claimed"
+    )
+    assert (then, now_claimed) == (0, 1)
+    events = await history(hub.database_url, ref)
+    closed = await state_at(hub.database_url, ref, str(events[-1].position))
+    assert closed.state is not None and closed.state["closed"] is True
+
+
+async def test_member(hub: Hub) -> None:
+    enroll = marketing.EnrollMember(**KEYS, subject_id=BUYER, followed_at=AT)
+    await hub.execute("marketing.enroll_member", enroll)
+    # Enrolling the follower again changes nothing: the history keeps two events.
+    await hub.execute("marketing.enroll_member", enroll)
+    ref = f"member:ch-1:wechat_shop:s-1:{BUYER}"
+    assert resolve(ref) == marketing.member_id("ch-1", "wechat_shop", "s-1", BUYER)
+    then, now = await _two_steps(
+        hub, ref, ["FollowerJoined", "MemberEnrolled"], "enrolled"
+    )
+    assert (then, now) == (False, True)
+
+
+async def test_product(hub: Hub) -> None:
+    await hub.execute(
+        "product.define",
+        catalog.DefineProduct(
+            product="SERUM-1",
+            title="精华液 30ml",
+            price_fen=29_900,
+            skus=(catalog.CatalogSku(sku="SERUM-1-30", price_fen=29_900),),
+        ),
+    )
+    await hub.execute(
+        "product.change",
+        catalog.ChangeProduct(product="SERUM-1", title="精华液 50ml", price_fen=39_900),
+    )
+    await hub.execute(
+        "product.retire", catalog.RetireProduct(product="SERUM-1", reason="old")
+    )
+    ref = "product:SERUM-1"
+    assert resolve(ref) == catalog.product_id("SERUM-1")
+    types = ["ProductDefined", "ProductChanged", "ProductRetired"]
+    then, now = await _two_steps(hub, ref, types, "title")
+    assert (then, now) == ("精华液 30ml", "精华液 50ml")
+    events = await history(hub.database_url, ref)
+    changed = await state_at(hub.database_url, ref, str(events[1].position))
+    assert changed.state is not None
+    assert (changed.state["revision"], changed.state["retired"]) == (2, False)
+    retired = await state_at(hub.database_url, ref, str(events[2].position))
+    assert retired.state is not None and retired.state["retired"] is True
+
+
+def test_every_aggregate_kind_has_a_history_and_state_test() -> None:
+    kinds = {kind.state for kind in KINDS}
+    untested = sorted(state.__name__ for state in kinds - set(COVERED))
+    assert untested == [], "aggregate kinds with no history and state test in COVERED"
+    unknown = sorted(state.__name__ for state in set(COVERED) - kinds)
+    assert unknown == [], "COVERED names states that are no aggregate kind"
+    for state, name in COVERED.items():
+        module, _, function = name.partition(".")
+        found = importlib.import_module(f"tests.integration.{module}")
+        assert callable(getattr(found, function, None)), (
+            f"{state.__name__}: no test {name}"
+        )
