@@ -62,14 +62,16 @@ def select_rows(columns: str) -> str:
             ``jsonb`` value is taken as it is, the others from its text.
 
     The statement has one parameter, the document: one statement writes a
-    whole page of rows.
+    whole page of rows. The document is parsed once, as ``jsonb``: with
+    ``json`` every ``->>`` would parse its row's text again (a row's nested
+    state once per column), which made the orders page about twice as dear.
     """
     fields = []
     for index, column in enumerate(columns.split(",")):
         name, kind = column.split()
         value = f"r->{index}" if kind == "jsonb" else f"r->>{index}"
         fields.append(f"({value})::{kind} AS {name}")
-    return f"SELECT {', '.join(fields)} FROM json_array_elements(%s::json) AS r"
+    return f"SELECT {', '.join(fields)} FROM jsonb_array_elements(%s::jsonb) AS r"
 
 
 class Projection(ABC):

@@ -64,7 +64,7 @@ class OrdersProjection(BatchProjection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
         """Read the batch's orders, fold the events in memory, write each once."""
-        ids = sorted({event.originator_id for event, _ in events})
+        ids = list({event.originator_id for event, _ in events})
         await cur.execute(
             "SELECT id, state::text, placed_at FROM orders WHERE id = ANY(%b::uuid[])",
             (ids,),

@@ -238,8 +238,8 @@ class SalesProjection(BatchProjection):
         if not ids:
             return {}
         await cur.execute(
-            "SELECT id, state::text FROM sales_terms WHERE id = ANY(%s)",
-            (sorted(ids),),
+            "SELECT id, state::text FROM sales_terms WHERE id = ANY(%b::uuid[])",
+            (list(ids),),
         )
         return {
             row[0]: _decode_terms(str(row[1]))  # type: ignore[index]
@@ -250,7 +250,7 @@ class SalesProjection(BatchProjection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> dict[uuid.UUID, _Bucket]:
         """The rows the batch's orders already count in."""
-        ids = sorted(
+        ids = list(
             {
                 event.originator_id
                 for event, _ in events
@@ -261,7 +261,7 @@ class SalesProjection(BatchProjection):
             return {}
         await cur.execute(
             "SELECT id, channel_account, session_id, platform, streamer, minute "
-            "FROM sales_orders WHERE id = ANY(%s)",
+            "FROM sales_orders WHERE id = ANY(%b::uuid[])",
             (ids,),
         )
         return {
