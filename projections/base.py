@@ -30,6 +30,12 @@ from eventlog.supervision import Supervisor, default_supervisor
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+#: Seconds a runner waits after it is notified of new events before it reads
+#: them, so that the commits close behind the first go into the same batch: a
+#: read model then trails the log by up to this much more, and costs one
+#: transaction per such window instead of one per commit (each has its
+#: statements and round trips, on both sides, times every runner).
+LINGER_S = 0.05
 
 _encode = msgspec.json.Encoder().encode
 
@@ -163,6 +169,8 @@ class ProjectionRunner:
         database_url: PostgreSQL holding both the log and the projection tables.
         supervisor: runs and reports the runner's task (default: the
             process's, which ``/health`` reads).
+        linger: seconds to wait after a notification before reading
+            (:data:`LINGER_S`; 0 reads at once).
     """
 
     #: What the runner's task is called in health reports, before the name.
@@ -174,8 +182,14 @@ class ProjectionRunner:
         database_url: str,
         *,
         supervisor: Supervisor | None = None,
+        linger: float = LINGER_S,
     ) -> None:
+        if linger < 0:
+            raise ValueError(f"linger must be 0 or more seconds, got {linger}")
         self.projection = projection
+        self.linger = linger
+        # Whether the last step read a full batch (more may be waiting).
+        self._more = False
         self.database_url = database_url
         self.supervisor = supervisor or default_supervisor()
         self._stored_topics = stored_topics(projection.topics)
@@ -216,10 +230,15 @@ class ProjectionRunner:
             )
             await self._ensure_tracking(conn)
             while not self._stop.is_set():
-                while await self.step(conn):
+                # A step that read less than a full batch reached the head it
+                # saw; what was committed since has notified the listener.
+                while await self.step(conn) and self._more:
                     pass
                 async for _ in listener.notifies(timeout=NOTIFY_SAFETY_S, stop_after=1):
                     pass
+                if self.linger:
+                    async for _ in listener.notifies(timeout=self.linger):
+                        pass
 
     async def _ensure_tracking(self, conn: psycopg.AsyncConnection[object]) -> None:
         async with conn.transaction():
@@ -254,6 +273,7 @@ class ProjectionRunner:
             else:
                 rows = await read_log(conn, position, self.batch_size)
                 last = rows[-1][0] if rows else position
+            self._more = len(rows) == self.batch_size
             if last <= position:
                 self.position = position
                 await self._notify_waiters()
