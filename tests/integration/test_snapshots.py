@@ -101,3 +101,37 @@ async def test_a_history_without_a_snapshot_is_folded_in_chunks(hub: Hub) -> Non
         snapshots = Snapshots(hub.app, chunk=chunk)
         assert snapshots.load(None, item) == truth
         assert snapshots.events_loaded == 25
+
+
+async def test_many_aggregates_load_together_as_each_alone(hub: Hub) -> None:
+    # The committer loads a batch's aggregates in one transaction: each comes
+    # out as load() makes it alone — from its snapshot or not, longer than a
+    # chunk or not, absent (None) — and a stale snapshot is still ignored.
+    await _history(hub, "LONG", EVERY + 40)
+    await _history(hub, "MID", 25)
+    await _history(hub, "SHORT", 3)
+    assert hub.committer.snapshots is not None
+    await hub.committer.snapshots.drain()
+    skus = ("LONG", "MID", "SHORT", "NEVER")
+    ids = [stock.stock_item_id(sku) for sku in skus]
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT aggregate_id, version FROM aggregate_snapshots"
+        )
+        [(snapped, version)] = await cur.fetchall()
+    assert snapped == ids[0] and EVERY <= version <= EVERY + 40
+    for chunk in (7, 2000):
+        snapshots = Snapshots(hub.app, chunk=chunk)
+        many = snapshots.load_many(dict.fromkeys(ids, stock.mutate))
+        assert many == {aid: Snapshots(hub.app).load(None, aid) for aid in ids}
+        assert many[ids[0]].version == EVERY + 40
+        assert many[ids[1]].version == 25 and many[ids[3]] is None
+        # LONG from its snapshot: only the events after it.
+        assert snapshots.events_loaded == EVERY + 40 - version + 25 + 3
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        await conn.execute("UPDATE aggregate_snapshots SET kind = 'StockItem:old'")
+        await conn.commit()
+    snapshots = Snapshots(hub.app)
+    many = snapshots.load_many(dict.fromkeys(ids, None))
+    assert many[ids[0]].version == EVERY + 40
+    assert snapshots.events_loaded == EVERY + 40 + 25 + 3
