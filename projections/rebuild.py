@@ -376,8 +376,17 @@ async def _catch_up(
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
-        for build in builds:
-            await stack.enter_async_context(await _open(database_url, build))
+        # Each version's connection, opened side by side (all closed on the
+        # way out, whichever failed to open).
+        opened = await asyncio.gather(
+            *(_open(database_url, b) for b in builds), return_exceptions=True
+        )
+        for conn in opened:
+            if not isinstance(conn, BaseException):
+                await stack.enter_async_context(conn)
+        for failure in opened:
+            if isinstance(failure, BaseException):
+                raise failure
         reader = await stack.enter_async_context(
             await psycopg.AsyncConnection.connect(database_url)
         )
@@ -537,18 +546,23 @@ async def rebuild_many(
                     f"another rebuild of {projection.name!r} is running; wait for it"
                 )
         await conn.set_autocommit(False)
-        builds = [
-            _Build(projection, *await _start_version(conn, projection))
-            for projection in projections
-        ]
+        # Every version is started in one transaction and switched in in
+        # another (each step of each projection a savepoint in it): all are
+        # switched or none, and a rebuild of many waits for one commit twice.
+        async with conn.transaction():
+            builds = [
+                _Build(projection, *await _start_version(conn, projection))
+                for projection in projections
+            ]
         await _catch_up(database_url, builds, batch, progress)
-        return {
-            b.projection.name: (
-                b.version,
-                await _switch(conn, b.projection, b.version, b.schema),
-            )
-            for b in builds
-        }
+        async with conn.transaction():
+            return {
+                b.projection.name: (
+                    b.version,
+                    await _switch(conn, b.projection, b.version, b.schema),
+                )
+                for b in builds
+            }
 
 
 async def _event_time(
