@@ -45,8 +45,9 @@ class StockOnHandProjection(BatchProjection):
         counts: dict[str, int] = {}
         for any_event, position in events:
             event = stock_event(any_event)
-            last[event.sku] = (event, position)
-            counts[event.sku] = counts.get(event.sku, 0) + 1
+            sku = event.sku
+            last[sku] = (event, position)
+            counts[sku] = counts.get(sku, 0) + 1
         rows = [
             (
                 sku,
