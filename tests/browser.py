@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,14 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: Where the browser tests save their screenshots (the docs show them).
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+#: Where the browser tests save their screenshots: ``docs/screenshots`` (the
+#: docs show them) when ``HUB_SCREENSHOTS=docs``, else a folder under the
+#: system's temporary one, so a test run leaves the checkout as it was.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    if os.environ.get("HUB_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "hub-screenshots"
+)
 
 #: The browser tests need Chromium: on a machine without it they are skipped
 #: with this reason, except under ``.ci/run`` (``HUB_REQUIRE_BROWSER=1``, which

@@ -1,6 +1,6 @@
 """The dashboard in headless Chromium: refused without a login, then the same
 GMV as the sales projection and the ledger, charts drawn from the data, the
-operator pages; screenshots saved to docs/screenshots/."""
+operator pages; screenshots saved (to docs/screenshots/ with HUB_SCREENSHOTS=docs)."""
 
 from __future__ import annotations
 
