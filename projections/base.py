@@ -229,14 +229,19 @@ class ProjectionRunner:
                 sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
             )
             await self._ensure_tracking(conn)
+            notified = True
             while not self._stop.is_set():
-                # A step that read less than a full batch reached the head it
-                # saw; what was committed since has notified the listener.
-                while await self.step(conn) and self._more:
-                    pass
+                # Woken by the safety timeout alone, a runner at the head has
+                # nothing to do: one query says so, not a step's transaction.
+                if notified or await log_head(listener) > self.position:
+                    # A step that read less than a full batch reached the head
+                    # it saw; what was committed since has notified the listener.
+                    while await self.step(conn) and self._more:
+                        pass
+                notified = False
                 async for _ in listener.notifies(timeout=NOTIFY_SAFETY_S, stop_after=1):
-                    pass
-                if self.linger:
+                    notified = True
+                if notified and self.linger:
                     async for _ in listener.notifies(timeout=self.linger):
                         pass
 
