@@ -23,7 +23,8 @@ import psycopg
 from psycopg import sql
 
 from domain.events import Event
-from eventlog.codec import EVENTS_TABLE, decode_event
+from eventlog.codec import decode_event
+from eventlog.listen import listener_for, wait_listening
 from eventlog.log import NOTIFY_SAFETY_S, log_head, read_log, stored_topics
 from eventlog.supervision import Supervisor, default_supervisor
 
@@ -156,6 +157,13 @@ class BatchProjection(Projection):
         """Write the effect of consecutive events."""
 
 
+async def _head(conn: psycopg.AsyncConnection[object]) -> int:
+    """The log head, read in a transaction of its own (``conn`` is not in
+    autocommit: a read outside one would leave a transaction open)."""
+    async with conn.transaction():
+        return await log_head(conn)
+
+
 class ProjectionRunner:
     """Keeps one projection current with the log.
 
@@ -218,32 +226,36 @@ class ProjectionRunner:
             self._task = None
 
     async def run(self) -> None:
-        """Follow the log until stopped (one attempt: a failure is raised)."""
-        async with (
-            await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True
-            ) as listener,
-            await psycopg.AsyncConnection.connect(self.database_url) as conn,
-        ):
-            await listener.execute(
-                sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
-            )
-            await self._ensure_tracking(conn)
-            notified = True
-            while not self._stop.is_set():
-                # Woken by the safety timeout alone, a runner at the head has
-                # nothing to do: one query says so, not a step's transaction.
-                if notified or await log_head(listener) > self.position:
-                    # A step that read less than a full batch reached the head
-                    # it saw; what was committed since has notified the listener.
-                    while await self.step(conn) and self._more:
-                        pass
-                notified = False
-                async for _ in listener.notifies(timeout=NOTIFY_SAFETY_S, stop_after=1):
-                    notified = True
-                if notified and self.linger:
-                    async for _ in listener.notifies(timeout=self.linger):
-                        pass
+        """Follow the log until stopped (one attempt: a failure is raised).
+
+        Woken through the process's one LISTEN on the log
+        (:func:`eventlog.listen.listener_for`), shared by its runners.
+        """
+        listener = listener_for(self.database_url)
+        wake = listener.subscribe()
+        try:
+            async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+                await wait_listening(listener)
+                await self._ensure_tracking(conn)
+                notified = True
+                while not self._stop.is_set():
+                    # Woken by the safety timeout alone, a runner at the head
+                    # has nothing to do: one query says so, not a step's
+                    # transaction.
+                    if notified or await _head(conn) > self.position:
+                        wake.clear()
+                        # A step that read less than a full batch reached the
+                        # head it saw; what was committed since has set wake.
+                        while await self.step(conn) and self._more:
+                            pass
+                    notified = False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), NOTIFY_SAFETY_S)
+                        notified = True
+                    if notified and self.linger:
+                        await asyncio.sleep(self.linger)
+        finally:
+            listener.unsubscribe(wake)
 
     async def _ensure_tracking(self, conn: psycopg.AsyncConnection[object]) -> None:
         async with conn.transaction():
