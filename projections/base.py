@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import typing
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -49,6 +50,21 @@ def topics_of(events: object) -> tuple[str, ...]:
 def state_json(state: msgspec.Struct) -> str:
     """An aggregate's folded state as JSON text, for a ``jsonb`` column."""
     return _encode(state).decode()
+
+
+def stored_before(events: Sequence[tuple[Event, int]]) -> list[uuid.UUID]:
+    """The aggregates of ``events`` that had events before these: those whose
+    first event here is not their version 1. A projection has no row yet for
+    the others, so it need not read one (in a rebuild, most of them)."""
+    seen: set[uuid.UUID] = set()
+    before: list[uuid.UUID] = []
+    for event, _ in events:
+        aggregate_id = event.originator_id
+        if aggregate_id not in seen:
+            seen.add(aggregate_id)
+            if event.originator_version > 1:
+                before.append(aggregate_id)
+    return before
 
 
 def rows_json(rows: Sequence[Sequence[object]]) -> str:

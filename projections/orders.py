@@ -16,7 +16,13 @@ import psycopg
 
 from domain import order
 from domain.events import Event
-from projections.base import BatchProjection, rows_json, select_rows, topics_of
+from projections.base import (
+    BatchProjection,
+    rows_json,
+    select_rows,
+    stored_before,
+    topics_of,
+)
 
 _decode_state = msgspec.json.Decoder(order.Order).decode
 
@@ -63,18 +69,20 @@ class OrdersProjection(BatchProjection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Read the batch's orders, fold the events in memory, write each once."""
-        ids = list({event.originator_id for event, _ in events})
-        await cur.execute(
-            "SELECT id, state::text, placed_at FROM orders WHERE id = ANY(%b::uuid[])",
-            (ids,),
-        )
+        """Read the batch's orders placed before it, fold the events in memory,
+        write each once."""
         states: dict[uuid.UUID, order.Order] = {}
         placed_at: dict[uuid.UUID, datetime] = {}
-        for row in await cur.fetchall():
-            oid: uuid.UUID = row[0]  # type: ignore[index]
-            states[oid] = _decode_state(str(row[1]))  # type: ignore[index]
-            placed_at[oid] = row[2]  # type: ignore[index]
+        if ids := stored_before(events):
+            await cur.execute(
+                "SELECT id, state::text, placed_at FROM orders "
+                "WHERE id = ANY(%b::uuid[])",
+                (ids,),
+            )
+            for row in await cur.fetchall():
+                oid: uuid.UUID = row[0]  # type: ignore[index]
+                states[oid] = _decode_state(str(row[1]))  # type: ignore[index]
+                placed_at[oid] = row[2]  # type: ignore[index]
         touched: dict[uuid.UUID, tuple[int, datetime]] = {}
         for event, position in events:
             oid = event.originator_id

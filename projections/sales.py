@@ -33,7 +33,13 @@ from psycopg import sql
 from domain import order, payout
 from domain.audience import ViewsRecorded
 from domain.events import Event
-from projections.base import BatchProjection, rows_json, select_rows, state_json
+from projections.base import (
+    BatchProjection,
+    rows_json,
+    select_rows,
+    state_json,
+    stored_before,
+)
 
 #: The session id of orders placed outside every live session.
 NO_SESSION = ""
@@ -243,14 +249,8 @@ class SalesProjection(BatchProjection):
     async def _buckets(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> dict[uuid.UUID, _Bucket]:
-        """The rows the batch's orders already count in."""
-        ids = list(
-            {
-                event.originator_id
-                for event, _ in events
-                if isinstance(event, _ORDER_EVENTS)
-            }
-        )
+        """The rows the batch's orders placed before it already count in."""
+        ids = stored_before([e for e in events if isinstance(e[0], _ORDER_EVENTS)])
         if not ids:
             return {}
         await cur.execute(
