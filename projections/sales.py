@@ -172,24 +172,17 @@ class _Fold:
                     "id uuid, channel_account text, session_id text, platform text, "
                     "streamer text, minute timestamptz"
                 ),
-                (rows_json([(oid, *_key(b)) for oid, b in self.placed.items()]),),
+                (rows_json([(oid, *b) for oid, b in self.placed.items()]),),
             )
         if self.counts:
             await cur.executemany(
                 _UPSERT_SALES,
-                [
-                    (*_key(b), *(row[c] for c in _COUNTERS))
-                    for b, row in self.counts.items()
-                ],
+                [(*b, *(row[c] for c in _COUNTERS)) for b, row in self.counts.items()],
             )
         if self.views:
             await cur.executemany(
                 _UPSERT_VIEWS, [(*key, n) for key, n in self.views.items()]
             )
-
-
-def _key(bucket: _Bucket) -> tuple[object, ...]:
-    return tuple(bucket)
 
 
 class SalesProjection(BatchProjection):

@@ -31,12 +31,10 @@ def add_replay_verbs(verbs: Any, projection_verbs: Any) -> None:
         verbs: The object ``ArgumentParser.add_subparsers`` returned.
         projection_verbs: The sub-parsers of ``hub projections``.
     """
-    ref_help = (
-        "aggregate id, or sku:SKU, PLATFORM:order:ID, PLATFORM:payout:ID, "
-        "binding:CHANNEL:PLATFORM:SHOP, stock_push:PLATFORM:SHOP:SKU, "
-        "commission_terms:CHANNEL:PLATFORM:SHOP, campaign:CHANNEL:PLATFORM:SHOP:CODE, "
-        "member:CHANNEL:PLATFORM:SHOP:SUBJECT_ID, product:PRODUCT"
-    )
+    from hub.service.replay import REF_FORMS
+
+    # The forms resolve() understands, from the one list of them.
+    ref_help = "one of: " + ", ".join(REF_FORMS)
     history = verbs.add_parser(
         "history", help="every event of one aggregate, oldest first"
     )

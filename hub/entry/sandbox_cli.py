@@ -7,12 +7,15 @@ Wire it into ``hub/entry/cli.py``'s ``build_parser`` with
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+log = logging.getLogger(__name__)
 
 #: The default port of ``hub sandbox`` (the hub's own HTTP port is 8780).
 DEFAULT_PORT = 8790
@@ -215,8 +218,5 @@ class SandboxProcess:
 
 async def _drain(stdout: Any) -> None:
     """Keep reading a child's stdout (a full pipe would stall it), logged."""
-    import logging
-
-    log = logging.getLogger(__name__)
     while line := await stdout.readline():
         log.info("sandbox: %s", line.decode().rstrip())

@@ -99,14 +99,6 @@ class Snapshots:
             rows: list[dict[str, Any]] = cur.fetchall() if cur.description else []
             return rows
 
-    def _snapshot(self, aggregate_id: uuid.UUID) -> tuple[int, Any] | None:
-        rows = self._execute(
-            "SELECT version, kind, state FROM aggregate_snapshots "
-            "WHERE aggregate_id = %s",
-            (aggregate_id,),
-        )
-        return _usable(aggregate_id, rows[0]) if rows else None
-
     def load(
         self, mutate: Callable[[Any, Any], Any] | None, aggregate_id: uuid.UUID
     ) -> Any:
@@ -115,9 +107,7 @@ class Snapshots:
 
         ``mutate`` is the aggregate's (``None``: found from its events).
         """
-        found = self._snapshot(aggregate_id)
-        version, state = found if found is not None else (0, None)
-        return self._fold_on(mutate, aggregate_id, version, state)
+        return self.load_many({aggregate_id: mutate})[aggregate_id]
 
     def _fold_on(
         self,
@@ -149,11 +139,9 @@ class Snapshots:
     ) -> dict[uuid.UUID, Any]:
         """Like :meth:`load` for several aggregates (``mutate`` by id), in one
         transaction of two statements however many they are: their snapshots,
-        then at most :attr:`chunk` events after each. An aggregate with more
-        goes on as :meth:`load` does.
+        then at most :attr:`chunk` events after each. An aggregate with more is
+        folded on in further chunks.
         """
-        if len(wanted) < 2:
-            return {aid: self.load(mutate, aid) for aid, mutate in wanted.items()}
         ids = list(wanted)
         recorder: Any = self.app.recorder
         with recorder.datastore.transaction(commit=True) as cur:
@@ -187,15 +175,14 @@ class Snapshots:
             )
         states: dict[uuid.UUID, Any] = {}
         for aid, mutate in wanted.items():
-            version, state = snapshots.get(aid, (0, None))
+            state = snapshots.get(aid, (0, None))[1]
             mine = events.get(aid, [])
             self.events_loaded += len(mine)
             if mine:
                 fold = mutate or kind_of(type(mine[0])).mutate
                 state = project(fold, state, mine)
-                version = mine[-1].originator_version
                 if len(mine) == self.chunk:
-                    state = self._fold_on(fold, aid, version, state)
+                    state = self._fold_on(fold, aid, mine[-1].originator_version, state)
             states[aid] = state
         return states
 
