@@ -5,13 +5,14 @@ The projections and the relay follow the same log; both read it here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 
 import psycopg
 from psycopg import sql
 
-from domain.events import event_class
-from eventlog.codec import EVENTS_TABLE
+from domain.events import Event, event_class
+from eventlog.codec import EVENTS_TABLE, topic_decoder
 
 #: Upper bound on waiting for a notification before looking anyway (a safety
 #: net for a lost NOTIFY, not the way new events are found).
@@ -74,3 +75,33 @@ def stored_topics(names: Sequence[str]) -> list[str]:
         for name in names
         for version in range(1, event_class(name).VERSION + 1)
     ]
+
+
+async def events_before(
+    cur: psycopg.AsyncCursor[object], versions: Mapping[uuid.UUID, int]
+) -> dict[uuid.UUID, list[Event]]:
+    """Each aggregate's stored events before its version ``versions[id]``,
+    oldest first, in one statement (a read model that keeps no folded state
+    folds them again).
+
+    Raises:
+        MapperDeserialisationError: a stored topic names no known event class.
+    """
+    found: dict[uuid.UUID, list[Event]] = {key: [] for key in versions}
+    if not versions:
+        return found
+    await cur.execute(
+        sql.SQL(
+            "SELECT e.originator_id, e.topic, e.state "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS a(id, upto) "
+            "JOIN {} AS e ON e.originator_id = a.id AND e.originator_version < a.upto "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(sql.Identifier(EVENTS_TABLE)),
+        (list(versions), list(versions.values())),
+        binary=True,
+    )
+    for row in await cur.fetchall():
+        aggregate_id: uuid.UUID = row[0]  # type: ignore[index]
+        decode = topic_decoder(str(row[1]))  # type: ignore[index]
+        found[aggregate_id].append(decode(bytes(row[2])))  # type: ignore[index]
+    return found

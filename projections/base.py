@@ -52,18 +52,19 @@ def state_json(state: msgspec.Struct) -> str:
     return _encode(state).decode()
 
 
-def stored_before(events: Sequence[tuple[Event, int]]) -> list[uuid.UUID]:
-    """The aggregates of ``events`` that had events before these: those whose
-    first event here is not their version 1. A projection has no row yet for
-    the others, so it need not read one (in a rebuild, most of them)."""
+def stored_before(events: Sequence[tuple[Event, int]]) -> dict[uuid.UUID, int]:
+    """The aggregates of ``events`` that had events before these, each with its
+    first version here: those whose first event here is not their version 1.
+    A projection has no row yet for the others, so it need not read one (in a
+    rebuild, most of them)."""
     seen: set[uuid.UUID] = set()
-    before: list[uuid.UUID] = []
+    before: dict[uuid.UUID, int] = {}
     for event, _ in events:
         aggregate_id = event.originator_id
         if aggregate_id not in seen:
             seen.add(aggregate_id)
             if event.originator_version > 1:
-                before.append(aggregate_id)
+                before[aggregate_id] = event.originator_version
     return before
 
 

@@ -1,8 +1,11 @@
 """Orders: one row per platform order with its status and money.
 
-Each row also holds the order's folded state, so an event is applied with the
-domain's own :func:`domain.order.mutate` (the status rules live in one place)
-and the columns are read off the new state.
+An event is applied with the domain's own :func:`domain.order.mutate` (the
+status rules live in one place) and the columns are read off the new state.
+The row keeps no folded state: an order with events before a batch is folded
+again from its events in the log (a handful per order), which costs less than
+writing, parsing and reading back a ``jsonb`` state with every row (in a
+rebuild, half the projection's database time).
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-import msgspec
 import psycopg
 
 from domain import order
-from domain.events import Event
+from domain.events import Event, project
+from eventlog.log import events_before
 from projections.base import (
     BatchProjection,
     rows_json,
@@ -24,29 +27,27 @@ from projections.base import (
     topics_of,
 )
 
-_decode_state = msgspec.json.Decoder(order.Order).decode
-
 #: Every order event, by stable topic.
 ORDER_TOPICS: tuple[str, ...] = topics_of(order.OrderEvent)
 
 _UPSERT = (
     "INSERT INTO orders (id, platform, platform_order_id, shop_id, channel_account, "
-    "status, total_fen, paid_fen, refunded_fen, stock_refusals, placed_at, state, "
+    "status, total_fen, paid_fen, refunded_fen, stock_refusals, placed_at, "
     "version, position, updated_at) "
     "SELECT id, platform, platform_order_id, shop_id, channel_account, status, "
     "total_fen, paid_fen, refunded_fen, "
-    "ARRAY(SELECT jsonb_array_elements_text(state -> 'stock_refusals')), "
-    "placed_at, state, version, position, updated_at FROM ("
+    "ARRAY(SELECT jsonb_array_elements_text(refusals)), "
+    "placed_at, version, position, updated_at FROM ("
     + select_rows(
         "id uuid, platform text, platform_order_id text, shop_id text, "
         "channel_account text, status text, total_fen bigint, paid_fen bigint, "
-        "refunded_fen bigint, placed_at timestamptz, state jsonb, version bigint, "
-        "position bigint, updated_at timestamptz"
+        "refunded_fen bigint, refusals jsonb, placed_at timestamptz, "
+        "version bigint, position bigint, updated_at timestamptz"
     )
     + ") AS page "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
     "paid_fen = EXCLUDED.paid_fen, refunded_fen = EXCLUDED.refunded_fen, "
-    "stock_refusals = EXCLUDED.stock_refusals, state = EXCLUDED.state, "
+    "stock_refusals = EXCLUDED.stock_refusals, "
     "version = EXCLUDED.version, position = EXCLUDED.position, "
     "updated_at = EXCLUDED.updated_at"
 )
@@ -69,20 +70,17 @@ class OrdersProjection(BatchProjection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Read the batch's orders placed before it, fold the events in memory,
-        write each once."""
+        """Fold the earlier events of the batch's orders placed before it from
+        the log, then the batch's events in memory; write each order once."""
         states: dict[uuid.UUID, order.Order] = {}
         placed_at: dict[uuid.UUID, datetime] = {}
-        if ids := stored_before(events):
-            await cur.execute(
-                "SELECT id, state::text, placed_at FROM orders "
-                "WHERE id = ANY(%b::uuid[])",
-                (ids,),
-            )
-            for row in await cur.fetchall():
-                oid: uuid.UUID = row[0]  # type: ignore[index]
-                states[oid] = _decode_state(str(row[1]))  # type: ignore[index]
-                placed_at[oid] = row[2]  # type: ignore[index]
+        earlier = await events_before(cur, stored_before(events))
+        for oid, before in earlier.items():
+            state = project(order.mutate, None, before)
+            if state is None or not isinstance(before[0], order.OrderPlaced):
+                raise LookupError(f"orders: order {oid} has no OrderPlaced in the log")
+            states[oid] = state
+            placed_at[oid] = before[0].placed_at or before[0].occurred_at
         touched: dict[uuid.UUID, tuple[int, datetime]] = {}
         for event, position in events:
             oid = event.originator_id
@@ -117,8 +115,8 @@ def _row(
         state.total_fen,
         state.paid_fen,
         state.refunded_fen,
+        state.stock_refusals,
         placed_at,
-        state,
         state.version,
         position,
         at,

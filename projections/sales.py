@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import msgspec
@@ -100,8 +100,13 @@ class _Bucket(NamedTuple):
     minute: datetime
 
 
-def _minute(at: datetime) -> datetime:
-    return at.replace(second=0, microsecond=0)
+_MINUTE = timedelta(minutes=1)
+#: Indexes of the counters in a row of :attr:`_Fold.counts` (as :data:`_COUNTERS`).
+_ORDERS, _PAID, _CANCELLED, _REFUNDS, _GMV, _REFUNDED = range(len(_COUNTERS))
+_NO_AGREEMENT = payout.Agreement()
+#: An empty minute, before any asked for.
+_NEVER = (datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC))
+_TERMS_EVENTS = (payout.CommissionAgreed, payout.LiveSessionScheduled)
 
 
 @dataclass
@@ -110,33 +115,63 @@ class _Fold:
 
     terms: dict[uuid.UUID, payout.CommissionTerms]
     buckets: dict[uuid.UUID, _Bucket]
-    counts: dict[_Bucket, dict[str, int]] = field(default_factory=dict)
+    #: Per row, its counters in the order of :data:`_COUNTERS`.
+    counts: dict[_Bucket, list[int]] = field(default_factory=dict)
     views: dict[tuple[str, str, str, datetime], int] = field(default_factory=dict)
     placed: dict[uuid.UUID, _Bucket] = field(default_factory=dict)
     touched_terms: set[uuid.UUID] = field(default_factory=set)
+    #: The last minute asked for, [start, end): a batch's events come in time
+    #: order, so most fall in the minute before them.
+    _from: datetime = _NEVER[0]
+    _to: datetime = _NEVER[1]
 
-    def add(self, bucket: _Bucket, **deltas: int) -> None:
-        row = self.counts.setdefault(bucket, dict.fromkeys(_COUNTERS, 0))
-        for key, value in deltas.items():
-            row[key] += value
+    def minute(self, at: datetime) -> datetime:
+        """The minute ``at`` falls in (its start)."""
+        if not self._from <= at < self._to:
+            self._from = at.replace(second=0, microsecond=0)
+            self._to = self._from + _MINUTE
+        return self._from
+
+    def row(self, bucket: _Bucket) -> list[int]:
+        """The counters the batch adds to ``bucket``'s row."""
+        row = self.counts.get(bucket)
+        if row is None:
+            row = self.counts[bucket] = [0] * len(_COUNTERS)
+        return row
 
     def apply(self, event: Event, position: int) -> None:
-        if isinstance(event, payout.CommissionAgreed | payout.LiveSessionScheduled):
+        if type(event) is order.OrderPlaced:
+            self._placed(event)
+        elif isinstance(event, _TERMS_EVENTS):
             self.terms[event.originator_id] = payout.mutate_terms(
                 event, self.terms.get(event.originator_id)
             )
             self.touched_terms.add(event.originator_id)
         elif isinstance(event, ViewsRecorded):
-            key = (event.channel_account, event.source, event.source_id)
-            at = (*key, _minute(event.at))
-            self.views[at] = self.views.get(at, 0) + event.views
-        elif isinstance(event, order.OrderPlaced):
-            bucket = _bucket_of(event, self.terms)
-            self.buckets[event.originator_id] = bucket
-            self.placed[event.originator_id] = bucket
-            self.add(bucket, orders=1)
+            at = (event.channel_account, event.source, event.source_id)
+            key = (*at, self.minute(event.at))
+            self.views[key] = self.views.get(key, 0) + event.views
         else:
             self._order_step(event, position)
+
+    def _placed(self, event: order.OrderPlaced) -> None:
+        """Count an order in the row of its placement's minute and agreement."""
+        at = event.placed_at or event.occurred_at
+        terms = self.terms.get(
+            _terms_id(event.channel_account, event.platform, event.shop_id)
+        )
+        agreement = (
+            _NO_AGREEMENT if terms is None else payout.agreement_at(terms, at)
+        )
+        bucket = _Bucket(
+            event.channel_account,
+            agreement.session_id,
+            event.platform,
+            agreement.streamer,
+            self.minute(at),
+        )
+        self.buckets[event.originator_id] = self.placed[event.originator_id] = bucket
+        self.row(bucket)[_ORDERS] += 1
 
     def _order_step(self, event: Event, position: int) -> None:
         bucket = self.buckets.get(event.originator_id)
@@ -145,12 +180,15 @@ class _Fold:
                 f"sales: {type(event).__name__} at position {position} for order "
                 f"{event.originator_id} never placed"
             )
+        row = self.row(bucket)
         if isinstance(event, order.OrderPaid):
-            self.add(bucket, paid_orders=1, gmv_fen=event.paid_fen)
+            row[_PAID] += 1
+            row[_GMV] += event.paid_fen
         elif isinstance(event, order.OrderCancelled):
-            self.add(bucket, cancelled_orders=1)
+            row[_CANCELLED] += 1
         elif isinstance(event, order.OrderRefunded):
-            self.add(bucket, refunds=1, refunded_fen=event.amount_fen)
+            row[_REFUNDS] += 1
+            row[_REFUNDED] += event.amount_fen
 
     async def write(self, cur: psycopg.AsyncCursor[object]) -> None:
         if self.touched_terms:
@@ -177,7 +215,7 @@ class _Fold:
         if self.counts:
             await cur.executemany(
                 _UPSERT_SALES,
-                [(*b, *(row[c] for c in _COUNTERS)) for b, row in self.counts.items()],
+                [(*b, *row) for b, row in self.counts.items()],
             )
         if self.views:
             await cur.executemany(
@@ -221,13 +259,13 @@ class SalesProjection(BatchProjection):
     ) -> dict[uuid.UUID, payout.CommissionTerms]:
         """The commission terms of every binding the batch's events concern."""
         ids: set[uuid.UUID] = set()
+        bindings: set[tuple[str, str, str]] = set()
         for event, _ in events:
-            if isinstance(event, order.OrderPlaced):
-                ids.add(_terms_id(event.channel_account, event.platform, event.shop_id))
-            elif isinstance(
-                event, payout.CommissionAgreed | payout.LiveSessionScheduled
-            ):
+            if type(event) is order.OrderPlaced:
+                bindings.add((event.channel_account, event.platform, event.shop_id))
+            elif isinstance(event, _TERMS_EVENTS):
                 ids.add(event.originator_id)
+        ids.update(_terms_id(*binding) for binding in bindings)
         if not ids:
             return {}
         await cur.execute(
@@ -249,29 +287,12 @@ class SalesProjection(BatchProjection):
         await cur.execute(
             "SELECT id, channel_account, session_id, platform, streamer, minute "
             "FROM sales_orders WHERE id = ANY(%b::uuid[])",
-            (ids,),
+            (list(ids),),
         )
         return {
             row[0]: _Bucket(*row[1:])  # type: ignore[index]
             for row in await cur.fetchall()
         }
-
-
-def _bucket_of(
-    event: order.OrderPlaced, terms: dict[uuid.UUID, payout.CommissionTerms]
-) -> _Bucket:
-    at = event.placed_at or event.occurred_at
-    agreement = payout.agreement_at(
-        terms.get(_terms_id(event.channel_account, event.platform, event.shop_id)),
-        at,
-    )
-    return _Bucket(
-        channel_account=event.channel_account,
-        session_id=agreement.session_id,
-        platform=event.platform,
-        streamer=agreement.streamer,
-        minute=_minute(at),
-    )
 
 
 # -- the read side ----------------------------------------------------------------

@@ -263,7 +263,7 @@ async def _mixed_workload(hub: Hub) -> None:
 VIEWS = {
     "inventory": "SELECT * FROM inventory ORDER BY sku",
     "orders": "SELECT id, platform, platform_order_id, shop_id, status, total_fen, "
-    "paid_fen, refunded_fen, stock_refusals, placed_at, state::text, version, "
+    "paid_fen, refunded_fen, stock_refusals, placed_at, version, "
     "position, updated_at FROM orders ORDER BY id",
     "stock_drift": "SELECT * FROM stock_drift ORDER BY sku, platform, shop_id",
     "stock_on_hand": "SELECT * FROM stock_on_hand ORDER BY sku",
