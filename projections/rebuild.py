@@ -26,8 +26,9 @@ import contextlib
 import gc
 import re
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -86,12 +87,14 @@ def _check_name(projection: Projection) -> None:
         )
 
 
-async def _refuse_uncopyable(
-    conn: psycopg.AsyncConnection[object], projection: Projection
-) -> None:
-    """Refuse tables that ``LIKE ... INCLUDING ALL`` would not copy faithfully:
-    with triggers, foreign keys or sequences, a copy would lose rules or share
-    counters with the old version."""
+async def _refusals(
+    conn: psycopg.AsyncConnection[object], projections: Sequence[Projection]
+) -> dict[str, str]:
+    """Why each projection whose tables ``LIKE ... INCLUDING ALL`` would not
+    copy faithfully cannot be rebuilt blue-green, by name (one catalog query for
+    all): with triggers, foreign keys or sequences, a copy would lose rules or
+    share counters with the old version."""
+    tables = sorted({table for p in projections for table in p.tables})
     cur = await conn.execute(
         "SELECT c.relname, "
         "  EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
@@ -103,30 +106,35 @@ async def _refuse_uncopyable(
         "          AND d.objid IN (SELECT oid FROM pg_class WHERE relkind = 'S')) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relname = ANY(%s)",
-        (list(projection.tables),),
+        (tables,),
     )
     found: dict[str, tuple[bool, bool, bool]] = {
         str(r[0]): (bool(r[1]), bool(r[2]), bool(r[3]))  # type: ignore[index]
         for r in await cur.fetchall()
     }
-    for table in projection.tables:
-        if table not in found:
-            raise RebuildError(f"table {table!r} of {projection.name!r} does not exist")
-        triggers, foreign, sequence = found[table]
-        why = [
-            w
-            for w, has in (
-                ("triggers", triggers),
-                ("foreign keys", foreign),
-                ("sequences", sequence),
-            )
-            if has
-        ]
-        if why:
-            raise RebuildError(
-                f"table {table!r} of {projection.name!r} has {' and '.join(why)}: a "
-                "blue-green copy would not keep them; rebuild it in place"
-            )
+    refused: dict[str, str] = {}
+    for projection in projections:
+        for table in projection.tables:
+            if table not in found:
+                refused[projection.name] = (
+                    f"table {table!r} of {projection.name!r} does not exist"
+                )
+                break
+            why = [
+                w
+                for w, has in zip(
+                    ("triggers", "foreign keys", "sequences"), found[table], strict=True
+                )
+                if has
+            ]
+            if why:
+                refused[projection.name] = (
+                    f"table {table!r} of {projection.name!r} has "
+                    f"{' and '.join(why)}: a blue-green copy would not keep them; "
+                    "rebuild it in place"
+                )
+                break
+    return refused
 
 
 async def uncopyable(
@@ -134,13 +142,15 @@ async def uncopyable(
 ) -> dict[str, str]:
     """Why each projection that cannot be rebuilt blue-green cannot, by name."""
     refused: dict[str, str] = {}
+    named = []
+    for projection in projections:
+        try:
+            _check_name(projection)
+            named.append(projection)
+        except RebuildError as exc:
+            refused[projection.name] = str(exc)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        for projection in projections:
-            try:
-                _check_name(projection)
-                await _refuse_uncopyable(conn, projection)
-            except RebuildError as exc:
-                refused[projection.name] = str(exc)
+        refused.update(await _refusals(conn, named))
     return refused
 
 
@@ -166,50 +176,63 @@ async def _building(
     return None if row is None else (int(row[0]), str(row[1]))  # type: ignore[index]
 
 
-async def _start_version(
-    conn: psycopg.AsyncConnection[object], projection: Projection
-) -> tuple[int, str]:
-    """The version being built: the one a killed rebuild left, else a new one
-    (its schema, empty tables and tracking made in one transaction)."""
+async def _start_all(
+    conn: psycopg.AsyncConnection[object], builds: list[_Build]
+) -> None:
+    """Start every version, in one transaction: the one a killed rebuild left,
+    else a new one (its schema, empty tables and tracking)."""
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO projection_tracking (name) VALUES (%s) "
-            "ON CONFLICT (name) DO NOTHING",
-            (projection.name,),
-        )
-        building = await _building(conn, projection.name)
-        if building is not None:
-            return building
-        await _refuse_uncopyable(conn, projection)
-        cur = await conn.execute(
-            "SELECT coalesce(max(version), 1) FROM projection_versions WHERE name = %s",
-            (projection.name,),
-        )
-        row = await cur.fetchone()
-        version = int(row[0]) + 1  # type: ignore[index]
-        schema = version_schema(projection.name, version)
-        await conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-        )
-        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        for table in (*projection.tables, "projection_tracking"):
+        new: list[_Build] = []
+        for build in builds:
             await conn.execute(
-                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                    sql.Identifier(schema, table), sql.Identifier("public", table)
-                )
+                "INSERT INTO projection_tracking (name) VALUES (%s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (build.projection.name,),
             )
+            building = await _building(conn, build.projection.name)
+            if building is None:
+                new.append(build)
+            else:
+                build.version, build.schema = building
+                build.resumed = True
+        if refused := await _refusals(conn, [build.projection for build in new]):
+            raise RebuildError(next(iter(refused.values())))
+        for build in new:
+            await _create_version(conn, build)
+
+
+async def _create_version(conn: psycopg.AsyncConnection[object], build: _Build) -> None:
+    """A new version of the build's projection: its schema, empty tables and
+    tracking, and its row in ``projection_versions``."""
+    name = build.projection.name
+    cur = await conn.execute(
+        "SELECT coalesce(max(version), 1) FROM projection_versions WHERE name = %s",
+        (name,),
+    )
+    row = await cur.fetchone()
+    build.version = int(row[0]) + 1  # type: ignore[index]
+    build.schema = schema = version_schema(name, build.version)
+    await conn.execute(
+        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+    )
+    await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    for table in (*build.projection.tables, "projection_tracking"):
         await conn.execute(
-            sql.SQL("INSERT INTO {} (name) VALUES (%s)").format(
-                sql.Identifier(schema, "projection_tracking")
-            ),
-            (projection.name,),
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
+                sql.Identifier(schema, table), sql.Identifier("public", table)
+            )
         )
-        await conn.execute(
-            "INSERT INTO projection_versions (name, version, schema_name, status) "
-            "VALUES (%s, %s, %s, 'building')",
-            (projection.name, version, schema),
-        )
-    return version, schema
+    await conn.execute(
+        sql.SQL("INSERT INTO {} (name) VALUES (%s)").format(
+            sql.Identifier(schema, "projection_tracking")
+        ),
+        (name,),
+    )
+    await conn.execute(
+        "INSERT INTO projection_versions (name, version, schema_name, status) "
+        "VALUES (%s, %s, %s, 'building')",
+        (name, build.version, schema),
+    )
 
 
 @dataclass
@@ -217,34 +240,46 @@ class _Build:
     """One version being built: its projection, schema, connection, position."""
 
     projection: Projection
-    version: int
-    schema: str
+    version: int = 0
+    schema: str = ""
+    #: Whether a killed rebuild left this version (it goes on from its position).
+    resumed: bool = False
     conn: psycopg.AsyncConnection[object] | None = None
     position: int = 0
-    topics: frozenset[str] | None = None
+    topics: frozenset[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        topics = self.projection.topics
+        self.topics = frozenset(stored_topics(topics)) if topics else None
 
     def reads(self, topic: str) -> bool:
         """Whether the version reads events stored under ``topic``."""
         return self.topics is None or topic in self.topics
 
 
-async def _open(database_url: str, build: _Build) -> psycopg.AsyncConnection[object]:
-    """A connection whose unqualified table names are the version's tables."""
-    conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
-        database_url,
-        options=f"-c search_path={build.schema},public -c synchronous_commit=off",
+async def _connect(database_url: str) -> psycopg.AsyncConnection[Any]:
+    """A writer's connection (its search path is set once its version exists)."""
+    return await psycopg.AsyncConnection.connect(
+        database_url, options="-c synchronous_commit=off"
     )
-    cur = await conn.execute(
-        "SELECT position FROM projection_tracking WHERE name = %s",
-        (build.projection.name,),
+
+
+async def _prepare(build: _Build) -> None:
+    """Point the build's connection at its version's tables (unqualified table
+    names are the version's) and read the position a resumed version reached."""
+    conn = build.conn
+    assert conn is not None
+    await conn.execute(
+        "SELECT set_config('search_path', %s, false)", (f"{build.schema},public",)
     )
-    row = await cur.fetchone()
+    if build.resumed:
+        cur = await conn.execute(
+            "SELECT position FROM projection_tracking WHERE name = %s",
+            (build.projection.name,),
+        )
+        row = await cur.fetchone()
+        build.position = int(row[0]) if row else 0  # type: ignore[index]
     await conn.commit()
-    build.conn = conn
-    build.position = int(row[0]) if row else 0  # type: ignore[index]
-    topics = build.projection.topics
-    build.topics = frozenset(stored_topics(topics)) if topics else None
-    return conn
 
 
 async def _write(build: _Build, events: list[tuple[Event, int]], last: int) -> None:
@@ -362,8 +397,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+async def _open_all(
+    stack: contextlib.AsyncExitStack, database_url: str, count: int
+) -> list[psycopg.AsyncConnection[Any]]:
+    """``count`` connections (:func:`_connect`), opened side by side; all are
+    closed when ``stack`` closes, whichever failed to open."""
+    opened = await asyncio.gather(
+        *(_connect(database_url) for _ in range(count)), return_exceptions=True
+    )
+    for conn in opened:
+        if not isinstance(conn, BaseException):
+            await stack.enter_async_context(conn)
+    for failure in opened:
+        if isinstance(failure, BaseException):
+            raise failure
+    return typing.cast("list[psycopg.AsyncConnection[Any]]", opened)
+
+
 async def _catch_up(
-    database_url: str, builds: list[_Build], batch: int, progress: Progress | None
+    database_url: str,
+    builds: list[_Build],
+    started: asyncio.Task[None],
+    batch: int,
+    progress: Progress | None,
 ) -> None:
     """Feed every version being built the log up to the head seen now, in one
     pass.
@@ -372,24 +428,26 @@ async def _catch_up(
     once, whatever number of versions read it, and each version gets the page's
     events it reads in one transaction. Each version writes its pages on a
     connection of its own, in order, while the pass reads and decodes on: a
-    slow version holds the others back only when its queue is full.
+    slow version holds the others back only when its queue is full. The
+    versions' tables may still be being made (``started``; done already when a
+    version resumes) while the pass reads and decodes its first page: the
+    writers begin once they exist.
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
-        # Each version's connection, opened side by side (all closed on the
-        # way out, whichever failed to open).
-        opened = await asyncio.gather(
-            *(_open(database_url, b) for b in builds), return_exceptions=True
-        )
-        for conn in opened:
-            if not isinstance(conn, BaseException):
-                await stack.enter_async_context(conn)
-        for failure in opened:
-            if isinstance(failure, BaseException):
-                raise failure
-        reader = await stack.enter_async_context(
-            await psycopg.AsyncConnection.connect(database_url)
-        )
+        *writers, reader = await _open_all(stack, database_url, len(builds) + 1)
+        for build, conn in zip(builds, writers, strict=True):
+            build.conn = conn
+
+        async def writing() -> list[_Feed]:
+            """Each version's writer, once its tables exist."""
+            await started
+            await asyncio.gather(*(_prepare(build) for build in builds))
+            feeds = [_Feed(build) for build in builds]
+            stack.push_async_callback(_stop, feeds)
+            return feeds
+
+        feeds = await writing() if started.done() else None
         target = await log_head(reader)
         where: sql.Composable = sql.SQL(
             "notification_id > %s AND notification_id <= %s"
@@ -399,8 +457,6 @@ async def _catch_up(
             where += sql.SQL(" AND topic = ANY(%s)")
             params.append(sorted(set().union(*(b.topics or () for b in builds))))
         routes: dict[str, _Route] = {}
-        feeds = [_Feed(build) for build in builds]
-        stack.push_async_callback(_stop, feeds)
         async with (
             reader.transaction(),
             reader.cursor(name="rebuild", binary=True) as cur,
@@ -415,11 +471,19 @@ async def _catch_up(
             while fetched := await cur.fetchmany(batch):
                 pages = _page(fetched, builds, routes)
                 last = int(fetched[-1][0])
+                if feeds is None:
+                    feeds = await writing()
                 for feed, page in zip(feeds, pages, strict=True):
                     if page:
                         await feed.put((page, last))
                 if progress is not None:
                     progress(last, target)
+                # Free the page before the next is read: the last one would
+                # still be alive when the collector resumes, and it would walk
+                # all of its objects once (a tenth of a second per page).
+                del pages
+        if feeds is None:
+            feeds = await writing()
         for feed in feeds:
             await feed.put(None)
         await asyncio.gather(*(feed.task for feed in feeds))
@@ -545,16 +609,28 @@ async def rebuild_many(
                 raise RebuildError(
                     f"another rebuild of {projection.name!r} is running; wait for it"
                 )
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM projection_versions WHERE name = ANY(%s) "
+            "AND status = 'building')",
+            ([projection.name for projection in projections],),
+        )
+        resuming = bool((await cur.fetchone() or (False,))[0])
         await conn.set_autocommit(False)
         # Every version is started in one transaction and switched in in
         # another (each step of each projection a savepoint in it): all are
         # switched or none, and a rebuild of many waits for one commit twice.
-        async with conn.transaction():
-            builds = [
-                _Build(projection, *await _start_version(conn, projection))
-                for projection in projections
-            ]
-        await _catch_up(database_url, builds, batch, progress)
+        # New versions are started while the pass reads its first page; a
+        # resumed one first (the pass starts from the positions they reached).
+        builds = [_Build(projection) for projection in projections]
+        started = asyncio.create_task(_start_all(conn, builds))
+        try:
+            if resuming:
+                await started
+            await _catch_up(database_url, builds, started, batch, progress)
+        finally:
+            if not started.done():
+                started.cancel()
+            await asyncio.gather(started, return_exceptions=True)
         async with conn.transaction():
             return {
                 b.projection.name: (

@@ -279,3 +279,15 @@ async def test_process_commits_and_records_an_oversold_order_once(hub: Hub) -> N
     assert second.stock_refusals == ("commit:A1",)
     assert second.version == 2, "the refusal was recorded once"
     assert (process.commands, process.refused) == (4, 2)
+
+
+def test_refusals_are_written_as_an_array_literal_postgresql_reads_back() -> None:
+    """Quotes, backslashes, commas, braces and the word NULL stay text."""
+    from projections.orders import text_array
+
+    assert text_array(()) == "{}"
+    assert text_array(("commit:A1",)) == '{"commit:A1"}'
+    assert (
+        text_array(('x"y', "a\\b", "c,d{}", "NULL", ""))
+        == '{"x\\"y","a\\\\b","c,d{}","NULL",""}'
+    )
