@@ -57,15 +57,11 @@ def stored_before(events: Sequence[tuple[Event, int]]) -> dict[uuid.UUID, int]:
     first version here: those whose first event here is not their version 1.
     A projection has no row yet for the others, so it need not read one (in a
     rebuild, most of them)."""
-    seen: set[uuid.UUID] = set()
-    before: dict[uuid.UUID, int] = {}
+    first: dict[uuid.UUID, int] = {}
     for event, _ in events:
-        aggregate_id = event.originator_id
-        if aggregate_id not in seen:
-            seen.add(aggregate_id)
-            if event.originator_version > 1:
-                before[aggregate_id] = event.originator_version
-    return before
+        # One hash of the id per event (a UUID hashes in Python, not in C).
+        first.setdefault(event.originator_id, event.originator_version)
+    return {key: version for key, version in first.items() if version > 1}
 
 
 def rows_json(rows: Sequence[Sequence[object]]) -> str:

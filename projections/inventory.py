@@ -9,6 +9,7 @@ events and are carried over from the stored row.
 from __future__ import annotations
 
 import typing
+from collections import Counter
 from datetime import datetime
 from typing import ClassVar, cast
 
@@ -33,15 +34,25 @@ _SETTING_CLASSES: frozenset[type[Event]] = frozenset(
 STOCK_TOPICS: tuple[str, ...] = topics_of(stock.StockEvent)
 
 
-def stock_event(event: Event) -> stock.StockEvent:
-    """``event`` as a stock item event (every one records the levels after it).
+def last_by_sku(
+    events: list[tuple[Event, int]],
+) -> tuple[dict[str, tuple[stock.StockEvent, int]], Counter[str]]:
+    """Each SKU's last event of ``events`` with its position, and how many of
+    them each SKU has (every stock event records the levels after it, so a view
+    writes only the last).
 
     Raises:
-        TypeError: not a stock item event (a projection subscribed wrongly).
+        TypeError: an event is not a stock item event (a projection subscribed
+            wrongly).
     """
-    if type(event) not in _STOCK_CLASSES:
-        raise TypeError(f"{type(event).__name__} is not a stock item event")
-    return cast("stock.StockEvent", event)
+    strangers = {type(event) for event, _ in events} - _STOCK_CLASSES
+    if strangers:
+        names = ", ".join(sorted(kind.__name__ for kind in strangers))
+        raise TypeError(f"{names} is not a stock item event")
+    stock_events = cast("list[tuple[stock.StockEvent, int]]", events)
+    # A later event of a SKU replaces its earlier one.
+    last = {event.sku: (event, position) for event, position in stock_events}
+    return last, Counter(event.sku for event, _ in stock_events)
 
 
 _INVENTORY_COLUMNS = (
@@ -82,15 +93,12 @@ class InventoryProjection(BatchProjection):
     ) -> None:
         """Keep each SKU's last event, its count and its settings' changes; read
         the SKUs' rows once and write each SKU once."""
-        last: dict[str, tuple[stock.StockEvent, int]] = {}
-        counts: dict[str, int] = {}
-        changes: list[stock.StockEvent] = []
-        for any_event, position in events:
-            event = stock_event(any_event)
-            last[event.sku] = (event, position)
-            counts[event.sku] = counts.get(event.sku, 0) + 1
-            if type(event) in _SETTING_CLASSES:
-                changes.append(event)
+        last, counts = last_by_sku(events)
+        changes = [
+            cast("stock.StockEvent", event)
+            for event, _ in events
+            if type(event) in _SETTING_CLASSES
+        ]
         if not last:
             return
         await cur.execute(

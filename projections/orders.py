@@ -58,8 +58,7 @@ def text_array(values: tuple[str, ...]) -> str:
     if not values:
         return "{}"
     quoted = (
-        '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        for value in values
+        '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values
     )
     return "{" + ",".join(quoted) + "}"
 
@@ -83,58 +82,75 @@ class OrdersProjection(BatchProjection):
     ) -> None:
         """Fold the earlier events of the batch's orders placed before it from
         the log, then the batch's events in memory; write each order once."""
-        states: dict[uuid.UUID, order.Order] = {}
-        placed_at: dict[uuid.UUID, datetime] = {}
+        drafts: dict[uuid.UUID, _Draft] = {}
         earlier = await events_before(cur, stored_before(events))
         for oid, before in earlier.items():
             state = project(order.mutate, None, before)
             if state is None or not isinstance(before[0], order.OrderPlaced):
                 raise LookupError(f"orders: order {oid} has no OrderPlaced in the log")
-            states[oid] = state
-            placed_at[oid] = before[0].placed_at or before[0].occurred_at
-        touched: dict[uuid.UUID, tuple[int, datetime]] = {}
+            placed = before[0].placed_at or before[0].occurred_at
+            drafts[oid] = _Draft(state, placed, known=True)
         for event, position in events:
             oid = event.originator_id
-            state = order.mutate(event, states.get(oid))
+            draft = drafts.get(oid)
+            state = order.mutate(event, None if draft is None else draft.state)
             if state is None:
                 raise LookupError(
                     f"orders: {type(event).__name__} at position {position} for "
                     f"unknown order {oid}"
                 )
-            states[oid] = state
-            if isinstance(event, order.OrderPlaced):
-                placed_at[oid] = event.placed_at or event.occurred_at
-            touched[oid] = (position, event.occurred_at)
+            if draft is None:  # placed in this batch (mutate() saw to it)
+                draft = drafts[oid] = _Draft(state, None, known=False)
+            if type(event) is order.OrderPlaced:
+                draft.placed_at = event.placed_at or event.occurred_at
+            draft.state = state
+            draft.position = position
+            draft.at = event.occurred_at
         # New orders are inserted (in a rebuild, nearly all of them; one there
         # already would fail loudly, an event applied twice), the others
         # upserted: one statement each for the batch.
         new: list[tuple[object, ...]] = []
         known: list[tuple[object, ...]] = []
-        for oid, (position, at) in touched.items():
-            row = _row(states[oid], placed_at[oid], position, at)
-            (known if oid in earlier else new).append(row)
+        for draft in drafts.values():
+            (known if draft.known else new).append(draft.row())
         if new:
             await cur.execute(_INSERT, (rows_json(new),))
         if known:
             await cur.execute(_UPSERT, (rows_json(known),))
 
 
-def _row(
-    state: order.Order, placed_at: datetime, position: int, at: datetime
-) -> tuple[object, ...]:
-    return (
-        state.id,
-        state.platform,
-        state.platform_order_id,
-        state.shop_id,
-        state.channel_account,
-        state.status,
-        state.total_fen,
-        state.paid_fen,
-        state.refunded_fen,
-        text_array(state.stock_refusals),
-        placed_at,
-        state.version,
-        position,
-        at,
-    )
+class _Draft:
+    """One order's row as a batch folds it (slots: set once per event)."""
+
+    __slots__ = ("at", "known", "placed_at", "position", "state")
+
+    def __init__(
+        self, state: order.Order, placed_at: datetime | None, *, known: bool
+    ) -> None:
+        self.state = state
+        #: The platform's time of placement, else when the hub recorded it.
+        self.placed_at = placed_at
+        #: Whether the order had events before the batch (its row exists).
+        self.known = known
+        self.position = 0
+        self.at: datetime | None = None
+
+    def row(self) -> tuple[object, ...]:
+        """The order's row after the batch's last event of it."""
+        state = self.state
+        return (
+            state.id,
+            state.platform,
+            state.platform_order_id,
+            state.shop_id,
+            state.channel_account,
+            state.status,
+            state.total_fen,
+            state.paid_fen,
+            state.refunded_fen,
+            text_array(state.stock_refusals),
+            self.placed_at,
+            state.version,
+            self.position,
+            self.at,
+        )

@@ -45,7 +45,7 @@ from projections.base import Projection, apply_tracked
 Progress = Callable[[int, int], None]
 
 #: Events a rebuild reads and applies in one transaction.
-REBUILD_BATCH = 25_000
+REBUILD_BATCH = 50_000
 #: Pages that may wait for a version's writer while the pass reads on.
 FEED_PAGES = 2
 

@@ -6,10 +6,9 @@ from typing import ClassVar
 
 import psycopg
 
-from domain import stock
 from domain.events import Event
 from projections.base import BatchProjection, rows_json, select_rows
-from projections.inventory import STOCK_TOPICS, stock_event
+from projections.inventory import STOCK_TOPICS, last_by_sku
 
 _UPSERT = (
     "INSERT INTO stock_on_hand "
@@ -41,13 +40,7 @@ class StockOnHandProjection(BatchProjection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
         """Keep each SKU's last event and its count, then upsert each SKU once."""
-        last: dict[str, tuple[stock.StockEvent, int]] = {}
-        counts: dict[str, int] = {}
-        for any_event, position in events:
-            event = stock_event(any_event)
-            sku = event.sku
-            last[sku] = (event, position)
-            counts[sku] = counts.get(sku, 0) + 1
+        last, counts = last_by_sku(events)
         rows = [
             (
                 sku,
