@@ -160,9 +160,7 @@ class _Fold:
         terms = self.terms.get(
             _terms_id(event.channel_account, event.platform, event.shop_id)
         )
-        agreement = (
-            _NO_AGREEMENT if terms is None else payout.agreement_at(terms, at)
-        )
+        agreement = _NO_AGREEMENT if terms is None else payout.agreement_at(terms, at)
         bucket = _Bucket(
             event.channel_account,
             agreement.session_id,
