@@ -184,7 +184,8 @@ READ_SHARE = 0.5
 #: would otherwise wait for a queue of reads).
 READ_RESERVE = 1
 #: Reads of single orders of one shop in flight at once (where the list gives
-#: ids only); more wait their turn, and pushes of an order waiting share it.
+#: ids only, and batches of one order where it gives whole orders); more wait
+#: their turn, and pushes of an order waiting share it.
 ALONE_IN_FLIGHT = 8
 #: The longest update-time window of one batched read: after a quiet spell
 #: longer than this the windows start again from the batch's earliest push.
@@ -196,11 +197,13 @@ class ShopOrderReads:
 
     A push asks for its order (:meth:`read`). Where the platform's list API
     gets whole orders (:attr:`connectors.transport.ClientBase.lists_whole_orders`)
-    the reads run one batch at a time: a batch waits for its share of the
-    shop's budget (:data:`READ_SHARE`) and for the budget itself, then takes
-    every order asked for meanwhile; one order is read on its own, several
-    through the list API by update time (one call a page). Where the list gives
-    ids only, each push reads its order at once, as many side by side as come.
+    the reads go in batches: a batch waits for its share of the shop's budget
+    (:data:`READ_SHARE`) and for the budget itself, then takes every order
+    asked for meanwhile; several are read through the list API by update time
+    (one call a page), one batch at a time; one order is read on its own,
+    beside the next batches (up to :data:`ALONE_IN_FLIGHT` at once), so a slow
+    read holds up no other push. Where the list gives ids only, each push
+    reads its order at once, as many side by side as come.
     So while pushes come slower than the batches' share allows, every push is
     one read, and when they come faster they share reads; two pushes of one
     order (created, then paid) waiting together cost one. A push waits for its
@@ -238,6 +241,8 @@ class ShopOrderReads:
         #: Reads of one order each, waiting for the budget (list ids only).
         self._waiting: dict[str, asyncio.Future[PlatformOrder]] = {}
         self._alone_turns = asyncio.Semaphore(ALONE_IN_FLIGHT)
+        #: Reads of one order each, running beside the batches.
+        self._beside: set[asyncio.Task[None]] = set()
         self._earliest: float | None = None
         self._task: asyncio.Task[None] | None = None
         #: Where the last list window ended (Unix seconds), and every order the
@@ -277,13 +282,36 @@ class ShopOrderReads:
                 self._last_batch = self._clock()
                 batch, self._wanted = self._wanted, {}
                 since, self._earliest = self._earliest, None
-                try:
-                    await self._answer(batch, since)
-                except Exception as exc:  # no push may wait for ever
-                    for futures in batch.values():
-                        _settle(futures, error=exc)
+                if len(batch) == 1 and not self._alone_turns.locked():
+                    # One order: read on its own beside the next batches, so a
+                    # slow read holds up no other push.
+                    await self._alone_turns.acquire()
+                    task = asyncio.create_task(self._answer_beside(batch))
+                    self._beside.add(task)
+                    task.add_done_callback(self._beside.discard)
+                    continue
+                await self._answer_settled(batch, since)
         finally:
             self._task = None
+
+    async def _answer_beside(
+        self, batch: dict[str, list[asyncio.Future[PlatformOrder]]]
+    ) -> None:
+        try:
+            await self._answer_settled(batch, None)
+        finally:
+            self._alone_turns.release()
+
+    async def _answer_settled(
+        self,
+        batch: dict[str, list[asyncio.Future[PlatformOrder]]],
+        since: float | None,
+    ) -> None:
+        try:
+            await self._answer(batch, since)
+        except Exception as exc:  # no push may wait for ever
+            for futures in batch.values():
+                _settle(futures, error=exc)
 
     async def _turn(self) -> None:
         """Wait for the batches' share of the shop's budget (one batch every

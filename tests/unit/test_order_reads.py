@@ -183,3 +183,34 @@ async def test_pushes_faster_than_the_batches_share_join_the_next_batch() -> Non
     # then they wait for the next batch's turn and share one list call.
     assert [o.order_id for o in await asyncio.gather(*later)] == ["B", "C", "D"]
     assert (platform.singles, platform.lists) == (["A"], 1)
+
+
+async def test_a_slow_read_of_one_order_holds_up_no_other_push() -> None:
+    # Given A's read hangs on the platform,
+    platform = FakePlatform()
+    platform.budget.set()
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: 100.0)
+    platform.update("A", 99.0)
+    platform.update("B", 99.5)
+    answer_a = asyncio.Event()
+    fetch = platform.fetch_order
+
+    async def slow_for_a(shop_id: str, order_id: str) -> PlatformOrder:
+        if order_id == "A":
+            await answer_a.wait()
+        return await fetch(shop_id, order_id)
+
+    platform.fetch_order = slow_for_a  # type: ignore[method-assign]
+    a = asyncio.ensure_future(reads.read("A"))
+    await wait_until(lambda: reads.calls == 1)
+
+    # when B is pushed meanwhile, then it is read and answered while A's read
+    # still hangs (it does not wait for A's batch to end);
+    async with asyncio.timeout(10):
+        assert (await reads.read("B")).order_id == "B"
+    assert not a.done()
+
+    # and A is answered once the platform answers.
+    answer_a.set()
+    assert (await a).order_id == "A"
+    assert platform.singles == ["B", "A"]
