@@ -147,6 +147,11 @@ class TokenBucket:
         while (wait := self._wait_for_token(1.0 + reserve)) > 0:
             await sleep(wait)
 
+    def has(self, tokens: int) -> bool:
+        """Whether ``tokens`` calls could be made now (none is taken; a bucket
+        smaller than that never has them)."""
+        return tokens <= self._burst and self._wait_for_token(float(tokens)) == 0.0
+
     def _wait_for_token(self, needed: float = 1.0) -> float:
         """Refill the bucket to now; the seconds until ``needed`` tokens are
         there (0: they are now)."""
@@ -368,6 +373,11 @@ class ClientBase:
                 reads give way to).
         """
         await self.bucket(shop_id).ready(self._sleep, reserve)
+
+    def budget_spare(self, shop_id: str, calls: int) -> bool:
+        """Whether the shop's bucket has ``calls`` calls to give now (none is
+        taken)."""
+        return self.bucket(shop_id).has(calls)
 
     # ------------------------------------------------------------------ tokens
 

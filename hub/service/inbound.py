@@ -199,14 +199,15 @@ class ShopOrderReads:
     gets whole orders (:attr:`connectors.transport.ClientBase.lists_whole_orders`)
     the reads go in batches: a batch waits for its share of the shop's budget
     (:data:`READ_SHARE`) and for the budget itself, then takes every order
-    asked for meanwhile; several are read through the list API by update time
-    (one call a page), one batch at a time; one order is read on its own,
-    beside the next batches (up to :data:`ALONE_IN_FLIGHT` at once), so a slow
-    read holds up no other push. Where the list gives ids only, each push
-    reads its order at once, as many side by side as come.
-    So while pushes come slower than the batches' share allows, every push is
-    one read, and when they come faster they share reads; two pushes of one
-    order (created, then paid) waiting together cost one. A push waits for its
+    asked for meanwhile. Its orders are read each on its own, beside the next
+    batches (up to :data:`ALONE_IN_FLIGHT` at once, so a slow read holds up no
+    other push), when there is one, or while the budget has a call for each
+    and stays at least half full; else through the list API by update time
+    (one call a page), one list batch at a time. Where the list gives ids
+    only, each push reads its order at once, as many side by side as come.
+    So while pushes come slower than the budget allows, every push is one
+    read, and when they outrun it they share reads; two pushes of one order
+    (created, then paid) waiting together cost one. A push waits for its
     own order, so its answer still comes after the order is stored.
 
     The list windows follow each other: each starts where the previous one
@@ -282,25 +283,43 @@ class ShopOrderReads:
                 self._last_batch = self._clock()
                 batch, self._wanted = self._wanted, {}
                 since, self._earliest = self._earliest, None
-                if len(batch) == 1 and not self._alone_turns.locked():
-                    # One order: read on its own beside the next batches, so a
-                    # slow read holds up no other push.
-                    await self._alone_turns.acquire()
-                    task = asyncio.create_task(self._answer_beside(batch))
-                    self._beside.add(task)
-                    task.add_done_callback(self._beside.discard)
+                if len(batch) == 1 or self._calls_spare(len(batch)):
+                    # Each order read on its own, beside the next batches: a
+                    # slow read holds up no other push; and while the budget
+                    # has a call for each, a list (whose window holds every
+                    # order of the last seconds) costs more to read than the
+                    # calls it saves.
+                    for order_id, futures in batch.items():
+                        self._read_beside({order_id: futures})
                     continue
                 await self._answer_settled(batch, since)
         finally:
             self._task = None
 
-    async def _answer_beside(
+    def _calls_spare(self, orders: int) -> bool:
+        """Whether the shop's budget has a call for each of ``orders`` orders
+        now and stays at least half full after them (and the
+        :data:`READ_RESERVE`): the stock writes' share is never what the reads
+        spend to save a list."""
+        spare = getattr(self.client, "budget_spare", None)
+        limits = getattr(getattr(self.client, "policy", None), "rate_limit", None)
+        if spare is None or limits is None:
+            return False
+        return bool(spare(self.shop.shop_id, orders + READ_RESERVE + limits.burst // 2))
+
+    def _read_beside(
         self, batch: dict[str, list[asyncio.Future[PlatformOrder]]]
     ) -> None:
-        try:
-            await self._answer_settled(batch, None)
-        finally:
-            self._alone_turns.release()
+        """Read the batch's one order in a task of its own (at most
+        :data:`ALONE_IN_FLIGHT` of them at once)."""
+
+        async def read() -> None:
+            async with self._alone_turns:
+                await self._answer_settled(batch, None)
+
+        task = asyncio.create_task(read())
+        self._beside.add(task)
+        task.add_done_callback(self._beside.discard)
 
     async def _answer_settled(
         self,

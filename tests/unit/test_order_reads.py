@@ -214,3 +214,32 @@ async def test_a_slow_read_of_one_order_holds_up_no_other_push() -> None:
     answer_a.set()
     assert (await a).order_id == "A"
     assert platform.singles == ["B", "A"]
+
+
+async def test_orders_waiting_together_are_read_each_alone_while_the_budget_is_spare() -> (
+    None
+):
+    # Given a shop whose bucket (burst 10) has 8 calls now: room for two reads
+    # and the stock writes' reserve with half the bucket left (2 + 1 + 5), not
+    # for three.
+    class Budgeted(FakePlatform):
+        policy = SimpleNamespace(rate_limit=SimpleNamespace(rate_per_s=5.0, burst=10))
+        calls_left = 8
+
+        def budget_spare(self, shop_id: str, calls: int) -> bool:
+            return calls <= self.calls_left
+
+    platform = Budgeted()
+    reads = ShopOrderReads(SHOP, platform, clock=lambda: 100.0)
+    for order_id in "ABCDE":
+        platform.update(order_id, 99.0)
+
+    # When A and B wait for the budget together, they are read one by one,
+    first = await _batch(reads, platform, ["A", "B"])
+    assert [o.order_id for o in first] == ["A", "B"]
+    assert (sorted(platform.singles), platform.lists) == (["A", "B"], 0)
+
+    # and C, D and E, too many for the spare calls, share one list call.
+    second = await _batch(reads, platform, ["C", "D", "E"])
+    assert [o.order_id for o in second] == ["C", "D", "E"]
+    assert (sorted(platform.singles), platform.lists) == (["A", "B"], 1)

@@ -51,6 +51,19 @@ async def test_ready_takes_no_token_and_a_reserve_gives_way_to_others() -> None:
     assert [bucket.reserve() for _ in range(2)] == [0.0, 0.0]
 
 
+def test_has_tells_whether_calls_could_be_made_now_and_takes_none() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=clock)
+    assert bucket.has(3) and not bucket.has(4)
+    assert bucket.reserve() == 0.0
+    assert bucket.has(2) and not bucket.has(3)
+    assert bucket.has(2)  # asking took nothing
+    clock.offset += 0.5
+    assert bucket.has(3)
+    bucket.pause(1.0)
+    assert not bucket.has(1)
+
+
 async def test_paused_bucket_holds_every_caller_and_a_fake_clock_cannot_livelock() -> (
     None
 ):
