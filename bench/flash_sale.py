@@ -87,7 +87,8 @@ policies' rate limits (WeChat 5/s burst 10, the others 10/s burst 20). The
 connector clients' own per-shop token buckets spend :data:`CLIENT_SHARE` (90 %)
 of the budget. Retry backoff is shortened to a 10 ms
 base (shipped: 1 s, and WeChat waits 60 s after a rate-limit answer), and a
-call unanswered after 25 ms is abandoned and sent again at once
+call unanswered after 25 ms (and after four times the client's recent median
+answer) is abandoned and sent again at once
 (``RetryPolicy.resend_slow_after_s``: reads always; writes too, because the
 sandbox applies a request id once on every platform; the shipped policies
 resend nothing early, since of the real platforms only Douyin documents an

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,6 +225,16 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     payload: Any = None
 
 
+#: A slow first attempt is resent only once it is this many times slower than
+#: the client's recent median answer (and past the policy's
+#: ``resend_slow_after_s``): when the hub itself is loaded every answer is
+#: late, and resending them all would only add to the load.
+RESEND_OVER_MEDIAN = 4.0
+#: The answers the median is taken over (the newest), and the fewest that
+#: make one.
+LATENCY_SAMPLES = 64
+LATENCY_MIN_SAMPLES = 16
+
 #: Sends one attempt with the given access token (None for token calls).
 Attempt = Callable[[str | None], Awaitable[httpx.Response]]
 
@@ -340,6 +352,8 @@ class ClientBase:
         self._sleep: Sleep = sleep or asyncio.sleep
         self._buckets: dict[str, TokenBucket] = {}
         self._token_locks: dict[str, asyncio.Lock] = {}
+        #: Seconds the newest answered attempts took (see RESEND_OVER_MEDIAN).
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""
@@ -463,7 +477,7 @@ class ClientBase:
         # Never for token calls: an abandoned refresh may have spent a
         # single-use refresh token (see TOKEN_TIMEOUT_S).
         slow_after = (
-            retry.resend_slow_after_s
+            self._resend_after(retry.resend_slow_after_s)
             if needs_token and (read or retry.resend_slow_writes)
             else None
         )
@@ -478,7 +492,7 @@ class ClientBase:
             if needs_token:
                 token = await self.access_token(shop_id)
             try:
-                response = await _first_or_slow(attempt, token, slow_after)
+                response = await self._timed(attempt, token, slow_after)
                 if response is None:
                     # Slow: sent again at once, not counted as a failure.
                     slow_after = None
@@ -516,6 +530,24 @@ class ClientBase:
             else:
                 await self._sleep(delay)
         return CallReport(verdict=verdict, attempts=attempts)
+
+    async def _timed(
+        self, attempt: Attempt, token: str | None, slow_after: float | None
+    ) -> httpx.Response | None:
+        """:func:`_first_or_slow`, noting how long an answered attempt took."""
+        sent = self.clock.monotonic()
+        response = await _first_or_slow(attempt, token, slow_after)
+        if response is not None:
+            self._latencies.append(self.clock.monotonic() - sent)
+        return response
+
+    def _resend_after(self, floor: float | None) -> float | None:
+        """When a slow first attempt is sent again: past ``floor`` (the
+        policy's; None: never) and :data:`RESEND_OVER_MEDIAN` times the
+        recent median answer."""
+        if floor is None or len(self._latencies) < LATENCY_MIN_SAMPLES:
+            return floor
+        return max(floor, RESEND_OVER_MEDIAN * statistics.median(self._latencies))
 
     def _push_result(
         self, shop_id: str, request_id: str, report: CallReport

@@ -267,7 +267,9 @@ class RetryPolicy(PolicyData, frozen=True, kw_only=True):
         rate_limited_min_delay_s: The shortest wait after a rate-limit answer.
         resend_slow_after_s: A first attempt not answered after this long is
             abandoned and sent again at once (None: never); the wait for the
-            resent one is the client's timeout. Applies to reads; to writes
+            resent one is the client's timeout. The client waits at least
+            four times its recent median answer too
+            (``connectors.transport.RESEND_OVER_MEDIAN``). Applies to reads; to writes
             only with ``resend_slow_writes``.
         resend_slow_writes: Resend slow writes too: only where the platform
             applies a request id once; elsewhere an abandoned write may have

@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from connectors.common import TokenState
-from connectors.transport import ClientBase, TokenBucket, Verdict
+from connectors.transport import (
+    LATENCY_MIN_SAMPLES,
+    RESEND_OVER_MEDIAN,
+    ClientBase,
+    TokenBucket,
+    Verdict,
+)
 from hub.service.policies import load_policy_book, sync_policies
 
 POLICY = sync_policies(load_policy_book())["wechat_shop"]
@@ -164,3 +170,23 @@ async def test_rate_limits_wait_at_least_the_policy_floor() -> None:
     outcome, attempts, _ = await _run(client)
     assert (outcome, attempts) == ("rejected", 2)
     assert sum(client.slept) >= POLICY.retry.rate_limited_min_delay_s - 1e-6
+
+
+async def test_a_slow_attempt_is_resent_only_when_slow_against_recent_answers() -> None:
+    """Under load every answer is late: the resend waits for RESEND_OVER_MEDIAN
+    times the recent median answer, never less than the policy's floor."""
+    clock = Clock()
+    client = Scripted([Verdict(kind="ok")] * LATENCY_MIN_SAMPLES, clock)
+    floor = 0.025
+    assert client._resend_after(floor) == floor  # too few answers yet
+
+    async def answered_in_100_ms(token: str | None) -> httpx.Response:
+        clock.offset += 0.1
+        return httpx.Response(200)
+
+    for _ in range(LATENCY_MIN_SAMPLES):
+        await client._call("s", "rid", answered_in_100_ms, read=True)
+    await client.http.aclose()
+    assert client._resend_after(floor) == pytest.approx(RESEND_OVER_MEDIAN * 0.1)
+    assert client._resend_after(1.0) == 1.0
+    assert client._resend_after(None) is None
