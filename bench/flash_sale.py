@@ -125,6 +125,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -1257,6 +1258,8 @@ def main() -> None:
         print(json.dumps(result))
     finally:
         servers.stop()
+        # The servers' data (each run's databases and streams) goes with them.
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

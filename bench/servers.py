@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,19 +16,33 @@ import psycopg
 from hub.infra.embedded import Servers, running_servers
 
 
-def bench_servers(prefix: str = "hub-bench-") -> AbstractContextManager[Servers]:
+@contextlib.contextmanager
+def bench_servers(prefix: str = "hub-bench-") -> Iterator[Servers]:
     """The servers ``HUB_DATABASE_URL`` / ``HUB_NATS_URL`` name, else embedded ones.
 
     Embedded servers run on free ports in a new temporary folder named with
-    ``prefix``; they are stopped when the ``with`` block ends.
+    ``prefix``; they are stopped when the ``with`` block ends, and the folder
+    (their data: a 1,000,000-event replay leaves 1.8 GB) is removed.
     """
-    return running_servers(
-        Path(tempfile.mkdtemp(prefix=prefix)) / "home",
+    with bench_home(prefix) as home, running_servers(
+        home,
         database_url=os.environ.get("HUB_DATABASE_URL") or None,
         nats_url=os.environ.get("HUB_NATS_URL") or None,
         pg_port=0,
         nats_port=0,
-    )
+    ) as servers:
+        yield servers
+
+
+@contextlib.contextmanager
+def bench_home(prefix: str) -> Iterator[Path]:
+    """A new temporary folder's ``home`` for a bench's servers, removed (with
+    everything in it) when the ``with`` block ends."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder / "home"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fresh_database(server_url: str, prefix: str = "bench") -> str:
