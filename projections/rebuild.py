@@ -264,11 +264,11 @@ async def _connect(database_url: str) -> psycopg.AsyncConnection[Any]:
     )
 
 
-async def _prepare(build: _Build) -> None:
-    """Point the build's connection at its version's tables (unqualified table
-    names are the version's) and read the position a resumed version reached."""
-    conn = build.conn
-    assert conn is not None
+async def _prepare(build: _Build, conn: psycopg.AsyncConnection[Any]) -> None:
+    """Give the build its connection, pointed at its version's tables
+    (unqualified table names are the version's), and read the position a
+    resumed version reached."""
+    build.conn = conn
     await conn.execute(
         "SELECT set_config('search_path', %s, false)", (f"{build.schema},public",)
     )
@@ -278,7 +278,7 @@ async def _prepare(build: _Build) -> None:
             (build.projection.name,),
         )
         row = await cur.fetchone()
-        build.position = int(row[0]) if row else 0  # type: ignore[index]
+        build.position = int(row[0]) if row else 0
     await conn.commit()
 
 
@@ -436,13 +436,13 @@ async def _catch_up(
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
         *writers, reader = await _open_all(stack, database_url, len(builds) + 1)
-        for build, conn in zip(builds, writers, strict=True):
-            build.conn = conn
 
         async def writing() -> list[_Feed]:
             """Each version's writer, once its tables exist."""
             await started
-            await asyncio.gather(*(_prepare(build) for build in builds))
+            await asyncio.gather(
+                *(_prepare(b, c) for b, c in zip(builds, writers, strict=True))
+            )
             feeds = [_Feed(build) for build in builds]
             stack.push_async_callback(_stop, feeds)
             return feeds
