@@ -296,13 +296,18 @@ class ShopOrderReads:
         finally:
             self._task = None
 
+    def _rate_limit(self) -> Any:
+        """The shop's budget (its policy's rate limit), None when the client
+        has no policy."""
+        return getattr(getattr(self.client, "policy", None), "rate_limit", None)
+
     def _calls_spare(self, orders: int) -> bool:
         """Whether the shop's budget has a call for each of ``orders`` orders
         now and stays at least half full after them (and the
         :data:`READ_RESERVE`): the stock writes' share is never what the reads
         spend to save a list."""
         spare = getattr(self.client, "budget_spare", None)
-        limits = getattr(getattr(self.client, "policy", None), "rate_limit", None)
+        limits = self._rate_limit()
         if spare is None or limits is None:
             return False
         return bool(spare(self.shop.shop_id, orders + READ_RESERVE + limits.burst // 2))
@@ -336,7 +341,7 @@ class ShopOrderReads:
         """Wait for the batches' share of the shop's budget (one batch every
         ``1 / (rate_per_s * READ_SHARE)`` seconds at most), then for the
         budget itself: the pushes that come meanwhile join the batch."""
-        limits = getattr(getattr(self.client, "policy", None), "rate_limit", None)
+        limits = self._rate_limit()
         if limits is not None and self._last_batch is not None:
             wait = self._last_batch + 1.0 / (limits.rate_per_s * READ_SHARE)
             wait -= self._clock()
