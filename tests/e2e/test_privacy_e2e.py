@@ -180,10 +180,17 @@ async def _deliveries(database_url: str) -> list[tuple[str, str, int, bool]]:
 
 
 async def _caught_up(rig: Rig) -> None:
-    async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
-        head = await log_head(conn)
-    for runner in rig.hub.projections:
-        await runner.wait_for(head)
+    """Wait until the processes and every view have handled the whole log: the
+    processes append as they go (the order-stock process refuses the orders of
+    an unstocked SKU), so until the head stays."""
+    while True:
+        async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
+            head = await log_head(conn)
+        for runner in [*rig.hub.processes, *rig.hub.projections]:
+            await runner.wait_for(head)
+        async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
+            if await log_head(conn) == head:
+                return
 
 
 def _plain_values() -> dict[str, str]:
