@@ -24,13 +24,16 @@ def bench_servers(prefix: str = "hub-bench-") -> Iterator[Servers]:
     ``prefix``; they are stopped when the ``with`` block ends, and the folder
     (their data: a 1,000,000-event replay leaves 1.8 GB) is removed.
     """
-    with bench_home(prefix) as home, running_servers(
-        home,
-        database_url=os.environ.get("HUB_DATABASE_URL") or None,
-        nats_url=os.environ.get("HUB_NATS_URL") or None,
-        pg_port=0,
-        nats_port=0,
-    ) as servers:
+    with (
+        bench_home(prefix) as home,
+        running_servers(
+            home,
+            database_url=os.environ.get("HUB_DATABASE_URL") or None,
+            nats_url=os.environ.get("HUB_NATS_URL") or None,
+            pg_port=0,
+            nats_port=0,
+        ) as servers,
+    ):
         yield servers
 
 
