@@ -125,7 +125,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -1143,7 +1142,9 @@ def main() -> None:
     default_rate = 100.0 if args.shipped_budgets else 500.0
     rate = args.rate or (40.0 if args.quick else default_rate)
 
-    home = Path(tempfile.mkdtemp(prefix="hub-flash-")) / "home"
+    # The servers' data (each run's databases and streams) goes with them.
+    top = tempfile.TemporaryDirectory(prefix="hub-flash-", ignore_cleanup_errors=True)
+    home = Path(top.name) / "home"
     servers = start_servers(
         home,
         database_url=os.environ.get("HUB_DATABASE_URL") or None,
@@ -1258,8 +1259,7 @@ def main() -> None:
         print(json.dumps(result))
     finally:
         servers.stop()
-        # The servers' data (each run's databases and streams) goes with them.
-        shutil.rmtree(home.parent, ignore_errors=True)
+        top.cleanup()
 
 
 if __name__ == "__main__":

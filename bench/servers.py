@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,9 +24,9 @@ def bench_servers(prefix: str = "hub-bench-") -> Iterator[Servers]:
     (their data: a 1,000,000-event replay leaves 1.8 GB) is removed.
     """
     with (
-        bench_home(prefix) as home,
+        tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as top,
         running_servers(
-            home,
+            Path(top) / "home",
             database_url=os.environ.get("HUB_DATABASE_URL") or None,
             nats_url=os.environ.get("HUB_NATS_URL") or None,
             pg_port=0,
@@ -35,17 +34,6 @@ def bench_servers(prefix: str = "hub-bench-") -> Iterator[Servers]:
         ) as servers,
     ):
         yield servers
-
-
-@contextlib.contextmanager
-def bench_home(prefix: str) -> Iterator[Path]:
-    """A new temporary folder's ``home`` for a bench's servers, removed (with
-    everything in it) when the ``with`` block ends."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield folder / "home"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fresh_database(server_url: str, prefix: str = "bench") -> str:

@@ -179,22 +179,16 @@ async def _building(
 async def _start_all(
     conn: psycopg.AsyncConnection[object], builds: list[_Build]
 ) -> None:
-    """Start every version, in one transaction: the one a killed rebuild left,
-    else a new one (its schema, empty tables and tracking)."""
+    """Start every version not resumed (its schema, empty tables and
+    tracking), in one transaction."""
     async with conn.transaction():
-        new: list[_Build] = []
         for build in builds:
             await conn.execute(
                 "INSERT INTO projection_tracking (name) VALUES (%s) "
                 "ON CONFLICT (name) DO NOTHING",
                 (build.projection.name,),
             )
-            building = await _building(conn, build.projection.name)
-            if building is None:
-                new.append(build)
-            else:
-                build.version, build.schema = building
-                build.resumed = True
+        new = [build for build in builds if not build.resumed]
         if refused := await _refusals(conn, [build.projection for build in new]):
             raise RebuildError(next(iter(refused.values())))
         for build in new:
@@ -609,19 +603,20 @@ async def rebuild_many(
                 raise RebuildError(
                     f"another rebuild of {projection.name!r} is running; wait for it"
                 )
-        cur = await conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM projection_versions WHERE name = ANY(%s) "
-            "AND status = 'building')",
-            ([projection.name for projection in projections],),
-        )
-        resuming = bool((await cur.fetchone() or (False,))[0])
+        # The versions killed rebuilds left (the locks keep them as they are).
+        builds = [_Build(projection) for projection in projections]
+        for build in builds:
+            building = await _building(conn, build.projection.name)
+            if building is not None:
+                build.version, build.schema = building
+                build.resumed = True
+        resuming = any(build.resumed for build in builds)
         await conn.set_autocommit(False)
         # Every version is started in one transaction and switched in in
         # another (each step of each projection a savepoint in it): all are
         # switched or none, and a rebuild of many waits for one commit twice.
         # New versions are started while the pass reads its first page; a
         # resumed one first (the pass starts from the positions they reached).
-        builds = [_Build(projection) for projection in projections]
         started = asyncio.create_task(_start_all(conn, builds))
         try:
             if resuming:

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
+from eventlog.log import log_head
 from hub.bootstrap import bootstrap
 from hub.entry.nats_api import build_broker
 from hub.service.hub import Hub
@@ -37,3 +40,22 @@ async def serving_hub(
             yield running
         finally:
             await broker.stop()
+
+
+async def head(hub: Hub) -> int:
+    """The position of the newest event in the hub's log."""
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        return await log_head(conn)
+
+
+async def settle(hub: Hub) -> int:
+    """Wait until the process and every view have handled the whole log.
+
+    The process writes new events as it goes, so wait until the head stays.
+    """
+    while True:
+        position = await head(hub)
+        for runner in [*hub.processes, *hub.projections]:
+            await runner.wait_for(position)
+        if await head(hub) == position:
+            return position

@@ -29,7 +29,6 @@ from domain.personal import (
     ERASED,
     STORED_SEPARATELY,
 )
-from eventlog.log import log_head
 from hub.entry.profiles_cli import profile_text
 from hub.infra.subjects import SubjectKeys
 from hub.service.commands import ORDER_RULES
@@ -45,6 +44,7 @@ from tests.e2e.test_connectors_e2e import (
     Rig,
     _rig,
 )
+from tests.hub_steps import settle
 
 pytestmark = pytest.mark.e2e
 
@@ -156,7 +156,7 @@ async def sale(
                     ORDER_RULES, order_domain.order_id(platform, order_id)
                 )
                 assert state is not None, (platform, order_id)
-        await _caught_up(rig)
+        await settle(rig.hub)
         yield Sale(rig, personal, master, orders, crm, sandbox)
 
 
@@ -177,20 +177,6 @@ async def _deliveries(database_url: str) -> list[tuple[str, str, int, bool]]:
         return [
             (str(r), str(s), int(a), bool(p)) for r, s, a, p in await cur.fetchall()
         ]
-
-
-async def _caught_up(rig: Rig) -> None:
-    """Wait until the processes and every view have handled the whole log: the
-    processes append as they go (the order-stock process refuses the orders of
-    an unstocked SKU), so until the head stays."""
-    while True:
-        async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
-            head = await log_head(conn)
-        for runner in [*rig.hub.processes, *rig.hub.projections]:
-            await runner.wait_for(head)
-        async with await psycopg.AsyncConnection.connect(rig.hub.database_url) as conn:
-            if await log_head(conn) == head:
-                return
 
 
 def _plain_values() -> dict[str, str]:

@@ -26,7 +26,7 @@ import pytest
 
 from domain import order, stock
 from domain.events import Context, DomainError, Event, project
-from eventlog.log import log_head, read_log
+from eventlog.log import read_log
 from hub.bootstrap import bootstrap
 from hub.infra.store import decode_event
 from hub.messages import H_EVENT_TYPE, EventMessage
@@ -41,7 +41,7 @@ from hub.service.inventory import (
 )
 from projections.base import rebuild
 from tests.conftest import wait_until
-from tests.hub_steps import started_hub
+from tests.hub_steps import head, settle, started_hub
 
 pytestmark = pytest.mark.integration
 
@@ -73,24 +73,6 @@ def place(number: str, *lines: tuple[str, int], platform: str = WECHAT) -> Any:
 
 def keys(number: str, platform: str = WECHAT) -> dict[str, str]:
     return {"platform": platform, "platform_order_id": number}
-
-
-async def head(hub: Hub) -> int:
-    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
-        return await log_head(conn)
-
-
-async def settle(hub: Hub) -> int:
-    """Wait until the process and every view have handled the whole log.
-
-    The process writes new events as it goes, so wait until the head stays.
-    """
-    while True:
-        position = await head(hub)
-        for runner in [*hub.processes, *hub.projections]:
-            await runner.wait_for(position)
-        if await head(hub) == position:
-            return position
 
 
 def query(hub: Hub, sql: str, *params: object) -> list[tuple[Any, ...]]:
