@@ -8,6 +8,7 @@ upcast when read, never rewritten.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ EVENTS_TABLE = "hub_events"
 
 _encoder = msgspec.json.Encoder()
 _by_topic: dict[str, Callable[[bytes], Event]] = {}
+_keys: dict[tuple[str, str], Callable[[bytes], str] | None] = {}
 
 
 def stored_topic(cls: type[Event]) -> str:
@@ -85,6 +87,40 @@ def _make_decoder(topic: str) -> Callable[[bytes], Event]:
         return msgspec.convert(raw, cls)
 
     return upcast
+
+
+def key_decoder(topic: str, field: str) -> Callable[[bytes], str] | None:
+    """A decoder of only the text field ``field`` of events stored under
+    ``topic`` (made once per topic and field); None when the topic is older
+    than its class (an upcaster may change fields: decode the whole event).
+
+    It parses the document but builds none of its other values: about a third
+    of the cost of decoding the event (its times, ids and numbers).
+
+    Raises:
+        MapperDeserialisationError: the topic is not ``NAME:vN`` or names no
+            known event class.
+        ValueError: the class has no field ``field``.
+    """
+    if (topic, field) in _keys:
+        return _keys[topic, field]
+    name, stored_version = parse_topic(topic)
+    try:
+        cls = event_class(name)
+    except LookupError as exc:
+        raise MapperDeserialisationError(str(exc)) from None
+    if field not in cls.__struct_fields__:
+        raise ValueError(f"{cls.__name__} has no field {field!r}")
+    found: Callable[[bytes], str] | None = None
+    if stored_version == cls.VERSION:
+        decode = msgspec.json.Decoder(msgspec.defstruct("Key", [(field, str)])).decode
+        take = operator.attrgetter(field)
+
+        def found(state: bytes) -> str:
+            return take(decode(state))  # type: ignore[no-any-return]
+
+    _keys[topic, field] = found
+    return found
 
 
 def decode_event(topic: str, state: bytes) -> Event:

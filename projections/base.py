@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import typing
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -132,16 +134,21 @@ class Projection(ABC):
 async def apply_tracked(
     cur: psycopg.AsyncCursor[object],
     projection: Projection,
-    events: list[tuple[Event, int]],
+    events: list[tuple[Event, int]] | Latest,
     last: int,
 ) -> None:
-    """Apply ``events`` and move the projection's tracked position to ``last``.
+    """Apply ``events`` (or a batch already folded for a
+    :class:`LatestProjection`) and move the projection's tracked position to
+    ``last``.
 
     Both go through ``cur``, so they commit (or roll back) in the caller's one
     transaction: the position never moves without the rows, nor the rows
     without the position.
     """
-    if events:
+    if isinstance(events, Latest):
+        if events:
+            await typing.cast("LatestProjection", projection).apply_latest(cur, events)
+    elif events:
         await projection.apply_batch(cur, events)
     await cur.execute(
         "UPDATE projection_tracking SET position = %s, updated_at = now() "
@@ -168,6 +175,89 @@ class BatchProjection(Projection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
         """Write the effect of consecutive events."""
+
+
+class Latest:
+    """A batch as a :class:`LatestProjection` folds it: each key's last event,
+    the number of events per key, and the events it needs every one of."""
+
+    __slots__ = ("counts", "every", "last")
+
+    def __init__(
+        self,
+        last: dict[str, tuple[Event, int]],
+        counts: Counter[str],
+        every: list[tuple[Event, int]],
+    ) -> None:
+        #: Each key's last event of the batch and its log position (keys in
+        #: the order they first appear).
+        self.last = last
+        #: How many events of the batch each key has.
+        self.counts = counts
+        #: The batch's events of the projection's ``every_topics`` (at least
+        #: those), in log order.
+        self.every = every
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    @classmethod
+    def of(
+        cls, projection: LatestProjection, events: list[tuple[Event, int]]
+    ) -> Latest:
+        """``events`` folded for ``projection``.
+
+        Raises:
+            TypeError: an event is not of the projection's topics (it was
+                subscribed wrongly).
+        """
+        # Builtins over the list (each loop runs in C): a batch of a rebuild
+        # can hold tens of thousands of events.
+        found: list[Event] = list(map(_first, events))
+        kinds: set[type[Event]] = set(map(type, found))
+        strangers = {kind for kind in kinds if kind.TOPIC not in projection.topics}
+        if strangers:
+            names = ", ".join(sorted(kind.__name__ for kind in strangers))
+            raise TypeError(f"{names} is not an event {projection.name!r} reads")
+        keys = list(map(operator.attrgetter(projection.key), found))
+        every = projection.every_topics
+        return cls(
+            dict(zip(keys, events, strict=True)),
+            Counter(keys),
+            [item for item in events if item[0].TOPIC in every] if every else [],
+        )
+
+
+_first = operator.itemgetter(0)
+
+
+class LatestProjection(BatchProjection):
+    """A projection whose rows each hold one key's latest state: every event of
+    its topics records its aggregate's whole state after it, so of a batch
+    only each key's last event changes a row (with the number of events per
+    key, and the events of :attr:`every_topics`, which it needs in full).
+
+    A rebuild hands it a :class:`Latest` made from the stored rows: it reads
+    the key alone of each row (``eventlog.codec.key_decoder``) and decodes only
+    each key's last event and the events of ``every_topics``.
+    """
+
+    #: The text field of its events that names the row an event changes.
+    key: ClassVar[str]
+    #: Stable topics of which it needs every event, in order, not only the last.
+    every_topics: ClassVar[frozenset[str]] = frozenset()
+
+    async def apply_batch(
+        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    ) -> None:
+        """Fold the batch (:meth:`Latest.of`) and write it."""
+        await self.apply_latest(cur, Latest.of(self, events))
+
+    @abstractmethod
+    async def apply_latest(
+        self, cur: psycopg.AsyncCursor[object], latest: Latest
+    ) -> None:
+        """Write each key's row after the batch folded in ``latest``."""
 
 
 async def _head(conn: psycopg.AsyncConnection[object]) -> int:

@@ -9,7 +9,6 @@ events and are carried over from the stored row.
 from __future__ import annotations
 
 import typing
-from collections import Counter
 from datetime import datetime
 from typing import ClassVar, cast
 
@@ -18,7 +17,14 @@ import psycopg
 
 from domain import stock
 from domain.events import Event
-from projections.base import BatchProjection, rows_json, select_rows, topics_of
+from projections.base import (
+    BatchProjection,
+    Latest,
+    LatestProjection,
+    rows_json,
+    select_rows,
+    topics_of,
+)
 
 _STOCK_CLASSES: frozenset[type[Event]] = frozenset(typing.get_args(stock.StockEvent))
 #: The stock events that change a setting the inventory row carries over.
@@ -32,27 +38,6 @@ _SETTING_CLASSES: frozenset[type[Event]] = frozenset(
 )
 #: Every stock item event, by stable topic.
 STOCK_TOPICS: tuple[str, ...] = topics_of(stock.StockEvent)
-
-
-def last_by_sku(
-    events: list[tuple[Event, int]],
-) -> tuple[dict[str, tuple[stock.StockEvent, int]], Counter[str]]:
-    """Each SKU's last event of ``events`` with its position, and how many of
-    them each SKU has (every stock event records the levels after it, so a view
-    writes only the last).
-
-    Raises:
-        TypeError: an event is not a stock item event (a projection subscribed
-            wrongly).
-    """
-    strangers = {type(event) for event, _ in events} - _STOCK_CLASSES
-    if strangers:
-        names = ", ".join(sorted(kind.__name__ for kind in strangers))
-        raise TypeError(f"{names} is not a stock item event")
-    stock_events = cast("list[tuple[stock.StockEvent, int]]", events)
-    # A later event of a SKU replaces its earlier one.
-    last = {event.sku: (event, position) for event, position in stock_events}
-    return last, Counter(event.sku for event, _ in stock_events)
 
 
 _INVENTORY_COLUMNS = (
@@ -75,7 +60,7 @@ _UPSERT_INVENTORY = (
 )
 
 
-class InventoryProjection(BatchProjection):
+class InventoryProjection(LatestProjection):
     """Table ``inventory``: one row per hub SKU with every stock state.
 
     Columns: ``on_hand``, ``committed``, ``reserved``, ``safety``,
@@ -87,34 +72,39 @@ class InventoryProjection(BatchProjection):
 
     name: ClassVar[str] = "inventory"
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
+    key: ClassVar[str] = "sku"
+    every_topics: ClassVar[frozenset[str]] = frozenset(
+        cls.TOPIC for cls in _SETTING_CLASSES
+    )
 
-    async def apply_batch(
-        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    async def apply_latest(
+        self, cur: psycopg.AsyncCursor[object], latest: Latest
     ) -> None:
-        """Keep each SKU's last event, its count and its settings' changes; read
-        the SKUs' rows once and write each SKU once."""
-        last, counts = last_by_sku(events)
-        changes = [
-            cast("stock.StockEvent", event)
-            for event, _ in events
-            if type(event) in _SETTING_CLASSES
-        ]
-        if not last:
-            return
+        """Read the SKUs' rows once, carry their settings' changes and write
+        each SKU once, from its last event."""
         await cur.execute(
             "SELECT sku, safety_stock, low_stock_threshold, low_stock_alert, "
             "events_applied FROM inventory WHERE sku = ANY(%b::text[])",
-            (sorted(last),),
+            (sorted(latest.last),),
         )
         settings: dict[str, list[object]] = {
             str(r[0]): list(r[1:])  # type: ignore[index]
             for r in await cur.fetchall()
         }
-        for event in changes:
-            _change_setting(settings.setdefault(event.sku, [0, None, False, 0]), event)
+        for event, _ in latest.every:
+            if type(event) in _SETTING_CLASSES:
+                change = cast("stock.StockEvent", event)
+                _change_setting(
+                    settings.setdefault(change.sku, [0, None, False, 0]), change
+                )
         rows = [
-            _row(event, position, settings.get(sku), counts[sku])
-            for sku, (event, position) in last.items()
+            _row(
+                cast("stock.StockEvent", event),
+                position,
+                settings.get(sku),
+                latest.counts[sku],
+            )
+            for sku, (event, position) in latest.last.items()
         ]
         await cur.execute(_UPSERT_INVENTORY, (rows_json(rows),))
 

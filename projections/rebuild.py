@@ -27,6 +27,7 @@ import gc
 import re
 import time
 import typing
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,9 +38,15 @@ import psycopg
 from psycopg import sql
 
 from domain.events import Event
-from eventlog.codec import EVENTS_TABLE, decode_event, topic_decoder
+from eventlog.codec import (
+    EVENTS_TABLE,
+    decode_event,
+    key_decoder,
+    parse_topic,
+    topic_decoder,
+)
 from eventlog.log import log_head, stored_topics
-from projections.base import Projection, apply_tracked
+from projections.base import Latest, LatestProjection, Projection, apply_tracked
 
 #: Called with (position reached, position to reach) as a rebuild goes on.
 Progress = Callable[[int, int], None]
@@ -180,53 +187,59 @@ async def _start_all(
     conn: psycopg.AsyncConnection[object], builds: list[_Build]
 ) -> None:
     """Start every version not resumed (its schema, empty tables and
-    tracking), in one transaction."""
+    tracking), in one transaction.
+
+    The tables of all versions are made by one script in one round trip: the
+    pass decodes its first page meanwhile, and a statement at a time would
+    wait for the event loop between each.
+    """
+    names = [build.projection.name for build in builds]
     async with conn.transaction():
-        for build in builds:
-            await conn.execute(
-                "INSERT INTO projection_tracking (name) VALUES (%s) "
-                "ON CONFLICT (name) DO NOTHING",
-                (build.projection.name,),
-            )
+        await conn.execute(
+            "INSERT INTO projection_tracking (name) SELECT unnest(%s::text[]) "
+            "ON CONFLICT (name) DO NOTHING",
+            (names,),
+        )
         new = [build for build in builds if not build.resumed]
+        if not new:
+            return
         if refused := await _refusals(conn, [build.projection for build in new]):
             raise RebuildError(next(iter(refused.values())))
-        for build in new:
-            await _create_version(conn, build)
-
-
-async def _create_version(conn: psycopg.AsyncConnection[object], build: _Build) -> None:
-    """A new version of the build's projection: its schema, empty tables and
-    tracking, and its row in ``projection_versions``."""
-    name = build.projection.name
-    cur = await conn.execute(
-        "SELECT coalesce(max(version), 1) FROM projection_versions WHERE name = %s",
-        (name,),
-    )
-    row = await cur.fetchone()
-    build.version = int(row[0]) + 1  # type: ignore[index]
-    build.schema = schema = version_schema(name, build.version)
-    await conn.execute(
-        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-    )
-    await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    for table in (*build.projection.tables, "projection_tracking"):
-        await conn.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                sql.Identifier(schema, table), sql.Identifier("public", table)
-            )
+        cur = await conn.execute(
+            "SELECT name, max(version) FROM projection_versions "
+            "WHERE name = ANY(%s) GROUP BY name",
+            (names,),
         )
-    await conn.execute(
-        sql.SQL("INSERT INTO {} (name) VALUES (%s)").format(
-            sql.Identifier(schema, "projection_tracking")
+        latest = {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
+        for build in new:
+            name = build.projection.name
+            build.version = max(latest.get(name, 1), 1) + 1
+            build.schema = version_schema(name, build.version)
+        await conn.execute(sql.SQL("; ").join(_version_ddl(build) for build in new))
+
+
+def _version_ddl(build: _Build) -> sql.Composed:
+    """The statements that make a new version of the build's projection: its
+    schema, empty tables and tracking, and its row in ``projection_versions``."""
+    name, schema = sql.Literal(build.projection.name), sql.Identifier(build.schema)
+    statements = [
+        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema),
+        sql.SQL("CREATE SCHEMA {}").format(schema),
+        *(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
+                sql.Identifier(build.schema, table), sql.Identifier("public", table)
+            )
+            for table in (*build.projection.tables, "projection_tracking")
         ),
-        (name,),
-    )
-    await conn.execute(
-        "INSERT INTO projection_versions (name, version, schema_name, status) "
-        "VALUES (%s, %s, %s, 'building')",
-        (name, build.version, schema),
-    )
+        sql.SQL("INSERT INTO {} (name) VALUES ({})").format(
+            sql.Identifier(build.schema, "projection_tracking"), name
+        ),
+        sql.SQL(
+            "INSERT INTO projection_versions (name, version, schema_name, status) "
+            "VALUES ({}, {}, {}, 'building')"
+        ).format(name, sql.Literal(build.version), sql.Literal(build.schema)),
+    ]
+    return sql.SQL("; ").join(statements)
 
 
 @dataclass
@@ -276,7 +289,7 @@ async def _prepare(build: _Build, conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-async def _write(build: _Build, events: list[tuple[Event, int]], last: int) -> None:
+async def _write(build: _Build, events: _Page, last: int) -> None:
     """Apply ``events`` to the version and move its position to ``last``, in one
     transaction."""
     conn = build.conn
@@ -287,52 +300,175 @@ async def _write(build: _Build, events: list[tuple[Event, int]], last: int) -> N
     build.position = last
 
 
-#: How the rows of one stored topic are read: its decoder and the versions
-#: that read it (no decoder when none does).
-_Route = tuple["Callable[[bytes], Event] | None", list[_Build]]
+#: How the rows of one stored topic are read: its decoder (none when no
+#: version reads it), the versions that take its events, and the groups of
+#: latest-state versions that read it, each with the decoder of its key alone
+#: (none: decode the event) and whether it needs every event of the topic.
+_Route = tuple[
+    "Callable[[bytes], Event] | None",
+    list[_Build],
+    list[tuple["_Keyed", "Callable[[bytes], str] | None", bool]],
+]
 
 
-def _route(topic: str, builds: list[_Build]) -> _Route:
-    readers = [build for build in builds if build.reads(topic)]
-    return (topic_decoder(topic) if readers else None), readers
+class _Keyed:
+    """The versions of latest-state projections (:class:`LatestProjection`)
+    that read the same topics by the same key from the same position: the pass
+    folds each page into one :class:`Latest` for all of them.
+
+    Of a row, it reads only the key (``eventlog.codec.key_decoder``); it
+    decodes each key's last event when the page ends, and at once the events
+    of the projections' ``every_topics`` (and of a topic's older versions,
+    which an upcaster may change).
+    """
+
+    def __init__(self, builds: list[_Build]) -> None:
+        projections = [typing.cast("LatestProjection", b.projection) for b in builds]
+        self.builds = builds
+        self.key = projections[0].key
+        self.every: frozenset[str] = frozenset().union(
+            *(projection.every_topics for projection in projections)
+        )
+        self.position = builds[0].position
+        self.keys: list[str] = []
+        self.rows: list[tuple[int, str, bytes]] = []
+        #: The events of the page decoded whole, by position.
+        self.decoded: dict[int, Event] = {}
+        #: The positions of the page's events of ``every``.
+        self.kept: list[int] = []
+
+    def sink(self, topic: str) -> tuple[_Keyed, Callable[[bytes], str] | None, bool]:
+        """How the group takes a row stored under ``topic``."""
+        every = parse_topic(topic)[0] in self.every
+        return self, None if every else key_decoder(topic, self.key), every
+
+    def take(self) -> Latest:
+        """The page's rows folded, from the group's position on; the group is
+        then empty for the next page."""
+        keys, rows, decoded = self.keys, self.rows, self.decoded
+        if rows and rows[0][0] <= self.position:
+            # A resumed version skips what it had committed before it stopped.
+            kept = [
+                pair
+                for pair in zip(keys, rows, strict=True)
+                if pair[1][0] > self.position
+            ]
+            keys = [key for key, _ in kept]
+            rows = [row for _, row in kept]
+        last: dict[str, tuple[Event, int]] = {}
+        for key, (position, topic, state) in dict(zip(keys, rows, strict=True)).items():
+            event = decoded.get(position)
+            last[key] = (_decode(topic, state) if event is None else event, position)
+        every = [(decoded[p], p) for p in self.kept if p > self.position]
+        self.keys, self.rows, self.decoded, self.kept = [], [], {}, []
+        return Latest(last, Counter(keys), every)
+
+
+def _keyed_groups(builds: list[_Build]) -> list[_Keyed]:
+    """The builds of latest-state projections, grouped (:class:`_Keyed`)."""
+    groups: dict[tuple[str, frozenset[str] | None, int], list[_Build]] = {}
+    for build in builds:
+        if isinstance(build.projection, LatestProjection):
+            kind = (build.projection.key, build.topics, build.position)
+            groups.setdefault(kind, []).append(build)
+    return [_Keyed(members) for members in groups.values()]
+
+
+def _route(topic: str, plain: list[_Build], groups: list[_Keyed]) -> _Route:
+    readers = [build for build in plain if build.reads(topic)]
+    keyed = [group.sink(topic) for group in groups if group.builds[0].reads(topic)]
+    decode = topic_decoder(topic) if readers or keyed else None
+    return decode, readers, keyed
+
+
+def _decode(topic: str, state: bytes) -> Event:
+    """The event of one row (an undecodable one raises, naming the topic)."""
+    try:
+        return topic_decoder(topic)(state)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        decode_event(topic, state)  # raises, naming the topic
+        raise
 
 
 def _page(
-    rows: list[tuple[int, str, bytes]], builds: list[_Build], routes: dict[str, _Route]
-) -> list[list[tuple[Event, int]]]:
-    """Each version's events of ``rows`` (those it reads), each row decoded once."""
-    pages: list[list[tuple[Event, int]]] = [[] for _ in builds]
-    index = {id(build): n for n, build in enumerate(builds)}
-    # Per topic of this page: its decoder and where its events go.
-    sinks: dict[str, tuple[Callable[[bytes], Event] | None, list[Any]]] = {}
-    for position, topic, state in rows:
+    rows: list[tuple[int, str, bytes]],
+    builds: list[_Build],
+    groups: list[_Keyed],
+    routes: dict[str, _Route],
+) -> list[_Page]:
+    """Each version's events of ``rows`` (those it reads), each row decoded
+    once: a list of events, or for a version in one of ``groups`` its group's
+    :class:`Latest`."""
+    grouped = {id(build) for group in groups for build in group.builds}
+    plain = [build for build in builds if id(build) not in grouped]
+    pages: dict[int, list[tuple[Event, int]]] = {id(build): [] for build in plain}
+    # Per topic of this page: its decoder, where its events go, which groups
+    # take its rows.
+    sinks: dict[str, tuple[Callable[[bytes], Event] | None, list[Any], list[Any]]] = {}
+    for row in rows:
+        position, topic, state = row
         sink = sinks.get(topic)
         if sink is None:
             route = routes.get(topic)
             if route is None:
-                route = routes[topic] = _route(topic, builds)
-            decode, readers = route
-            sink = sinks[topic] = (
-                decode,
-                [pages[index[id(build)]].append for build in readers],
-            )
-        decode, appends = sink
+                route = routes[topic] = _route(topic, plain, groups)
+            decode, readers, keyed = route
+            appends = [pages[id(build)].append for build in readers]
+            sink = sinks[topic] = (decode, appends, keyed)
+        decode, appends, keyed = sink
         if decode is None:
             continue
         try:
-            item = (decode(state), position)
+            event = None
+            if appends:
+                event = decode(state)
+                item = (event, position)
+                for append in appends:
+                    append(item)
+            for group, key_of, every in keyed:
+                if key_of is not None:
+                    group.keys.append(key_of(state))
+                else:
+                    if event is None:
+                        event = decode(state)
+                    group.keys.append(getattr(event, group.key))
+                    group.decoded[position] = event
+                    if every:
+                        group.kept.append(position)
+                group.rows.append(row)
         except (msgspec.DecodeError, msgspec.ValidationError):
             decode_event(topic, state)  # raises, naming the topic
             raise
-        for append in appends:
-            append(item)
-    # A resumed version skips what it had committed before it was stopped.
-    return [
-        [e for e in page if e[1] > build.position]
-        if page and page[0][1] <= build.position
-        else page
-        for build, page in zip(builds, pages, strict=True)
-    ]
+    return _assemble(builds, pages, groups)
+
+
+#: What a version gets of a page: its events, or its group's fold of them.
+_Page = list[tuple[Event, int]] | Latest
+
+
+def _assemble(
+    builds: list[_Build],
+    pages: dict[int, list[tuple[Event, int]]],
+    groups: list[_Keyed],
+) -> list[_Page]:
+    """Each version's page: its own events (by ``id`` of the build, in
+    ``pages``) or its group's :class:`Latest`."""
+    of_group: dict[int, Latest] = {}
+    for group in groups:
+        latest = group.take()
+        for build in group.builds:
+            of_group[id(build)] = latest
+    out: list[_Page] = []
+    for build in builds:
+        if id(build) in of_group:
+            out.append(of_group[id(build)])
+            continue
+        page = pages[id(build)]
+        # A resumed version skips what it had committed before it was stopped.
+        if page and page[0][1] <= build.position:
+            page = [e for e in page if e[1] > build.position]
+        out.append(page)
+    return out
 
 
 class _Feed:
@@ -342,8 +478,8 @@ class _Feed:
 
     def __init__(self, build: _Build) -> None:
         self.build = build
-        self.queue: asyncio.Queue[tuple[list[tuple[Event, int]], int] | None] = (
-            asyncio.Queue(maxsize=FEED_PAGES)
+        self.queue: asyncio.Queue[tuple[_Page, int] | None] = asyncio.Queue(
+            maxsize=FEED_PAGES
         )
         self.error: BaseException | None = None
         self.task = asyncio.create_task(self._run())
@@ -356,7 +492,7 @@ class _Feed:
                 except Exception as exc:  # raised by the pass, see check()
                     self.error = exc
 
-    async def put(self, item: tuple[list[tuple[Event, int]], int] | None) -> None:
+    async def put(self, item: tuple[_Page, int] | None) -> None:
         """Hand the writer a page and its last position (None: the end)."""
         self.check()
         await self.queue.put(item)
@@ -450,6 +586,8 @@ async def _catch_up(
         if all(build.topics is not None for build in builds):
             where += sql.SQL(" AND topic = ANY(%s)")
             params.append(sorted(set().union(*(b.topics or () for b in builds))))
+        # The positions are known here (a resumed version's: it was started).
+        groups = _keyed_groups(builds)
         routes: dict[str, _Route] = {}
         async with (
             reader.transaction(),
@@ -463,7 +601,7 @@ async def _catch_up(
                 params,
             )
             while fetched := await cur.fetchmany(batch):
-                pages = _page(fetched, builds, routes)
+                pages = _page(fetched, builds, groups, routes)
                 last = int(fetched[-1][0])
                 if feeds is None:
                     feeds = await writing()
@@ -489,67 +627,90 @@ async def _catch_up(
             progress(target, target)
 
 
-async def _switch(
-    conn: psycopg.AsyncConnection[object],
-    projection: Projection,
-    version: int,
-    schema: str,
-) -> int:
-    """Put the built version in place of the serving one, atomically."""
-    name = projection.name
+async def _switch_all(
+    conn: psycopg.AsyncConnection[object], builds: list[_Build]
+) -> dict[str, int]:
+    """Put each built version in place of the serving one, all in one
+    transaction (atomically); by name, the position each was switched in at.
+
+    The positions and serving versions are read in one query each and the
+    switch is one script: a round trip for each statement of each projection
+    was most of the switch's time.
+    """
+    names = [build.projection.name for build in builds]
     async with conn.transaction():
-        # The live runner holds this row while it applies a batch: wait for it.
+        # A live runner holds its row while it applies a batch: wait for it.
         await conn.execute(
-            "SELECT position FROM public.projection_tracking WHERE name = %s "
-            "FOR UPDATE",
-            (name,),
+            "SELECT name FROM public.projection_tracking WHERE name = ANY(%s) "
+            "ORDER BY name FOR UPDATE",
+            (names,),
         )
         cur = await conn.execute(
-            sql.SQL("SELECT position FROM {} WHERE name = %s").format(
-                sql.Identifier(schema, "projection_tracking")
+            sql.SQL(" UNION ALL ").join(
+                sql.SQL("SELECT name, position FROM {}").format(
+                    sql.Identifier(build.schema, "projection_tracking")
+                )
+                for build in builds
+            )
+        )
+        positions = {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
+        cur = await conn.execute(
+            "SELECT name, version FROM projection_versions WHERE name = ANY(%s) "
+            "AND status = 'serving'",
+            (names,),
+        )
+        serving = {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
+        await conn.execute(
+            sql.SQL("; ").join(
+                _switch_ddl(
+                    build,
+                    positions.get(build.projection.name, 0),
+                    serving.get(build.projection.name, 1),
+                )
+                for build in builds
+            )
+        )
+    return {name: positions.get(name, 0) for name in names}
+
+
+def _switch_ddl(build: _Build, position: int, old: int) -> sql.Composed:
+    """The statements that put the build's version in place of version
+    ``old`` at ``position``, then drop the old version's tables."""
+    name = sql.Literal(build.projection.name)
+    retired = version_schema(build.projection.name, old)
+    statements: list[sql.Composable] = [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(retired))
+    ]
+    for table in build.projection.tables:
+        statements += [
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier("public", table), sql.Identifier(retired)
             ),
-            (name,),
-        )
-        row = await cur.fetchone()
-        position = int(row[0]) if row else 0  # type: ignore[index]
-        old = await _serving_version(conn, name)
-        retired = version_schema(name, old)
-        await conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(retired))
-        )
-        for table in projection.tables:
-            await conn.execute(
-                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                    sql.Identifier("public", table), sql.Identifier(retired)
-                )
-            )
-            await conn.execute(
-                sql.SQL("ALTER TABLE {} SET SCHEMA public").format(
-                    sql.Identifier(schema, table)
-                )
-            )
-        await conn.execute(
-            "UPDATE public.projection_tracking SET position = %s, updated_at = now() "
-            "WHERE name = %s",
-            (position, name),
-        )
-        await conn.execute(
+            sql.SQL("ALTER TABLE {} SET SCHEMA public").format(
+                sql.Identifier(build.schema, table)
+            ),
+        ]
+    statements += [
+        sql.SQL(
+            "UPDATE public.projection_tracking SET position = {}, "
+            "updated_at = now() WHERE name = {}"
+        ).format(sql.Literal(position), name),
+        sql.SQL(
             "INSERT INTO projection_versions (name, version, schema_name, status, "
-            "switched_at) VALUES (%s, %s, 'public', 'retired', now()) "
+            "switched_at) VALUES ({}, {}, 'public', 'retired', now()) "
             "ON CONFLICT (name, version) DO UPDATE SET status = 'retired', "
-            "switched_at = now()",
-            (name, old),
-        )
-        await conn.execute(
+            "switched_at = now()"
+        ).format(name, sql.Literal(old)),
+        sql.SQL(
             "UPDATE projection_versions SET status = 'serving', schema_name = "
-            "'public', switched_at = now() WHERE name = %s AND version = %s",
-            (name, version),
-        )
-        for gone in (retired, schema):
-            await conn.execute(
-                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(gone))
-            )
-    return position
+            "'public', switched_at = now() WHERE name = {} AND version = {}"
+        ).format(name, sql.Literal(build.version)),
+        *(
+            sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(gone))
+            for gone in (retired, build.schema)
+        ),
+    ]
+    return sql.SQL("; ").join(statements)
 
 
 async def rebuild_blue_green(
@@ -593,28 +754,35 @@ async def rebuild_many(
     async with await psycopg.AsyncConnection.connect(
         database_url, autocommit=True
     ) as conn:
-        for projection in projections:
-            cur = await conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext(%s))",
-                (f"projection_rebuild:{projection.name}",),
-            )
-            row = await cur.fetchone()
-            if not (row and row[0]):
+        names = [projection.name for projection in projections]
+        cur = await conn.execute(
+            "SELECT name, "
+            "pg_try_advisory_lock(hashtext('projection_rebuild:' || name)) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS n(name, i) ORDER BY i",
+            (names,),
+        )
+        for name, locked in await cur.fetchall():
+            if not locked:
                 raise RebuildError(
-                    f"another rebuild of {projection.name!r} is running; wait for it"
+                    f"another rebuild of {name!r} is running; wait for it"
                 )
         # The versions killed rebuilds left (the locks keep them as they are).
+        cur = await conn.execute(
+            "SELECT name, version, schema_name FROM projection_versions "
+            "WHERE name = ANY(%s) AND status = 'building'",
+            (names,),
+        )
+        building = {str(r[0]): (int(r[1]), str(r[2])) for r in await cur.fetchall()}
         builds = [_Build(projection) for projection in projections]
         for build in builds:
-            building = await _building(conn, build.projection.name)
-            if building is not None:
-                build.version, build.schema = building
+            if build.projection.name in building:
+                build.version, build.schema = building[build.projection.name]
                 build.resumed = True
         resuming = any(build.resumed for build in builds)
         await conn.set_autocommit(False)
         # Every version is started in one transaction and switched in in
-        # another (each step of each projection a savepoint in it): all are
-        # switched or none, and a rebuild of many waits for one commit twice.
+        # another: all are switched or none, and a rebuild of many waits for
+        # one commit twice.
         # New versions are started while the pass reads its first page; a
         # resumed one first (the pass starts from the positions they reached).
         started = asyncio.create_task(_start_all(conn, builds))
@@ -626,14 +794,10 @@ async def rebuild_many(
             if not started.done():
                 started.cancel()
             await asyncio.gather(started, return_exceptions=True)
-        async with conn.transaction():
-            return {
-                b.projection.name: (
-                    b.version,
-                    await _switch(conn, b.projection, b.version, b.schema),
-                )
-                for b in builds
-            }
+        positions = await _switch_all(conn, builds)
+        return {
+            b.projection.name: (b.version, positions[b.projection.name]) for b in builds
+        }
 
 
 async def _event_time(

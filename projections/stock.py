@@ -6,9 +6,8 @@ from typing import ClassVar
 
 import psycopg
 
-from domain.events import Event
-from projections.base import BatchProjection, rows_json, select_rows
-from projections.inventory import STOCK_TOPICS, last_by_sku
+from projections.base import Latest, LatestProjection, rows_json, select_rows
+from projections.inventory import STOCK_TOPICS
 
 _UPSERT = (
     "INSERT INTO stock_on_hand "
@@ -24,7 +23,7 @@ _UPSERT = (
 )
 
 
-class StockOnHandProjection(BatchProjection):
+class StockOnHandProjection(LatestProjection):
     """Table ``stock_on_hand``: one row per SKU with its on-hand quantity.
 
     It folds every stock item event (each records on hand after it); the
@@ -35,23 +34,22 @@ class StockOnHandProjection(BatchProjection):
 
     name: ClassVar[str] = "stock_on_hand"
     topics: ClassVar[tuple[str, ...]] = STOCK_TOPICS
+    key: ClassVar[str] = "sku"
 
-    async def apply_batch(
-        self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
+    async def apply_latest(
+        self, cur: psycopg.AsyncCursor[object], latest: Latest
     ) -> None:
-        """Keep each SKU's last event and its count, then upsert each SKU once."""
-        last, counts = last_by_sku(events)
+        """Upsert each SKU once, from its last event."""
         rows = [
             (
                 sku,
                 event.originator_id,
-                event.on_hand,
+                event.on_hand,  # type: ignore[attr-defined]
                 event.originator_version,
                 position,
                 event.occurred_at,
-                counts[sku],
+                latest.counts[sku],
             )
-            for sku, (event, position) in last.items()
+            for sku, (event, position) in latest.last.items()
         ]
-        if rows:
-            await cur.execute(_UPSERT, (rows_json(rows),))
+        await cur.execute(_UPSERT, (rows_json(rows),))

@@ -328,11 +328,11 @@ class _FailingStockOnHand(StockOnHandProjection):
     def __init__(self) -> None:
         self.pages = 0
 
-    async def apply_batch(self, cur: Any, events: Any) -> None:
+    async def apply_latest(self, cur: Any, latest: Any) -> None:
         self.pages += 1
         if self.pages == 3:
             raise RuntimeError("page 3 refused")
-        await super().apply_batch(cur, events)
+        await super().apply_latest(cur, latest)
 
 
 async def test_a_version_that_fails_stops_the_pass_and_nothing_is_switched(

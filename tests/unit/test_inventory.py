@@ -512,30 +512,3 @@ def test_order_and_reservation_commands_are_idempotent(
 
 def test_stock_item_id_is_derived_from_the_sku() -> None:
     assert given(TEN).id == stock_item_id("A")
-
-
-def test_a_view_keeps_each_skus_last_event_and_counts_them_all() -> None:
-    from domain import order
-    from projections.inventory import last_by_sku
-
-    a = decide(None, ReceiveStock(sku="A", quantity=10), ctx())
-    a += decide(
-        project(mutate, None, a), AdjustStock(sku="A", delta=2, reason="count"), ctx()
-    )
-    b = decide(None, ReceiveStock(sku="B", quantity=1), ctx())
-    events = [(event, n) for n, event in enumerate([a[0], b[0], a[1]], start=1)]
-    last, counts = last_by_sku(events)
-    assert {sku: (type(e).__name__, p, e.on_hand) for sku, (e, p) in last.items()} == {
-        "A": ("StockAdjusted", 3, 12),
-        "B": ("StockReceived", 2, 1),
-    }
-    assert counts == {"A": 2, "B": 1}
-    placed = order.decide(
-        None,
-        order.PlaceOrder(
-            platform="wechat_shop", platform_order_id="1", shop_id="s", lines=()
-        ),
-        ctx(),
-    )
-    with pytest.raises(TypeError, match="OrderPlaced is not a stock item event"):
-        last_by_sku([*events, (placed[0], 4)])
