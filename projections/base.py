@@ -131,25 +131,33 @@ class Projection(ABC):
             await self.apply(cur, event, position)
 
 
-async def apply_tracked(
+async def apply_events(
     cur: psycopg.AsyncCursor[object],
     projection: Projection,
     events: list[tuple[Event, int]] | Latest,
-    last: int,
 ) -> None:
     """Apply ``events`` (or a batch already folded for a
-    :class:`LatestProjection`) and move the projection's tracked position to
-    ``last``.
-
-    Both go through ``cur``, so they commit (or roll back) in the caller's one
-    transaction: the position never moves without the rows, nor the rows
-    without the position.
-    """
+    :class:`LatestProjection`) to the projection's tables."""
     if isinstance(events, Latest):
         if events:
             await typing.cast("LatestProjection", projection).apply_latest(cur, events)
     elif events:
         await projection.apply_batch(cur, events)
+
+
+async def apply_tracked(
+    cur: psycopg.AsyncCursor[object],
+    projection: Projection,
+    events: list[tuple[Event, int]],
+    last: int,
+) -> None:
+    """Apply ``events`` and move the projection's tracked position to ``last``.
+
+    Both go through ``cur``, so they commit (or roll back) in the caller's one
+    transaction: the position never moves without the rows, nor the rows
+    without the position.
+    """
+    await apply_events(cur, projection, events)
     await cur.execute(
         "UPDATE projection_tracking SET position = %s, updated_at = now() "
         "WHERE name = %s",

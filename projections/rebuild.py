@@ -3,13 +3,12 @@ log beside the serving one, then switched in atomically.
 
 The serving version's tables are the ones readers use, in schema ``public``.
 A rebuild creates schema ``proj_<name>_v<N>`` holding an empty copy of each
-table (``LIKE ... INCLUDING ALL``) and a ``projection_tracking`` table of its
-own, and feeds it the log through a :class:`projections.base.ProjectionRunner`
-whose connection's ``search_path`` puts that schema first: the projection's
-own SQL, which names its tables unqualified, writes the new version while the
-old one keeps serving. Each batch and the version's position commit together,
-so a rebuild killed at any point resumes where it stopped (the version's row
-in ``projection_versions`` says which schema to go on with).
+table (``LIKE ... INCLUDING ALL``) and feeds it the log on a connection whose
+``search_path`` puts that schema first: the projection's own SQL, which names
+its tables unqualified, writes the new version while the old one keeps
+serving. Each page and the version's position (its row in
+``projection_versions``) commit together, so a rebuild killed at any point
+resumes where it stopped (that row also says which schema to go on with).
 
 The switch is one transaction: it locks the serving version's tracking row
 (so the live runner, if any, is between batches), moves the old tables out
@@ -46,7 +45,7 @@ from eventlog.codec import (
     topic_decoder,
 )
 from eventlog.log import log_head, stored_topics
-from projections.base import Latest, LatestProjection, Projection, apply_tracked
+from projections.base import Latest, LatestProjection, Projection, apply_events
 
 #: Called with (position reached, position to reach) as a rebuild goes on.
 Progress = Callable[[int, int], None]
@@ -173,21 +172,23 @@ async def _serving_version(conn: psycopg.AsyncConnection[object], name: str) -> 
 
 async def _building(
     conn: psycopg.AsyncConnection[object], name: str
-) -> tuple[int, str] | None:
+) -> tuple[int, str, int] | None:
+    """The version of ``name`` being built, if any: its number, schema and
+    position."""
     cur = await conn.execute(
-        "SELECT version, schema_name FROM projection_versions WHERE name = %s "
-        "AND status = 'building'",
+        "SELECT version, schema_name, position FROM projection_versions "
+        "WHERE name = %s AND status = 'building'",
         (name,),
     )
     row = await cur.fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))  # type: ignore[index]
+    return None if row is None else (int(row[0]), str(row[1]), int(row[2]))  # type: ignore[index]
 
 
 async def _start_all(
     conn: psycopg.AsyncConnection[object], builds: list[_Build]
 ) -> None:
-    """Start every version not resumed (its schema, empty tables and
-    tracking), in one transaction.
+    """Start every version not resumed (its schema, empty tables and row in
+    ``projection_versions``), in one transaction.
 
     The tables of all versions are made by one script in one round trip: the
     pass decodes its first page meanwhile, and a statement at a time would
@@ -220,7 +221,8 @@ async def _start_all(
 
 def _version_ddl(build: _Build) -> sql.Composed:
     """The statements that make a new version of the build's projection: its
-    schema, empty tables and tracking, and its row in ``projection_versions``."""
+    schema and empty tables, and its row in ``projection_versions`` (which
+    keeps its position)."""
     name, schema = sql.Literal(build.projection.name), sql.Identifier(build.schema)
     statements = [
         sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema),
@@ -229,10 +231,7 @@ def _version_ddl(build: _Build) -> sql.Composed:
             sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
                 sql.Identifier(build.schema, table), sql.Identifier("public", table)
             )
-            for table in (*build.projection.tables, "projection_tracking")
-        ),
-        sql.SQL("INSERT INTO {} (name) VALUES ({})").format(
-            sql.Identifier(build.schema, "projection_tracking"), name
+            for table in build.projection.tables
         ),
         sql.SQL(
             "INSERT INTO projection_versions (name, version, schema_name, status) "
@@ -273,19 +272,11 @@ async def _connect(database_url: str) -> psycopg.AsyncConnection[Any]:
 
 async def _prepare(build: _Build, conn: psycopg.AsyncConnection[Any]) -> None:
     """Give the build its connection, pointed at its version's tables
-    (unqualified table names are the version's), and read the position a
-    resumed version reached."""
+    (unqualified table names are the version's)."""
     build.conn = conn
     await conn.execute(
         "SELECT set_config('search_path', %s, false)", (f"{build.schema},public",)
     )
-    if build.resumed:
-        cur = await conn.execute(
-            "SELECT position FROM projection_tracking WHERE name = %s",
-            (build.projection.name,),
-        )
-        row = await cur.fetchone()
-        build.position = int(row[0]) if row else 0
     await conn.commit()
 
 
@@ -296,7 +287,12 @@ async def _write(build: _Build, events: _Page, last: int) -> None:
     if conn is None or last <= build.position:
         return
     async with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
-        await apply_tracked(cur, build.projection, events, last)
+        await apply_events(cur, build.projection, events)
+        await cur.execute(
+            "UPDATE public.projection_versions SET position = %s "
+            "WHERE name = %s AND version = %s",
+            (last, build.projection.name, build.version),
+        )
     build.position = last
 
 
@@ -559,9 +555,8 @@ async def _catch_up(
     events it reads in one transaction. Each version writes its pages on a
     connection of its own, in order, while the pass reads and decodes on: a
     slow version holds the others back only when its queue is full. The
-    versions' tables may still be being made (``started``; done already when a
-    version resumes) while the pass reads and decodes its first page: the
-    writers begin once they exist.
+    versions' tables may still be being made (``started``) while the pass reads
+    and decodes its first page: the writers begin once they exist.
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
@@ -586,7 +581,6 @@ async def _catch_up(
         if all(build.topics is not None for build in builds):
             where += sql.SQL(" AND topic = ANY(%s)")
             params.append(sorted(set().union(*(b.topics or () for b in builds))))
-        # The positions are known here (a resumed version's: it was started).
         groups = _keyed_groups(builds)
         routes: dict[str, _Route] = {}
         async with (
@@ -646,12 +640,9 @@ async def _switch_all(
             (names,),
         )
         cur = await conn.execute(
-            sql.SQL(" UNION ALL ").join(
-                sql.SQL("SELECT name, position FROM {}").format(
-                    sql.Identifier(build.schema, "projection_tracking")
-                )
-                for build in builds
-            )
+            "SELECT name, position FROM projection_versions WHERE name = ANY(%s) "
+            "AND status = 'building'",
+            (names,),
         )
         positions = {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
         cur = await conn.execute(
@@ -768,27 +759,26 @@ async def rebuild_many(
                 )
         # The versions killed rebuilds left (the locks keep them as they are).
         cur = await conn.execute(
-            "SELECT name, version, schema_name FROM projection_versions "
+            "SELECT name, version, schema_name, position FROM projection_versions "
             "WHERE name = ANY(%s) AND status = 'building'",
             (names,),
         )
-        building = {str(r[0]): (int(r[1]), str(r[2])) for r in await cur.fetchall()}
+        building = {str(r[0]): r[1:] for r in await cur.fetchall()}
         builds = [_Build(projection) for projection in projections]
         for build in builds:
             if build.projection.name in building:
-                build.version, build.schema = building[build.projection.name]
+                version, schema, position = building[build.projection.name]
+                build.version, build.schema = int(version), str(schema)
+                build.position = int(position)
                 build.resumed = True
-        resuming = any(build.resumed for build in builds)
         await conn.set_autocommit(False)
         # Every version is started in one transaction and switched in in
         # another: all are switched or none, and a rebuild of many waits for
         # one commit twice.
-        # New versions are started while the pass reads its first page; a
-        # resumed one first (the pass starts from the positions they reached).
+        # New versions are started while the pass reads its first page (it
+        # starts from the positions the resumed ones reached, read above).
         started = asyncio.create_task(_start_all(conn, builds))
         try:
-            if resuming:
-                await started
             await _catch_up(database_url, builds, started, batch, progress)
         finally:
             if not started.done():
@@ -838,16 +828,7 @@ async def list_versions(
                 if then is not None:
                     seconds = max((head_time - then).total_seconds(), 0.0)
             building = await _building(conn, projection.name)
-            building_position = None
-            if building is not None:
-                cur = await conn.execute(
-                    sql.SQL("SELECT position FROM {} WHERE name = %s").format(
-                        sql.Identifier(building[1], "projection_tracking")
-                    ),
-                    (projection.name,),
-                )
-                built = await cur.fetchone()
-                building_position = int(built[0]) if built else 0
+            building_position = None if building is None else building[2]
             infos.append(
                 VersionInfo(
                     name=projection.name,

@@ -19,6 +19,7 @@ import pytest
 from domain import order, stock
 from eventlog.log import log_head
 from hub.bootstrap import bootstrap
+from hub.infra.migrate import bundled_migrations, migrate
 from hub.service.hub import Hub
 from projections.base import rebuild
 from projections.inventory import InventoryProjection
@@ -29,7 +30,6 @@ from projections.rebuild import (
     rebuild_blue_green,
     rebuild_many,
     uncopyable,
-    version_schema,
 )
 from projections.stock import StockOnHandProjection
 from tests.conftest import wait_until
@@ -79,13 +79,13 @@ async def _rows(database_url: str) -> list[tuple[Any, ...]]:
 
 
 async def _building_position(database_url: str) -> int:
-    table = f"{version_schema(NAME, 2)}.projection_tracking"
-    try:
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            cur = await conn.execute(f"SELECT position FROM {table}")
-            row = await cur.fetchone()
-    except psycopg.errors.UndefinedTable:
-        return 0
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT position FROM projection_versions WHERE name = %s "
+            "AND status = 'building'",
+            (NAME,),
+        )
+        row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
@@ -359,3 +359,36 @@ async def test_a_version_that_fails_stops_the_pass_and_nothing_is_switched(
         NAME: 2,
     }
     assert len(await _rows(hub.database_url)) == SKUS
+
+
+def test_a_version_the_previous_release_left_keeps_its_position(
+    database_url: str,
+) -> None:
+    """Migration 0026 moves a version's position from the version's own
+    ``projection_tracking`` table (how the previous release kept it) into its
+    row of ``projection_versions``: a resumed rebuild goes on from there, not
+    from zero (which would apply the events before it twice)."""
+    before = [m for m in bundled_migrations() if m.name < "0026"]
+    migrate(database_url, before)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE SCHEMA proj_inventory_v2")
+        conn.execute(
+            "CREATE TABLE proj_inventory_v2.projection_tracking "
+            "(LIKE public.projection_tracking INCLUDING ALL)"
+        )
+        conn.execute(
+            "INSERT INTO proj_inventory_v2.projection_tracking (name, position) "
+            "VALUES ('inventory', 4321)"
+        )
+        conn.execute(
+            "INSERT INTO projection_versions (name, version, schema_name, status) "
+            "VALUES ('inventory', 2, 'proj_inventory_v2', 'building'), "
+            "('orders', 2, 'proj_orders_v2', 'building')"
+        )
+    assert "0026_version_positions.sql" in migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT name, position FROM projection_versions ORDER BY name"
+        ).fetchall()
+    # A version without the table (none was made, or it was lost) starts at 0.
+    assert rows == [("inventory", 4321), ("orders", 0)]
