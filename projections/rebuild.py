@@ -171,17 +171,19 @@ async def _serving_version(conn: psycopg.AsyncConnection[object], name: str) -> 
 
 
 async def _building(
-    conn: psycopg.AsyncConnection[object], name: str
-) -> tuple[int, str, int] | None:
-    """The version of ``name`` being built, if any: its number, schema and
-    position."""
+    conn: psycopg.AsyncConnection[object], names: Sequence[str]
+) -> dict[str, tuple[int, str, int]]:
+    """The versions of the projections ``names`` being built, by name: each
+    one's number, schema and position."""
     cur = await conn.execute(
-        "SELECT version, schema_name, position FROM projection_versions "
-        "WHERE name = %s AND status = 'building'",
-        (name,),
+        "SELECT name, version, schema_name, position FROM projection_versions "
+        "WHERE name = ANY(%s) AND status = 'building'",
+        (list(names),),
     )
-    row = await cur.fetchone()
-    return None if row is None else (int(row[0]), str(row[1]), int(row[2]))  # type: ignore[index]
+    return {
+        str(r[0]): (int(r[1]), str(r[2]), int(r[3]))  # type: ignore[index]
+        for r in await cur.fetchall()
+    }
 
 
 async def _start_all(
@@ -214,7 +216,7 @@ async def _start_all(
         latest = {str(r[0]): int(r[1]) for r in await cur.fetchall()}  # type: ignore[index]
         for build in new:
             name = build.projection.name
-            build.version = max(latest.get(name, 1), 1) + 1
+            build.version = latest.get(name, 1) + 1
             build.schema = version_schema(name, build.version)
         await conn.execute(sql.SQL("; ").join(_version_ddl(build) for build in new))
 
@@ -758,18 +760,13 @@ async def rebuild_many(
                     f"another rebuild of {name!r} is running; wait for it"
                 )
         # The versions killed rebuilds left (the locks keep them as they are).
-        cur = await conn.execute(
-            "SELECT name, version, schema_name, position FROM projection_versions "
-            "WHERE name = ANY(%s) AND status = 'building'",
-            (names,),
-        )
-        building = {str(r[0]): r[1:] for r in await cur.fetchall()}
+        building = await _building(conn, names)
         builds = [_Build(projection) for projection in projections]
         for build in builds:
             if build.projection.name in building:
-                version, schema, position = building[build.projection.name]
-                build.version, build.schema = int(version), str(schema)
-                build.position = int(position)
+                build.version, build.schema, build.position = building[
+                    build.projection.name
+                ]
                 build.resumed = True
         await conn.set_autocommit(False)
         # Every version is started in one transaction and switched in in
@@ -815,6 +812,7 @@ async def list_versions(
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         head = await log_head(conn)
         head_time = await _event_time(conn, head)
+        versions = await _building(conn, [p.name for p in projections])
         for projection in projections:
             cur = await conn.execute(
                 "SELECT position FROM projection_tracking WHERE name = %s",
@@ -827,8 +825,7 @@ async def list_versions(
                 then = await _event_time(conn, position + 1)
                 if then is not None:
                     seconds = max((head_time - then).total_seconds(), 0.0)
-            building = await _building(conn, projection.name)
-            building_position = None if building is None else building[2]
+            building = versions.get(projection.name)
             infos.append(
                 VersionInfo(
                     name=projection.name,
@@ -837,7 +834,7 @@ async def list_versions(
                     events_behind=head - position,
                     seconds_behind=seconds,
                     building=None if building is None else building[0],
-                    building_position=building_position,
+                    building_position=None if building is None else building[2],
                 )
             )
     return infos
