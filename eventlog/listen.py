@@ -114,4 +114,5 @@ async def wait_listening(listener: LogListener) -> None:
     commit right after a runner's first read is not missed until its next
     safety look."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(listener.listening.wait(), NOTIFY_SAFETY_S)
+        async with asyncio.timeout(NOTIFY_SAFETY_S):
+            await listener.listening.wait()

@@ -360,8 +360,11 @@ class ProjectionRunner:
                         while await self.step(conn) and self._more:
                             pass
                     notified = False
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                    # loses a cancellation that comes as the wake does.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), NOTIFY_SAFETY_S)
+                        async with asyncio.timeout(NOTIFY_SAFETY_S):
+                            await wake.wait()
                         notified = True
                     if notified and self.linger:
                         await asyncio.sleep(self.linger)

@@ -181,7 +181,8 @@ class Crowd:
             if wait > 0:
                 # Pacing: wait for the slot, unless the crowd is stopped first.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._over.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._over.wait()
             else:
                 # Behind the pace: a refusal awaits nothing, so let the loop
                 # serve the hub's calls between orders.

@@ -151,7 +151,10 @@ class _Acks:
         while self.acked <= acked and self.failure is None:
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                # Not asyncio.wait_for: on Python 3.11 it loses a cancellation
+                # that comes in the same turn as the ack.
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
             except TimeoutError:
                 self.failure = f"no ack within {timeout:.0f} s"
         return self.failure is None

@@ -1,0 +1,34 @@
+"""A task waiting with a deadline stops when it is cancelled, even when what it
+waited for comes in the same turn of the event loop.
+
+Python 3.11's ``asyncio.wait_for`` returns the result then and loses the
+cancellation (fixed in 3.12): a relay stopped while JetStream's acks were
+arriving went on publishing, and ``Hub.stop`` waited for it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hub.infra.relay import _Acks
+
+
+async def test_a_relay_waiting_for_an_ack_stops_when_cancelled_as_the_ack_comes() -> (
+    None
+):
+    acks = _Acks()
+    waiting = asyncio.create_task(acks.wait_beyond(0, timeout=30))
+    await asyncio.sleep(0)  # it waits for an ack past sequence 0
+    acks.acked = 1
+    acks._changed.set()  # the ack comes (as on_ack records it) ...
+    waiting.cancel()  # ... in the same turn as the relay is stopped
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_a_wait_for_an_ack_still_times_out() -> None:
+    acks = _Acks()
+    assert not await acks.wait_beyond(0, timeout=0.01)
+    assert acks.failure == "no ack within 0 s"
