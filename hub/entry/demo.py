@@ -577,7 +577,10 @@ class Demo:
             )
             self.received[product.sku] = units
             self.console.note(f"{product.sku}: {units} units, alert at ≤ {low}")
-        now = self.clock.now()
+        # The session starts on a whole second: Douyin stamps an order's
+        # creation to the second, so an order of the session's first second
+        # would otherwise read as placed before it (and count outside it).
+        now = self.clock.now().replace(microsecond=0)
         for shop in scenario.SHOPS:
             binding = {
                 "channel_account": scenario.CHANNEL_ACCOUNT,
