@@ -18,7 +18,6 @@ every runner, since what was committed meanwhile notified nobody.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import psycopg
@@ -26,6 +25,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE
 from eventlog.log import NOTIFY_SAFETY_S
+from eventlog.supervision import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,4 @@ async def wait_listening(listener: LogListener) -> None:
     """Wait (at most :data:`NOTIFY_SAFETY_S`) until ``listener`` listens, so a
     commit right after a runner's first read is not missed until its next
     safety look."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(NOTIFY_SAFETY_S):
-            await listener.listening.wait()
+    await wait_set(listener.listening, NOTIFY_SAFETY_S)

@@ -33,6 +33,22 @@ MAX_DELAY_S = 10.0
 HEALTHY_AFTER_S = 30.0
 
 
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for ``event``; whether it was set.
+
+    Through :func:`asyncio.timeout`, not :func:`asyncio.wait_for`: on Python
+    3.11 ``wait_for`` returns the result and loses a cancellation that comes in
+    the same turn as the event (fixed in 3.12), and a task stopped then would
+    go on.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 @dataclass
 class TaskHealth:
     """The state of one supervised task.

@@ -29,7 +29,7 @@ from domain.events import Event
 from eventlog.codec import decode_event
 from eventlog.listen import listener_for, wait_listening
 from eventlog.log import NOTIFY_SAFETY_S, log_head, read_log, stored_topics
-from eventlog.supervision import Supervisor, default_supervisor
+from eventlog.supervision import Supervisor, default_supervisor, wait_set
 
 log = logging.getLogger(__name__)
 
@@ -359,13 +359,7 @@ class ProjectionRunner:
                         # head it saw; what was committed since has set wake.
                         while await self.step(conn) and self._more:
                             pass
-                    notified = False
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for
-                    # loses a cancellation that comes as the wake does.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(NOTIFY_SAFETY_S):
-                            await wake.wait()
-                        notified = True
+                    notified = await wait_set(wake, NOTIFY_SAFETY_S)
                     if notified and self.linger:
                         await asyncio.sleep(self.linger)
         finally:

@@ -41,7 +41,7 @@ from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.log import NOTIFY_SAFETY_S, read_log
-from eventlog.supervision import Supervisor, default_supervisor
+from eventlog.supervision import Supervisor, default_supervisor, wait_set
 from hub.infra.runtime import cancel_and_wait
 from hub.infra.settings import nats_servers
 from hub.messages import H_POSITION, STREAM, SUBJECT_PREFIX, headers_for, subject_for
@@ -150,12 +150,7 @@ class _Acks:
         """Wait until acks pass ``acked``; False (and a failure) on timeout."""
         while self.acked <= acked and self.failure is None:
             self._changed.clear()
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it loses a cancellation
-                # that comes in the same turn as the ack.
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait()
-            except TimeoutError:
+            if not await wait_set(self._changed, timeout):
                 self.failure = f"no ack within {timeout:.0f} s"
         return self.failure is None
 
