@@ -114,15 +114,28 @@ async def rig(
         await hub.stop()
 
 
+async def _everywhere(rig: Rig) -> None:
+    """Wait until every shop holds the product and the hub recorded each write.
+
+    The shop holds the product as soon as the platform answers; the hub
+    records the write (ProductSynced) a moment later.
+    """
+
+    async def written_and_recorded() -> bool:
+        if not all(len(titles) == 1 for titles in (await rig.titles()).values()):
+            return False
+        product = await read_product(rig.hub.database_url, "LIP-1")
+        return len(product.synced) == len(PLATFORMS)
+
+    await wait_until(written_and_recorded, timeout=60)
+
+
 async def _define(rig: Rig) -> None:
     reply = await rig.hub.handle("product.define", encode(PRODUCT))
     assert reply.ok, reply.error
     assert reply.events == ["ProductDefined"]
 
-    async def everywhere() -> bool:
-        return all(len(titles) == 1 for titles in (await rig.titles()).values())
-
-    await wait_until(everywhere, timeout=60)
+    await _everywhere(rig)
 
 
 async def test_a_defined_product_appears_on_every_bound_shop_in_its_shape(
@@ -228,10 +241,7 @@ async def test_a_write_left_unrecorded_by_a_stop_is_repeated_once_on_restart(
     # again under the same request id: applied once.
     await rig.catalog.start()
 
-    async def everywhere() -> bool:
-        return all(len(titles) == 1 for titles in (await rig.titles()).values())
-
-    await wait_until(everywhere, timeout=60)
+    await _everywhere(rig)
     await rig.catalog.runner.wait_for(await _head(rig))
     product = await read_product(rig.hub.database_url, "LIP-1")
     assert product.platform_product_id("youzan", SHOPS["youzan"]) == first_id
