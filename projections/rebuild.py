@@ -542,6 +542,39 @@ async def _open_all(
     return typing.cast("list[psycopg.AsyncConnection[Any]]", opened)
 
 
+async def _open_reader(
+    stack: contextlib.AsyncExitStack, database_url: str
+) -> psycopg.Connection[Any]:
+    """The pass's reading connection, closed when ``stack`` closes.
+
+    It is a blocking connection: each page is fetched in a thread (the
+    connection waits for the server without the interpreter's lock) while the
+    event loop decodes and writes the previous one.
+    """
+    conn: psycopg.Connection[Any] = await asyncio.to_thread(
+        psycopg.connect, database_url
+    )
+    stack.callback(conn.close)
+    return conn
+
+
+def _head(conn: psycopg.Connection[Any]) -> int:
+    """Position of the newest event in the log (0 if empty)."""
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(EVENTS_TABLE)
+        )
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fetch(
+    cur: psycopg.ServerCursor[Any], batch: int
+) -> asyncio.Future[list[tuple[int, str, bytes]]]:
+    """The next page of ``cur``, read in a thread."""
+    return asyncio.ensure_future(asyncio.to_thread(cur.fetchmany, batch))
+
+
 async def _catch_up(
     database_url: str,
     builds: list[_Build],
@@ -554,7 +587,8 @@ async def _catch_up(
 
     Only the topics some version reads leave the database; each row is decoded
     once, whatever number of versions read it, and each version gets the page's
-    events it reads in one transaction. Each version writes its pages on a
+    events it reads in one transaction. The next page is fetched (in a thread,
+    :func:`_open_reader`) while the event loop decodes this one. Each version writes its pages on a
     connection of its own, in order, while the pass reads and decodes on: a
     slow version holds the others back only when its queue is full. The
     versions' tables may still be being made (``started``) while the pass reads
@@ -562,7 +596,10 @@ async def _catch_up(
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
-        *writers, reader = await _open_all(stack, database_url, len(builds) + 1)
+        writers, reader = await asyncio.gather(
+            _open_all(stack, database_url, len(builds)),
+            _open_reader(stack, database_url),
+        )
 
         async def writing() -> list[_Feed]:
             """Each version's writer, once its tables exist."""
@@ -575,7 +612,7 @@ async def _catch_up(
             return feeds
 
         feeds = await writing() if started.done() else None
-        target = await log_head(reader)
+        target = await asyncio.to_thread(_head, reader)
         where: sql.Composable = sql.SQL(
             "notification_id > %s AND notification_id <= %s"
         )
@@ -585,31 +622,40 @@ async def _catch_up(
             params.append(sorted(set().union(*(b.topics or () for b in builds))))
         groups = _keyed_groups(builds)
         routes: dict[str, _Route] = {}
-        async with (
+        with (
             reader.transaction(),
             reader.cursor(name="rebuild", binary=True) as cur,
         ):
-            await cur.execute(
+            await asyncio.to_thread(
+                cur.execute,
                 sql.SQL(
                     "SELECT notification_id, topic, state FROM {} WHERE {} "
                     "ORDER BY notification_id"
                 ).format(sql.Identifier(EVENTS_TABLE), where),
                 params,
             )
-            while fetched := await cur.fetchmany(batch):
-                pages = _page(fetched, builds, groups, routes)
-                last = int(fetched[-1][0])
-                if feeds is None:
-                    feeds = await writing()
-                for feed, page in zip(feeds, pages, strict=True):
-                    if page:
-                        await feed.put((page, last))
-                if progress is not None:
-                    progress(last, target)
-                # Free the page before the next is read: the last one would
-                # still be alive when the collector resumes, and it would walk
-                # all of its objects once (a tenth of a second per page).
-                del pages
+            ahead = _fetch(cur, batch)
+            try:
+                while fetched := await ahead:
+                    # The next page is read while this one is decoded and written.
+                    ahead = _fetch(cur, batch)
+                    pages = _page(fetched, builds, groups, routes)
+                    last = int(fetched[-1][0])
+                    if feeds is None:
+                        feeds = await writing()
+                    for feed, page in zip(feeds, pages, strict=True):
+                        if page:
+                            await feed.put((page, last))
+                    if progress is not None:
+                        progress(last, target)
+                    # Free the page before waiting for the next: the last one
+                    # would still be alive when the collector resumes, and it
+                    # would walk all of its objects once (a tenth of a second
+                    # per page).
+                    del pages
+            finally:
+                # The connection is the thread's until its fetch ends.
+                await asyncio.gather(ahead, return_exceptions=True)
         if feeds is None:
             feeds = await writing()
         for feed in feeds:
