@@ -57,13 +57,15 @@ async def read_log(
     return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[index]
 
 
+#: The position of the newest event in the log (0 if empty), as one row.
+HEAD_QUERY = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+    sql.Identifier(EVENTS_TABLE)
+)
+
+
 async def log_head(conn: psycopg.AsyncConnection[object]) -> int:
     """Position of the newest event in the log (0 if empty)."""
-    cur = await conn.execute(
-        sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-            sql.Identifier(EVENTS_TABLE)
-        )
-    )
+    cur = await conn.execute(HEAD_QUERY)
     row = await cur.fetchone()
     return int(row[0]) if row else 0  # type: ignore[index]
 

@@ -44,7 +44,7 @@ from eventlog.codec import (
     parse_topic,
     topic_decoder,
 )
-from eventlog.log import log_head, stored_topics
+from eventlog.log import HEAD_QUERY, log_head, stored_topics
 from projections.base import Latest, LatestProjection, Projection, apply_events
 
 #: Called with (position reached, position to reach) as a rebuild goes on.
@@ -560,11 +560,7 @@ async def _open_reader(
 
 def _head(conn: psycopg.Connection[Any]) -> int:
     """Position of the newest event in the log (0 if empty)."""
-    row = conn.execute(
-        sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-            sql.Identifier(EVENTS_TABLE)
-        )
-    ).fetchone()
+    row = conn.execute(HEAD_QUERY).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -587,10 +583,11 @@ async def _catch_up(
 
     Only the topics some version reads leave the database; each row is decoded
     once, whatever number of versions read it, and each version gets the page's
-    events it reads in one transaction. The next page is fetched (in a thread,
-    :func:`_open_reader`) while the event loop decodes this one. Each version writes its pages on a
-    connection of its own, in order, while the pass reads and decodes on: a
-    slow version holds the others back only when its queue is full. The
+    events it reads in one transaction. The next page is fetched (in a
+    thread, :func:`_open_reader`) while the event loop decodes this one. Each
+    version writes its pages on a connection of its own, in order, while the
+    pass reads and decodes on: a slow version holds the others back only when
+    its queue is full. The
     versions' tables may still be being made (``started``) while the pass reads
     and decodes its first page: the writers begin once they exist.
     """

@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 from psycopg import sql
 
 from eventlog.codec import EVENTS_TABLE, decode_event
+from eventlog.log import log_head
 from hub.entry.health import TaskReport, decode_health
 from hub.infra.relay import stream_position
 from hub.infra.settings import nats_servers
@@ -139,13 +140,7 @@ async def read_status(
     tasks, health = await read_health(health_url) if health_url else ([], "")
     consumers: list[tuple[str, int]] = []
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(
-            sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-                sql.Identifier(EVENTS_TABLE)
-            )
-        )
-        row = await cur.fetchone()
-        head = int(row[0]) if row else 0
+        head = await log_head(conn)
         cur = await conn.execute(
             "SELECT name, position FROM projection_tracking ORDER BY name"
         )
