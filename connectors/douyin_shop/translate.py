@@ -41,6 +41,7 @@ STATUS: Mapping[int, OrderStatus] = {
     5: "completed",  # 已完成
 }
 
+
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from a shop order of searchList or orderDetail.
 

@@ -40,6 +40,7 @@ STATUS: Mapping[int, OrderStatus] = {
     80: "cancelled",  # 订单失败 (cancelled orders end here)
 }
 
+
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from an element of ``orderList`` or a detail.
 

@@ -41,6 +41,7 @@ STATUS: Mapping[int, OrderStatus] = {
     250: "cancelled",  # 未付款用户主动取消或超时未付款订单自动取消
 }
 
+
 def order_from_payload(shop_id: str, order: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from the ``order`` object of order/get.
 

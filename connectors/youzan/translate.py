@@ -43,6 +43,7 @@ STATUS: Mapping[str, OrderStatus] = {
     "TRADE_CLOSED": "cancelled",
 }
 
+
 def order_from_payload(shop_id: str, trade: Mapping[str, Any]) -> PlatformOrder:
     """A :class:`PlatformOrder` from a ``full_order_info`` object.
 

@@ -26,4 +26,3 @@ def test_every_registered_event_folds_into_an_aggregate_kind() -> None:
         and not any(kind.folds(cls) for kind in KINDS)
     )
     assert unfolded == [], "events no aggregate kind folds"
-

@@ -441,7 +441,9 @@ def run(
         before = state.available
         for event in events:
             assert event.originator_version == state.version + 1
-            state = mutate(event, state)
+            folded = mutate(event, state)
+            assert folded is not None
+            state = folded
             assert lv(event) == lv(state)
         log.extend(events)
         history.append((command, before, state.available))

@@ -216,9 +216,7 @@ async def test_a_slow_read_of_one_order_holds_up_no_other_push() -> None:
     assert platform.singles == ["B", "A"]
 
 
-async def test_orders_waiting_together_are_read_each_alone_while_the_budget_is_spare() -> (
-    None
-):
+async def test_orders_waiting_together_are_read_alone_while_budget_is_spare() -> None:
     # Given a shop whose bucket (burst 10) has 8 calls now: room for two reads
     # and the stock writes' reserve with half the bucket left (2 + 1 + 5), not
     # for three.
