@@ -361,6 +361,39 @@ async def test_a_version_that_fails_stops_the_pass_and_nothing_is_switched(
     assert len(await _rows(hub.database_url)) == SKUS
 
 
+async def test_a_rebuild_cancelled_while_it_reads_stops_and_resumes_equal(
+    hub: Hub,
+) -> None:
+    # The pass fetches the next page in a thread while it decodes this one:
+    # cancelled then, it waits for that fetch, lets go of the connection and
+    # stops; the version stays being built and a second run finishes it.
+    head = await _load(hub, rounds=10)
+    await hub.projection(NAME).wait_for(head)
+    served = await _rows(hub.database_url)
+    paged = asyncio.Event()
+
+    def progress(position: int, target: int) -> None:
+        if position < target:
+            paged.set()
+
+    task = asyncio.create_task(
+        rebuild_many(
+            hub.database_url, [StockOnHandProjection()], batch=20, progress=progress
+        )
+    )
+    async with asyncio.timeout(60):
+        await paged.wait()
+    task.cancel()
+    async with asyncio.timeout(60):  # it stops; it does not wait forever
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (info,) = await list_versions(hub.database_url, [StockOnHandProjection()])
+    assert (info.version, info.building) == (1, 2)
+    done = await rebuild_many(hub.database_url, [StockOnHandProjection()], batch=20)
+    assert done[NAME] == (2, head)
+    assert await _rows(hub.database_url) == served
+
+
 def test_a_version_the_previous_release_left_keeps_its_position(
     database_url: str,
 ) -> None:
