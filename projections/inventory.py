@@ -8,7 +8,6 @@ events and are carried over from the stored row.
 
 from __future__ import annotations
 
-import typing
 from datetime import datetime
 from typing import ClassVar, cast
 
@@ -26,7 +25,6 @@ from projections.base import (
     topics_of,
 )
 
-_STOCK_CLASSES: frozenset[type[Event]] = frozenset(typing.get_args(stock.StockEvent))
 #: The stock events that change a setting the inventory row carries over.
 _SETTING_CLASSES: frozenset[type[Event]] = frozenset(
     (

@@ -587,9 +587,9 @@ async def _catch_up(
     thread, :func:`_open_reader`) while the event loop decodes this one. Each
     version writes its pages on a connection of its own, in order, while the
     pass reads and decodes on: a slow version holds the others back only when
-    its queue is full. The
-    versions' tables may still be being made (``started``) while the pass reads
-    and decodes its first page: the writers begin once they exist.
+    its queue is full. The versions' tables may still be being made
+    (``started``) while the pass reads and decodes its first page: the writers
+    begin once they exist.
     """
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_collector_paused())
