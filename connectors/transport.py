@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
-import httpx
 import msgspec
 
 from connectors.common import (
@@ -41,6 +40,7 @@ from connectors.common import (
     access_token_due,
     backoff_delay_s,
 )
+from connectors.http import HttpAnswer, HttpClient, HttpError, HttpTimeoutError
 from domain.policy import SyncPolicy
 
 #: The header every outbound call carries with its stable request id. The
@@ -236,12 +236,12 @@ LATENCY_SAMPLES = 64
 LATENCY_MIN_SAMPLES = 16
 
 #: Sends one attempt with the given access token (None for token calls).
-Attempt = Callable[[str | None], Awaitable[httpx.Response]]
+Attempt = Callable[[str | None], Awaitable[HttpAnswer]]
 
 
 async def _first_or_slow(
     attempt: Attempt, token: str | None, slow_after: float | None
-) -> httpx.Response | None:
+) -> HttpAnswer | None:
     """Run ``attempt``; None when it has not answered within ``slow_after``
     (it is abandoned then: cancelled on the spot, inline, with no task)."""
     if slow_after is None:
@@ -254,7 +254,7 @@ async def _first_or_slow(
 
 
 #: Judges one HTTP answer.
-Classify = Callable[[httpx.Response], Verdict]
+Classify = Callable[[HttpAnswer], Verdict]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,7 +321,7 @@ class ClientBase:
         base_url: str,
         policy: SyncPolicy,
         token_store: TokenStore | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
         clock: Clock | None = None,
         jitter: Jitter | None = None,
         sleep: Sleep | None = None,
@@ -346,7 +346,7 @@ class ClientBase:
         self.policy = policy
         self.tokens: TokenStore = token_store or MemoryTokenStore()
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=timeout_s)
+        self.http = http or HttpClient(timeout=timeout_s)
         self.clock: Clock = clock or SystemClock()
         self._jitter: Jitter = jitter or random.random
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -443,7 +443,7 @@ class ClientBase:
 
     # ------------------------------------------------------------------ calls
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: HttpAnswer) -> Verdict:
         raise NotImplementedError
 
     async def _call(
@@ -497,9 +497,9 @@ class ClientBase:
                     # Slow: sent again at once, not counted as a failure.
                     slow_after = None
                     continue
-            except httpx.TimeoutException:
+            except HttpTimeoutError:
                 verdict = Verdict(kind="retry", code="timeout", message="timed out")
-            except httpx.TransportError as exc:
+            except HttpError as exc:
                 verdict = Verdict(kind="retry", code="transport", message=str(exc))
             else:
                 verdict = judge(response)
@@ -533,7 +533,7 @@ class ClientBase:
 
     async def _timed(
         self, attempt: Attempt, token: str | None, slow_after: float | None
-    ) -> httpx.Response | None:
+    ) -> HttpAnswer | None:
         """:func:`_first_or_slow`, noting how long an answered attempt took."""
         sent = self.clock.monotonic()
         response = await _first_or_slow(attempt, token, slow_after)
@@ -708,7 +708,7 @@ class ClientBase:
         )
 
 
-def http_status_verdict(response: httpx.Response) -> Verdict | None:
+def http_status_verdict(response: HttpAnswer) -> Verdict | None:
     """The verdict an HTTP status alone decides (429, 5xx, 4xx), if any.
 
     Args:
@@ -729,7 +729,7 @@ def http_status_verdict(response: httpx.Response) -> Verdict | None:
     return None
 
 
-def decode_json(response: httpx.Response) -> Any:
+def decode_json(response: HttpAnswer) -> Any:
     """The JSON body, keeping big integers exact (Python ints).
 
     Args:

@@ -17,7 +17,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from connectors.common import (
@@ -31,6 +30,7 @@ from connectors.common import (
 )
 from connectors.douyin_shop import protocol, translate
 from connectors.douyin_shop.policy import PLATFORM
+from connectors.http import HttpAnswer
 from connectors.mapping import id_value, to_beijing_text
 from connectors.products import (
     PlatformProduct,
@@ -170,7 +170,7 @@ class DouyinShopClient(AppClient[DouyinApp]):
 
         return attempt
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: HttpAnswer) -> Verdict:
         by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status

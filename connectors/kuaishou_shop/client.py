@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import msgspec
 
 from connectors.common import (
@@ -29,6 +28,7 @@ from connectors.common import (
     TokenState,
     token_state_from_grant,
 )
+from connectors.http import HttpAnswer
 from connectors.kuaishou_shop import protocol, translate
 from connectors.kuaishou_shop.policy import PLATFORM
 from connectors.mapping import id_value
@@ -169,7 +169,7 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
             previous=previous,
         )
 
-    def _classify_token(self, response: httpx.Response) -> Verdict:
+    def _classify_token(self, response: HttpAnswer) -> Verdict:
         by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status
@@ -209,7 +209,7 @@ class KuaishouShopClient(AppClient[KuaishouApp]):
 
         return attempt
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: HttpAnswer) -> Verdict:
         by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from connectors.http import HttpClient
 from connectors.sandbox import (
     control,
     crm,
@@ -47,7 +47,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     """
     config = config or SandboxConfig()
     state = SandboxState(config)
-    http = httpx.AsyncClient()
+    http = HttpClient(timeout=config.push_timeout_s)
     pushes = PushSender(state, http)
     crowds = Crowds(state, pushes)
     crm_state = crm.CrmState()

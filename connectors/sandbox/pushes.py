@@ -22,9 +22,8 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from connectors.douyin_shop import protocol as douyin
+from connectors.http import HttpClient, HttpError
 from connectors.kuaishou_shop import protocol as kuaishou
 from connectors.sandbox.state import Order, SandboxState, Shop
 from connectors.wechat_shop import protocol as wechat
@@ -104,7 +103,7 @@ class PreparedPush:
 class PushSender:
     """Builds, signs and delivers pushes, with duplicate and reorder faults."""
 
-    def __init__(self, state: SandboxState, http: httpx.AsyncClient) -> None:
+    def __init__(self, state: SandboxState, http: HttpClient) -> None:
         """Deliver with ``http``.
 
         Args:
@@ -391,7 +390,7 @@ class PushSender:
                 content=push.body,
                 timeout=self.state.config.push_timeout_s,
             )
-        except httpx.HTTPError as exc:
+        except HttpError as exc:
             record.update(status=None, error=f"{type(exc).__name__}: {exc}")
         else:
             record.update(status=response.status_code, answer=response.text[:500])

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from connectors.common import (
@@ -27,6 +26,7 @@ from connectors.common import (
     TokenState,
     token_state_from_grant,
 )
+from connectors.http import HttpAnswer
 from connectors.products import (
     PlatformProduct,
     ProductWrite,
@@ -139,7 +139,7 @@ class WechatShopClient(ClientBase):
 
     # ------------------------------------------------------------------ calls
 
-    def _classify(self, response: httpx.Response) -> Verdict:  # noqa: PLR0911
+    def _classify(self, response: HttpAnswer) -> Verdict:  # noqa: PLR0911
         by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status

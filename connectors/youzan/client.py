@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import msgspec
 
 from connectors.common import (
@@ -29,6 +28,7 @@ from connectors.common import (
     TokenState,
     token_state_from_grant,
 )
+from connectors.http import HttpAnswer
 from connectors.mapping import id_value, to_beijing_text
 from connectors.products import (
     PlatformProduct,
@@ -162,7 +162,7 @@ class YouzanClient(AppClient[YouzanApp]):
 
     # ------------------------------------------------------------------ calls
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: HttpAnswer) -> Verdict:
         by_status = http_status_verdict(response)
         if by_status is not None:
             return by_status

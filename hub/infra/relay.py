@@ -105,8 +105,10 @@ async def stream_position(js: JetStreamContext, stream: str = STREAM) -> StreamP
     return StreamPosition(last_seq, 0)
 
 
-def _lock_key(stream: str) -> int:
-    """The advisory lock of the relay of ``stream`` (a signed 64-bit key)."""
+def relay_lock_key(stream: str = STREAM) -> int:
+    """The advisory lock the relay of ``stream`` holds while it publishes (a
+    signed 64-bit key; PostgreSQL's ``pg_locks`` shows it as ``classid``, its
+    high 32 bits, and ``objid``, its low ones)."""
     digest = hashlib.blake2b(f"hub relay {stream}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
 
@@ -287,7 +289,7 @@ class Relay:
             ):
                 # Standby until no other relay of this log publishes.
                 await conn.execute(
-                    "SELECT pg_advisory_lock(%s)", (_lock_key(self.stream),)
+                    "SELECT pg_advisory_lock(%s)", (relay_lock_key(self.stream),)
                 )
                 await listener.execute(
                     sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from connectors.common import PlatformCallError, PushEvent, PushResult
 from connectors.douyin_shop import protocol as douyin_protocol
 from connectors.douyin_shop.client import DouyinApp, DouyinShopClient
+from connectors.http import HttpClient
 from connectors.kuaishou_shop import protocol as kuaishou_protocol
 from connectors.kuaishou_shop.client import KuaishouApp, KuaishouShopClient
 from connectors.registry import connector
@@ -111,7 +112,7 @@ async def _make_client(
         "clock": clock,
         "sleep": sleep,
         "jitter": random.Random(7).random,
-        "http": httpx.AsyncClient(timeout=timeout_s),
+        "http": HttpClient(timeout=timeout_s),
     }
     bad = "0" * 32
     client: ClientBase

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from connectors.common import TokenState
+from connectors.http import HttpAnswer, HttpClient
 from connectors.transport import (
     LATENCY_MIN_SAMPLES,
     RESEND_OVER_MEDIAN,
@@ -105,7 +105,7 @@ class Scripted(ClientBase):
             clock=clock,
             sleep=sleep,
             jitter=lambda: 0.5,
-            http=httpx.AsyncClient(),
+            http=HttpClient(timeout=10.0),
         )
         self.verdicts = verdicts
         self.refreshes = 0
@@ -126,16 +126,16 @@ class Scripted(ClientBase):
             access_expires_at=self.clock.now() + timedelta(hours=2),
         )
 
-    def _classify(self, response: httpx.Response) -> Verdict:
+    def _classify(self, response: HttpAnswer) -> Verdict:
         return self.verdicts.pop(0)
 
 
 async def _run(client: Scripted) -> tuple[str, int, list[str | None]]:
     tokens: list[str | None] = []
 
-    async def attempt(token: str | None) -> httpx.Response:
+    async def attempt(token: str | None) -> HttpAnswer:
         tokens.append(token)
-        return httpx.Response(200)
+        return HttpAnswer(200, b"", {})
 
     report = await client._call("s", "rid", attempt)
     await client.http.aclose()
@@ -180,9 +180,9 @@ async def test_a_slow_attempt_is_resent_only_when_slow_against_recent_answers() 
     floor = 0.025
     assert client._resend_after(floor) == floor  # too few answers yet
 
-    async def answered_in_100_ms(token: str | None) -> httpx.Response:
+    async def answered_in_100_ms(token: str | None) -> HttpAnswer:
         clock.offset += 0.1
-        return httpx.Response(200)
+        return HttpAnswer(200, b"", {})
 
     for _ in range(LATENCY_MIN_SAMPLES):
         await client._call("s", "rid", answered_in_100_ms, read=True)
