@@ -26,9 +26,9 @@ import psycopg
 from psycopg import sql
 
 from domain.events import Event
-from eventlog.codec import decode_event
+from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.listen import listener_for, wait_listening
-from eventlog.log import NOTIFY_SAFETY_S, log_head, read_log, stored_topics
+from eventlog.log import NOTIFY_SAFETY_S, log_head, stored_topics
 from eventlog.supervision import Supervisor, default_supervisor, wait_set
 
 log = logging.getLogger(__name__)
@@ -375,29 +375,13 @@ class ProjectionRunner:
 
     async def step(self, conn: psycopg.AsyncConnection[object]) -> int:
         """Apply the next batch in one transaction; return how many events."""
-        topics = self.projection.topics
         async with conn.transaction():
-            cur = await conn.execute(
-                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
-                (self.projection.name,),
+            position, head, rows = await claim_and_read(
+                conn, self.projection.name, self.batch_size, self._stored_topics
             )
-            row = await cur.fetchone()
-            position = int(row[0]) if row else 0  # type: ignore[index]
-            if topics:
-                # Only the events this projection reads leave the database; the
-                # position still moves over the others, up to the head seen.
-                head = await log_head(conn)
-                rows = await read_log(
-                    conn,
-                    position,
-                    self.batch_size,
-                    topics=self._stored_topics,
-                    upto=head,
-                )
-                last = rows[-1][0] if len(rows) == self.batch_size else head
-            else:
-                rows = await read_log(conn, position, self.batch_size)
-                last = rows[-1][0] if rows else position
+            # Only the events this projection reads leave the database; the
+            # position still moves over the others, up to the head seen.
+            last = rows[-1][0] if len(rows) == self.batch_size else head
             self._more = len(rows) == self.batch_size
             if last <= position:
                 self.position = position
@@ -421,6 +405,73 @@ class ProjectionRunner:
         """Return once the projection has applied the log up to ``position``."""
         async with asyncio.timeout(timeout), self._caught_up:
             await self._caught_up.wait_for(lambda: self.position >= position)
+
+
+def _claim_query(*, topics: bool) -> sql.Composed:
+    """See :func:`claim_and_read` (with or without a filter on topics)."""
+    only = sql.SQL(" AND topic = ANY(%s)") if topics else sql.SQL("")
+    return sql.SQL(
+        "SELECT t.position, h.head, e.notification_id, e.topic, e.state "
+        "FROM (SELECT position FROM projection_tracking WHERE name = %s"
+        " FOR UPDATE) AS t "
+        "CROSS JOIN (SELECT coalesce(max(notification_id), 0) AS head"
+        " FROM {events}) AS h "
+        "LEFT JOIN LATERAL (SELECT notification_id, topic, state FROM {events}"
+        " WHERE notification_id > t.position AND notification_id <= h.head{only}"
+        " ORDER BY notification_id LIMIT %s) AS e ON true "
+        "ORDER BY e.notification_id"
+    ).format(events=sql.Identifier(EVENTS_TABLE), only=only)
+
+
+_CLAIM_ALL = _claim_query(topics=False)
+_CLAIM_TOPICS = _claim_query(topics=True)
+
+
+async def claim_and_read(
+    conn: psycopg.AsyncConnection[object],
+    name: str,
+    limit: int,
+    topics: Sequence[str] = (),
+) -> tuple[int, int, list[tuple[int, str, bytes]]]:
+    """Lock projection ``name``'s position and read what follows it, in one
+    statement (one round trip instead of three, each step of every runner).
+
+    Runs inside the caller's transaction, which holds the lock until it
+    commits. The head and the events come from the statement's snapshot: an
+    event's position is taken under the log's table lock and kept until its
+    transaction commits, so every position up to the head seen is visible.
+    When another runner of the projection moved the position while this one
+    waited for the lock, the new position is returned (PostgreSQL reads a
+    locked row again once it is free) and the head may lie behind it: the
+    caller then has nothing to apply.
+
+    Args:
+        conn: A connection in a transaction.
+        name: The projection (its ``projection_tracking`` row must exist).
+        limit: Most events returned.
+        topics: Stored topics to return; empty returns every event.
+
+    Returns:
+        The tracked position, the log's head, and up to ``limit`` events
+        after the position and up to the head, as (position, topic, state).
+    """
+    if topics:
+        params: tuple[object, ...] = (name, list(topics), limit)
+        query = _CLAIM_TOPICS
+    else:
+        params = (name, limit)
+        query = _CLAIM_ALL
+    cur = await conn.execute(query, params, binary=True)
+    found = await cur.fetchall()
+    if not found:
+        raise LookupError(f"projection {name!r} has no tracking row")
+    position, head = int(found[0][0]), int(found[0][1])  # type: ignore[index]
+    rows = [
+        (int(r[2]), str(r[3]), bytes(r[4]))  # type: ignore[index]
+        for r in found
+        if r[2] is not None  # type: ignore[index]
+    ]
+    return position, head, rows
 
 
 async def rebuild(database_url: str, projection: Projection) -> int:
