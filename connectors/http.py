@@ -167,8 +167,8 @@ class HttpClient:
 
         Args:
             method: The HTTP method.
-            url: The address, without a query string when ``params`` is given.
-            params: The query string's fields (percent-encoded here).
+            url: The address, percent-encoded already (sent as it is).
+            params: Fields added to its query string (percent-encoded here).
             headers: Extra headers.
             body: The request's body.
             timeout: Seconds (see the class); the client's when None.
@@ -181,7 +181,8 @@ class HttpClient:
             HttpError: The connection failed or the answer was malformed.
         """
         if params:
-            url = f"{url}?{urlencode(params, quote_via=quote)}"
+            joint = "&" if "?" in url else "?"
+            url = f"{url}{joint}{urlencode(params, quote_via=quote)}"
         options: dict[str, Any] = {}
         if timeout is not None and timeout != self.timeout:
             options["timeout"] = self._client_timeout(timeout)

@@ -2,10 +2,10 @@
 
 The platforms' APIs take tokens and secrets in the query string (WeChat's
 ``secret`` and ``access_token``, Kuaishou's ``app_secret``, Douyin's ``sign``),
-and the HTTP client logs every request's URL. :func:`install_log_redaction`
+and an HTTP client may log a request's URL. :func:`install_log_redaction`
 wraps the process's log record factory once, so every record of every logger
-(the hub's own, httpx, uvicorn) has such values replaced by ``***`` before any
-handler sees it.
+(the hub's own, the HTTP clients', uvicorn) has such values replaced by
+``***`` before any handler sees it.
 """
 
 from __future__ import annotations
