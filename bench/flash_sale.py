@@ -102,6 +102,8 @@ hub-side process: this process (the hub; it also runs the bench's own polling
 of the sell-out, a few per cent), the worker processes, and PostgreSQL (the
 postmaster, its backends, the children it reaped) and nats-server when this
 bench started them (``servers_in_cpu``); never the sandbox or its buyers.
+The sale starts only once the worker processes are at work (every read model
+at the log's head, the relay holding its lock), so their start is not in it.
 ``api_calls_per_order`` counts every platform call in the sandbox's request
 log (faults and refusals included); ``budget_refusals`` those refused for the
 budget; ``converged_s`` runs from the sale's last push to the moment the hub

@@ -4,7 +4,7 @@ The four platform clients send small signed requests (a query string, a JSON
 or form body) and read a JSON answer; at a flash sale's rate that is thousands
 of calls a minute, and the HTTP client's own cost per call is a large share of
 the hub's CPU. ``bench/http_client.py`` measures it against httpx (which the
-connectors used before): aiohttp's client costs about a fifth of httpx's CPU
+connectors used before): aiohttp's client costs about a sixth of httpx's CPU
 per call on the same loop, server and requests.
 
 :class:`HttpClient` keeps the part of httpx's interface the connectors use

@@ -739,7 +739,7 @@ def decode_json(response: HttpAnswer) -> Any:
         The decoded body, or None when it is not JSON.
     """
     try:
-        return msgspec.json.decode(response.content)
+        return response.json()
     except msgspec.DecodeError:
         return None
 
