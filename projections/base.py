@@ -40,6 +40,15 @@ BATCH_SIZE = 1000
 #: transaction per such window instead of one per commit (each has its
 #: statements and round trips, on both sides, times every runner).
 LINGER_S = 0.05
+#: The linger of read models in a process of their own (``hub project``, the
+#: scaled-out worker): in a rush they batch five times as many commits a step
+#: (``bench/flash_sale.py --quick``, three alternating pairs: the workers' CPU
+#: per order 10.0 / 10.2 / 9.6 -> 7.0 / 7.2 / 6.8 ms, PostgreSQL's about a
+#: sixth less). Their tables then trail the log by up to a quarter second more;
+#: the hub's decisions read none of them, and the runners of ``hub serve``
+#: (the processes, the outbound dispatcher, in-process read models) keep
+#: :data:`LINGER_S`.
+READ_MODEL_LINGER_S = 0.25
 
 _encode = msgspec.json.Encoder().encode
 

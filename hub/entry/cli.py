@@ -150,19 +150,36 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
     from hub.bootstrap import default_projections
     from hub.infra.migrate import migrate
-    from projections.base import ProjectionRunner
+    from projections.base import READ_MODEL_LINGER_S, ProjectionRunner
 
     with servers(settings, start_embedded=False) as (db, _):
         migrate(db)
         book = policy_book_of(settings)
         names = args.names or [p.name for p in default_projections(book)]
-        runners = [ProjectionRunner(_projection(name, book), db) for name in names]
+        linger = READ_MODEL_LINGER_S if args.linger is None else args.linger
+        runners = [
+            ProjectionRunner(_projection(name, book), db, linger=linger)
+            for name in names
+        ]
 
         async def run_all() -> None:
             await asyncio.gather(*(runner.run() for runner in runners))
 
         run_loop(run_until_signal(run_all))
     return 0
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds, got {text!r}"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
 
 
 def _projection(name: str, policy_book: PolicyBook | None = None) -> Projection:
@@ -537,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only projections (named ones, or with no name every read model)",
     )
     project.add_argument("names", nargs="*", metavar="name")
+    project.add_argument(
+        "--linger",
+        type=_seconds,
+        default=None,
+        help="seconds each read model waits after a notification before it "
+        "reads, so a rush's commits go into one step (default 0.25)",
+    )
     project.set_defaults(func=cmd_project)
     projections = verbs.add_parser("projections", help="manage read models")
     pverbs = projections.add_subparsers(dest="pverb", required=True)
