@@ -81,6 +81,10 @@ DEFAULT_MAX_ROUNDS = 3
 #: ``1 / (rate_per_s * WRITE_SHARE)`` seconds, and what changed meanwhile
 #: goes in its next write. The rest is left for order reads and other listings.
 WRITE_SHARE = 0.25
+#: Reads and writes a refused reduction's clamp to zero tries (see
+#: :meth:`OutboundDispatcher._clamp_to_zero`): a sale between its read and its
+#: write makes the write too big again, and the platform refuses it as well.
+CLAMP_ATTEMPTS = 3
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -948,30 +952,39 @@ class OutboundDispatcher(Projection):
     async def _clamp_to_zero(
         self, job: PushJob, client: Any, showing: int
     ) -> PushResult:
+        """Take the listing to zero after the platform refused a reduction
+        (it has sold more than the hub has heard of): read what it shows and
+        take that off, again while buyers keep the write too big
+        (:data:`CLAMP_ATTEMPTS`)."""
         shop, listing = job.shop, job.listing
-        try:
-            current = await client.fetch_stock(
-                shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+        for attempt in range(CLAMP_ATTEMPTS):
+            try:
+                current = await client.fetch_stock(
+                    shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
+                )
+            except PlatformCallError as exc:
+                return self._result(
+                    job,
+                    exc.outcome,
+                    f"reading stock after a refused reduction: {exc.message}",
+                    attempts=exc.attempts,
+                    code=exc.code,
+                )
+            if current <= 0:
+                return self._result(
+                    job, "sent", f"no change: at zero (hub's ledger {showing})"
+                )
+            ledger = self._ledgers[job.key]
+            again = f":{attempt}" if attempt else ""
+            write = PendingWrite(
+                request_id=f"{job.request_id}:{ledger.written}:to-zero:{current}{again}",
+                delta=-current,
             )
-        except PlatformCallError as exc:
-            return self._result(
-                job,
-                exc.outcome,
-                f"reading stock after a refused reduction: {exc.message}",
-                attempts=exc.attempts,
-                code=exc.code,
-            )
-        if current <= 0:
-            return self._result(
-                job, "sent", f"no change: at zero (hub's ledger {showing})"
-            )
-        ledger = self._ledgers[job.key]
-        write = PendingWrite(
-            request_id=f"{job.request_id}:{ledger.written}:to-zero:{current}",
-            delta=-current,
-        )
-        self._ledgers[job.key] = ledger.claimed(write)  # a reduction: no guard
-        return await self._write(job, client, write)
+            self._ledgers[job.key] = ledger.claimed(write)  # a reduction: no guard
+            result = await self._write(job, client, write)
+            if result.outcome != "rejected":
+                break
+        return result
 
     async def _record(self, job: PushJob, command: stock_push.StockPushCommand) -> None:
         try:

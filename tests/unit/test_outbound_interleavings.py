@@ -34,7 +34,13 @@ from domain import push as stock_push
 from domain.allocation import LIST_ALL, AllocationRule
 from domain.events import Context, Event
 from domain.listing_ledger import ListingLedger
-from domain.stock import CommitStock, ReceiveStock, StockItem, stock_item_id
+from domain.stock import (
+    AdjustStock,
+    CommitStock,
+    ReceiveStock,
+    StockItem,
+    stock_item_id,
+)
 from hub.infra.shops import Listing, ShopConfig
 from hub.service.commands import BINDING_RULES, STOCK_RULES
 from hub.service.commit import Outcome
@@ -144,6 +150,9 @@ class FakePlatform:
     reading: asyncio.Event = field(default_factory=asyncio.Event)
     writing: asyncio.Event = field(default_factory=asyncio.Event)
     on_write: Callable[[], None] = lambda: None
+    #: Called after a read has taken what the platform shows (a buyer may act
+    #: before the hub's next call).
+    on_read: Callable[[], None] = lambda: None
     #: While set, the shop's API budget is spent: a call waits for it.
     budget: asyncio.Event | None = None
     waiting_for_budget: asyncio.Event = field(default_factory=asyncio.Event)
@@ -157,7 +166,9 @@ class FakePlatform:
         self.reading.set()
         if self.hold_reads is not None:
             await self.hold_reads.wait()
-        return self.shows
+        shows = self.shows
+        self.on_read()
+        return shows
 
     async def push_stock(
         self, shop_id: str, sku_id: str, *, delta: int, request_id: str, **_: Any
@@ -490,3 +501,33 @@ async def test_a_listing_writes_at_its_share_of_the_budget_however_fast_it_chang
     assert len(writes) == 2, writes
     assert writes[-1].endswith(f"@v{rig.committer.stock.version}")
     assert rig.oversold == []
+
+
+async def test_a_sale_between_the_clamps_read_and_write_reads_again_not_a_dead_letter(
+    rig: Rig,
+) -> None:
+    # Given WeChat sold 2 of its 3 units in orders the hub has not read,
+    wechat = rig.platforms["wechat_shop"]
+    wechat.shows = 1
+    # and a buyer takes the last one right after the hub first reads WeChat,
+    sold_after_read = []
+
+    def buyer() -> None:
+        if not sold_after_read:
+            sold_after_read.append(wechat.shows)
+            wechat.shows -= 1
+
+    wechat.on_read = buyer
+
+    # when 11 units are written off, so WeChat should list 0 (3 off, refused),
+    await rig.stock(AdjustStock(sku=SKU, delta=-11, reason="damaged"))
+    await rig.outbound.drain(timeout=10)
+
+    # then the hub read WeChat again after its clamp to 1 was refused, found it
+    # at 0, and the push is settled, not dead-lettered.
+    assert sold_after_read == [1]
+    assert wechat.shows == 0
+    push = rig.committer.states[stock_push.stock_push_id("wechat_shop", "w1", SKU)]
+    assert push.dead_letters == 0
+    # (No oversell check here: units written off are gone at once, while the
+    # listings show them until their reductions land.)
