@@ -685,6 +685,16 @@ class OutboundDispatcher(Projection):
             **extra,
         )
 
+    def _failure(self, job: PushJob, exc: PlatformCallError, doing: str) -> PushResult:
+        """A call that could not be made, as a failed result of ``job``."""
+        return self._result(
+            job,
+            exc.outcome,
+            f"{doing}: {exc.message}",
+            attempts=exc.attempts,
+            code=exc.code,
+        )
+
     async def _send(self, job: PushJob) -> _Round:
         """One round: send the difference between what the listing may show
         now and what its ledger says it shows.
@@ -703,15 +713,7 @@ class OutboundDispatcher(Projection):
             if job.calibration or job.key not in self._ledgers:
                 await self._read_baseline(job, client)
         except PlatformCallError as exc:
-            return _Round(
-                self._result(
-                    job,
-                    exc.outcome,
-                    f"reading stock before the push: {exc.message}",
-                    attempts=exc.attempts,
-                    code=exc.code,
-                )
-            )
+            return _Round(self._failure(job, exc, "reading stock before the push"))
         if self._ledgers[job.key].uncertain is not None:
             result = await self._settle_uncertain(job, client)
             if result is not None:
@@ -916,13 +918,7 @@ class OutboundDispatcher(Projection):
         try:
             result: PushResult = await client.push_stock(shop_id, sku_id, **kw)
         except PlatformCallError as exc:
-            return self._result(
-                job,
-                exc.outcome,
-                f"before the write: {exc.message}",
-                attempts=exc.attempts,
-                code=exc.code,
-            )
+            return self._failure(job, exc, "before the write")
         return result
 
     async def _settle_uncertain(self, job: PushJob, client: Any) -> PushResult | None:
@@ -963,12 +959,8 @@ class OutboundDispatcher(Projection):
                     shop.shop_id, listing.platform_sku_id, product_id=listing.product_id
                 )
             except PlatformCallError as exc:
-                return self._result(
-                    job,
-                    exc.outcome,
-                    f"reading stock after a refused reduction: {exc.message}",
-                    attempts=exc.attempts,
-                    code=exc.code,
+                return self._failure(
+                    job, exc, "reading stock after a refused reduction"
                 )
             if current <= 0:
                 return self._result(
