@@ -37,9 +37,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
-from psycopg import sql
 
-from eventlog.codec import EVENTS_TABLE, decode_event
+from eventlog.codec import decode_event
+from eventlog.listen import listener_for, wait_listening
 from eventlog.log import NOTIFY_SAFETY_S, read_log
 from eventlog.supervision import Supervisor, default_supervisor, wait_set
 from hub.infra.runtime import cancel_and_wait
@@ -276,34 +276,33 @@ class Relay:
         nc: NatsClient = await nats.connect(
             nats_servers(self.nats_url), max_reconnect_attempts=-1
         )
+        # Woken through the process's one LISTEN on the log, as the runners
+        # are (an asyncio event: a stop cancels its wait at once; a wait in
+        # psycopg's own notifies() could hang on cancellation).
+        listener = listener_for(self.database_url)
+        wake = listener.subscribe()
         try:
             js = nc.jetstream()
             await ensure_stream(js, self.stream, self.replicas)
-            async with (
-                await psycopg.AsyncConnection.connect(
-                    self.database_url, autocommit=True
-                ) as listener,
-                await psycopg.AsyncConnection.connect(
-                    self.database_url, autocommit=True
-                ) as conn,
-            ):
+            async with await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True
+            ) as conn:
                 # Standby until no other relay of this log publishes.
                 await conn.execute(
                     "SELECT pg_advisory_lock(%s)", (relay_lock_key(self.stream),)
                 )
-                await listener.execute(
-                    sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE))
-                )
+                await wait_listening(listener)
                 acks = _Acks()
                 inbox = nc.new_inbox()
                 sub = await nc.subscribe(f"{inbox}.*", cb=acks.on_ack)
                 try:
                     while True:
-                        await self._follow(nc, js, conn, listener, acks, inbox)
+                        await self._follow(nc, js, conn, wake, acks, inbox)
                 finally:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
         finally:
+            listener.unsubscribe(wake)
             with contextlib.suppress(Exception):
                 await nc.close()
 
@@ -312,7 +311,7 @@ class Relay:
         nc: NatsClient,
         js: JetStreamContext,
         conn: psycopg.AsyncConnection[object],
-        listener: psycopg.AsyncConnection[object],
+        wake: asyncio.Event,
         acks: _Acks,
         inbox: str,
     ) -> None:
@@ -335,15 +334,14 @@ class Relay:
         sent = end.position  # log position of the last message sent
         window: deque[tuple[int, int]] = deque()  # (stream sequence, log position)
         while acks.failure is None:
+            # Cleared before the read: what is committed after it sets it.
+            wake.clear()
             rows = await read_log(conn, sent, self.max_in_flight)
             if not rows:
                 if window:
                     await acks.wait_beyond(window[0][0] - 1, ACK_TIMEOUT_S)
                 else:
-                    async for _ in listener.notifies(
-                        timeout=NOTIFY_SAFETY_S, stop_after=1
-                    ):
-                        pass
+                    await wait_set(wake, NOTIFY_SAFETY_S)
             while rows and acks.failure is None:
                 room = self.max_in_flight - (sequence - acks.acked)
                 if room <= 0:
