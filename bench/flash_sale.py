@@ -683,9 +683,13 @@ class Rig:
         the sale, so it stays out of the sale's CPU figures."""
         if not self.config.workers:
             return
-        head = await self.head()
-        for projection in default_projections():
-            await self.projected(projection.name, head, timeout)
+        names = [projection.name for projection in default_projections()]
+        await self._until_row(
+            "SELECT 1 FROM projection_tracking WHERE name = ANY(%s)"
+            " AND position >= %s HAVING count(*) = %s",
+            (names, await self.head(), len(names)),
+            timeout,
+        )
         if not self.nats_url:
             return
         key = relay_lock_key() & 0xFFFF_FFFF_FFFF_FFFF

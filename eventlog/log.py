@@ -25,7 +25,6 @@ async def read_log(
     limit: int,
     *,
     topics: Sequence[str] = (),
-    upto: int | None = None,
 ) -> list[tuple[int, str, bytes]]:
     """Up to ``limit`` stored events after log position ``after``, in order.
 
@@ -34,16 +33,12 @@ async def read_log(
         after: position to read after.
         limit: most rows returned.
         topics: stored topics (``NAME:vN``) to keep; empty keeps every event.
-        upto: last position to read (inclusive).
     """
     where: sql.Composable = sql.SQL("notification_id > %s")
     params: list[object] = [after]
     if topics:
         where += sql.SQL(" AND topic = ANY(%s)")
         params.append(list(topics))
-    if upto is not None:
-        where += sql.SQL(" AND notification_id <= %s")
-        params.append(upto)
     params.append(limit)
     cur = await conn.execute(
         sql.SQL(

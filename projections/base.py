@@ -28,7 +28,7 @@ from psycopg import sql
 from domain.events import Event
 from eventlog.codec import EVENTS_TABLE, decode_event
 from eventlog.listen import listener_for, wait_listening
-from eventlog.log import NOTIFY_SAFETY_S, log_head, stored_topics
+from eventlog.log import HEAD_QUERY, NOTIFY_SAFETY_S, log_head, stored_topics
 from eventlog.supervision import Supervisor, default_supervisor, wait_set
 
 log = logging.getLogger(__name__)
@@ -423,13 +423,12 @@ def _claim_query(*, topics: bool) -> sql.Composed:
         "SELECT t.position, h.head, e.notification_id, e.topic, e.state "
         "FROM (SELECT position FROM projection_tracking WHERE name = %s"
         " FOR UPDATE) AS t "
-        "CROSS JOIN (SELECT coalesce(max(notification_id), 0) AS head"
-        " FROM {events}) AS h "
+        "CROSS JOIN ({head}) AS h(head) "
         "LEFT JOIN LATERAL (SELECT notification_id, topic, state FROM {events}"
         " WHERE notification_id > t.position AND notification_id <= h.head{only}"
         " ORDER BY notification_id LIMIT %s) AS e ON true "
         "ORDER BY e.notification_id"
-    ).format(events=sql.Identifier(EVENTS_TABLE), only=only)
+    ).format(events=sql.Identifier(EVENTS_TABLE), head=HEAD_QUERY, only=only)
 
 
 _CLAIM_ALL = _claim_query(topics=False)
