@@ -494,8 +494,12 @@ class ClientBase:
             try:
                 response = await self._timed(attempt, token, slow_after)
                 if response is None:
-                    # Slow: sent again at once, not counted as a failure.
-                    slow_after = None
+                    # Slow: sent again at once, not counted as a failure; the
+                    # new attempt may be abandoned in turn, after twice as
+                    # long (an answer lost twice costs 1 + 2 waits, not the
+                    # client's timeout; a call the platform answers slowly
+                    # is still answered).
+                    slow_after = None if slow_after is None else slow_after * 2
                     continue
             except HttpTimeoutError:
                 verdict = Verdict(kind="retry", code="timeout", message="timed out")

@@ -266,8 +266,9 @@ class RetryPolicy(PolicyData, frozen=True, kw_only=True):
         multiplier: How the ceiling grows from one retry to the next.
         rate_limited_min_delay_s: The shortest wait after a rate-limit answer.
         resend_slow_after_s: A first attempt not answered after this long is
-            abandoned and sent again at once (None: never); the wait for the
-            resent one is the client's timeout. The client waits at least
+            abandoned and sent again at once (None: never); each attempt sent
+            so is abandoned in turn after twice the wait of the one before
+            (up to ``max_attempts`` in all). The client waits at least
             four times its recent median answer too
             (``connectors.transport.RESEND_OVER_MEDIAN``). Applies to reads; to writes
             only with ``resend_slow_writes``.

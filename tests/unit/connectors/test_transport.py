@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from connectors.common import TokenState
@@ -190,3 +192,31 @@ async def test_a_slow_attempt_is_resent_only_when_slow_against_recent_answers() 
     assert client._resend_after(floor) == pytest.approx(RESEND_OVER_MEDIAN * 0.1)
     assert client._resend_after(1.0) == 1.0
     assert client._resend_after(None) is None
+
+
+async def test_every_slow_attempt_is_resent_each_after_twice_the_wait() -> None:
+    """An answer lost twice in a row costs two short waits, not the client's
+    timeout: the resent attempt is abandoned in turn, after twice as long."""
+    client = Scripted([Verdict(kind="ok")], Clock())
+    client.policy = msgspec.structs.replace(
+        client.policy,
+        retry=msgspec.structs.replace(client.policy.retry, resend_slow_after_s=0.01),
+    )
+    waits: list[float] = []
+    never = asyncio.Event()
+
+    async def attempt(token: str | None) -> HttpAnswer:
+        started = asyncio.get_running_loop().time()
+        if len(waits) < 2:
+            try:
+                await never.wait()  # an answer that never comes
+            finally:
+                waits.append(asyncio.get_running_loop().time() - started)
+        return HttpAnswer(200, b"", {})
+
+    async with asyncio.timeout(5):
+        report = await client._call("s", "rid", attempt, read=True)
+    await client.http.aclose()
+    assert (report.outcome(), report.attempts) == ("sent", 3)
+    assert waits[0] >= 0.01 and waits[1] >= 0.02
+    assert client.slept == []  # a resend is not a failure: no backoff
