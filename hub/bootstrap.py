@@ -26,6 +26,7 @@ from hub.infra.migrate import migrate
 from hub.infra.oauth_states import OAuthStates
 from hub.infra.redaction import install_log_redaction
 from hub.infra.relay import Relay
+from hub.infra.runtime import freeze_heap
 from hub.infra.settings import Settings, SettingsError, eventsourcing_env
 from hub.infra.shops import Connectors, ConnectorsConfig
 from hub.infra.store import HubApplication
@@ -511,6 +512,7 @@ async def _run(
         tasks.append(supervisor.spawn("http", serve_http))
     if platforms is not None:
         tasks.append(supervisor.spawn("sync schedule", platforms.scheduler.run))
+    freeze_heap()  # the hub's parts, started: see its docstring
     say("hub is running; Ctrl-C stops it")
     waiter = asyncio.ensure_future(stop.wait())
     gave_up: BaseException | None = None

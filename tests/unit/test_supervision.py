@@ -4,6 +4,7 @@ a committer whose store hangs still answers and stops (no servers)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 
 from domain.stock import ReceiveStock
 from eventlog.supervision import GaveUpError, Supervisor
-from hub.infra.runtime import OneLineFormatter
+from hub.infra.runtime import OneLineFormatter, freeze_heap
 from hub.infra.store import HubApplication
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import GroupCommitter, StoreUnavailableError
@@ -151,6 +152,18 @@ def test_a_log_record_with_a_traceback_is_one_line() -> None:
     line = OneLineFormatter("%(levelname)s %(message)s").format(record)
     assert "\n" not in line
     assert line.startswith("ERROR failed: x | Traceback") and "ValueError: bad" in line
+
+
+def test_freeze_heap_keeps_what_the_process_holds_out_of_later_collections() -> None:
+    held = [object()]  # a list is tracked by the collector
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 0
+        assert not any(found is held for found in gc.get_objects())
+        made_after: list[object] = []
+        assert any(found is made_after for found in gc.get_objects())
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_committer_whose_store_hangs_answers_and_stops(
