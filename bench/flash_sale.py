@@ -166,6 +166,7 @@ from hub.infra.embedded import EmbeddedPostgres, parent_death_signal, start_serv
 from hub.infra.ledgers import LedgerStore
 from hub.infra.oauth_states import OAuthStates
 from hub.infra.relay import relay_lock_key
+from hub.infra.runtime import freeze_heap
 from hub.infra.runtime import run as run_loop
 from hub.infra.shops import Connectors, ConnectorsConfig, Listing, ShopConfig
 from hub.service.authorisation import BindingRoutes
@@ -405,6 +406,8 @@ class SaleResult:
     #: Per committed order, ms: its created push sent → the hub's order placed
     #: (``push_to_order``) → its stock committed (``order_to_stock``).
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
+    #: The slowest pairs, each with its stages (:func:`slowest_pairs`).
+    slowest: list[str] = field(default_factory=list)
     #: CPU seconds of every hub-side process over the sale (see
     #: :func:`hub_side_cpu_s`), and the orders the hub stored in it.
     hub_cpu_s: float = 0.0
@@ -637,6 +640,7 @@ class Rig:
         await self.settle()
         await self.warm_up()
         await self.workers_at_work()
+        freeze_heap()  # as `hub serve` does once started
 
     async def warm_up(self) -> None:
         """A few orders of the warm-up SKU on every platform, settled."""
@@ -940,22 +944,27 @@ async def sync_times(
     return syncs
 
 
-def propagation(
+def first_pushes(pushes: list[dict[str, Any]]) -> dict[str, float]:
+    """When the sandbox sent each order's *created* push, by order reference
+    (``platform:order_id``)."""
+    sent: dict[str, float] = {}
+    for record in pushes:
+        if record.get("event") == CREATED_PUSH.get(record["platform"]):
+            sent.setdefault(f"{record['platform']}:{record['order_id']}", record["at"])
+    return sent
+
+
+def pair_latencies(
     pushes: list[dict[str, Any]],
     commits: Mapping[str, StockCommitted],
     syncs: Mapping[str, list[tuple[int, float]]],
-) -> tuple[list[float], int]:
-    """Latency (ms) of every (committed order, other platform) pair, and the
-    number of pairs never brought up to date."""
-    first_push: dict[str, float] = {}
-    for record in pushes:
-        if record.get("event") == CREATED_PUSH.get(record["platform"]):
-            first_push.setdefault(
-                f"{record['platform']}:{record['order_id']}", record["at"]
-            )
-    latencies: list[float] = []
+) -> tuple[list[tuple[float, str, str]], int]:
+    """Latency (ms) of every (committed order, other platform) pair, with the
+    order's reference and the other platform, and the number of pairs never
+    brought up to date."""
+    pairs: list[tuple[float, str, str]] = []
     unmeasured = 0
-    for order_ref, sent in first_push.items():
+    for order_ref, sent in first_pushes(pushes).items():
         commit = commits.get(order_ref)
         if commit is None:
             continue  # refused by the hub: it changed no stock
@@ -969,24 +978,35 @@ def propagation(
                 if version >= commit.originator_version and at >= sent
             ]
             if reached:
-                latencies.append((min(reached) - sent) * 1000)
+                pairs.append(((min(reached) - sent) * 1000, order_ref, other))
             else:
                 unmeasured += 1
-    return latencies, unmeasured
+    return pairs, unmeasured
+
+
+def propagation(
+    pushes: list[dict[str, Any]],
+    commits: Mapping[str, StockCommitted],
+    syncs: Mapping[str, list[tuple[int, float]]],
+) -> tuple[list[float], int]:
+    """Latency (ms) of every (committed order, other platform) pair, and the
+    number of pairs never brought up to date."""
+    pairs, unmeasured = pair_latencies(pushes, commits, syncs)
+    return [latency for latency, _, _ in pairs], unmeasured
 
 
 async def stage_times(
     rig: Rig, pushes: list[dict[str, Any]], commits: Mapping[str, StockCommitted]
-) -> dict[str, list[float]]:
-    """Where the time of each committed order went before the stock pushes
-    (event times are the hub's decisions, ``occurred_at``)."""
+) -> dict[str, tuple[float, float]]:
+    """Where the time of each committed order went before the stock pushes, by
+    order reference: ms from its created push sent to the hub's order placed
+    (``push_to_order``), and from there to its stock committed
+    (``order_to_stock``); event times are the hub's decisions,
+    ``occurred_at``."""
     assert rig.hub is not None
     app = rig.hub.app
-    sent: dict[str, float] = {}
-    for record in pushes:
-        if record.get("event") == CREATED_PUSH.get(record["platform"]):
-            sent.setdefault(f"{record['platform']}:{record['order_id']}", record["at"])
-    stages: dict[str, list[float]] = {"push_to_order": [], "order_to_stock": []}
+    sent = first_pushes(pushes)
+    stages: dict[str, tuple[float, float]] = {}
     for order_ref, commit in commits.items():
         platform, platform_order_id = order_ref.split(":", 1)
         history = await asyncio.to_thread(
@@ -998,9 +1018,31 @@ async def stage_times(
         if placed is None or order_ref not in sent:
             continue
         at = placed.occurred_at.timestamp()
-        stages["push_to_order"].append((at - sent[order_ref]) * 1000)
-        stages["order_to_stock"].append((commit.occurred_at.timestamp() - at) * 1000)
+        stages[order_ref] = (
+            (at - sent[order_ref]) * 1000,
+            (commit.occurred_at.timestamp() - at) * 1000,
+        )
     return stages
+
+
+#: How many of the slowest pairs the report explains.
+SLOWEST_PAIRS = 5
+
+
+def slowest_pairs(
+    pairs: list[tuple[float, str, str]], stages: Mapping[str, tuple[float, float]]
+) -> list[str]:
+    """The :data:`SLOWEST_PAIRS` slowest pairs, each with its stages: push to
+    order placed, order to stock committed, and the rest (the stock write,
+    from the commit to its arrival at the other platform)."""
+    described = []
+    for latency, order_ref, other in sorted(pairs, reverse=True)[:SLOWEST_PAIRS]:
+        to_order, to_stock = stages.get(order_ref, (float("nan"), float("nan")))
+        described.append(
+            f"{order_ref} → {other} {latency:.0f} ms (push → order {to_order:.0f},"
+            f" → stock {to_stock:.0f}, → write {latency - to_order - to_stock:.0f})"
+        )
+    return described
 
 
 async def measure(
@@ -1039,10 +1081,8 @@ async def measure(
         for (platform, order_id), units in accepted.items()
         if f"{platform}:{order_id}" not in commits and (platform, order_id) in in_hub
     )
-    latencies, unmeasured = propagation(
-        pushes, commits, await sync_times(rig, requests)
-    )
-    stages = await stage_times(rig, pushes, commits)
+    pairs, unmeasured = pair_latencies(pushes, commits, await sync_times(rig, requests))
+    by_order = await stage_times(rig, pushes, commits)
     stored = sum(1 for key in accepted if key in in_hub)
     commit_times = sorted(c.occurred_at.timestamp() for c in commits.values())
     span = commit_times[-1] - commit_times[0] if len(commit_times) > 1 else 0.0
@@ -1063,10 +1103,14 @@ async def measure(
         sale_s=sale_s,
         changes_per_s=(len(commit_times) - 1) / span if span > 0 else 0.0,
         orders_per_s=len(accepted) / sale_s if sale_s > 0 else 0.0,
-        latencies_ms=latencies,
+        latencies_ms=[latency for latency, _, _ in pairs],
         unmeasured_pairs=unmeasured,
         by_platform=by_platform,
-        stages_ms=stages,
+        stages_ms={
+            "push_to_order": [stage[0] for stage in by_order.values()],
+            "order_to_stock": [stage[1] for stage in by_order.values()],
+        },
+        slowest=slowest_pairs(pairs, by_order),
         orders_stored=stored,
         api_calls=len(requests),
         budget_refusals=sum(1 for r in requests if r.get("result") == OVER_BUDGET),
@@ -1133,6 +1177,7 @@ def report(result: SaleResult, label: str) -> None:
             f"{max(result.latencies_ms):.1f} ms over {len(result.latencies_ms)} "
             f"pairs ({result.unmeasured_pairs} unmeasured)"
         )
+        print(f"[{label}] slowest pairs: " + "; ".join(result.slowest))
 
 
 # --------------------------------------------------------------------------- main
