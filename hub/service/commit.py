@@ -327,6 +327,7 @@ class GroupCommitter:
             )
         await cancel_and_wait(self._worker)
         self._worker = None
+        await self._app.close_writer()
         stranded: list[_Pending] = []
         while not self._queue.empty():
             stranded.append(self._queue.get_nowait())
@@ -419,6 +420,8 @@ class GroupCommitter:
                 flight = self._launch(batch, decision)
                 batch = []
         except BaseException as exc:
+            if flight is not None:
+                flight.write.cancel()  # its callers hear "may or may not"
             self._fail(_held(batch, flight, getter), exc)
             raise
         finally:
@@ -518,11 +521,8 @@ class GroupCommitter:
         self, events: list[Event], decided: list[tuple[_Pending, list[Event], Any]]
     ) -> list[int]:
         """Store a batch's events and its commands' request ids, in one
-        transaction (in a thread)."""
-        keys = _request_keys(decided)
-        if keys:
-            return await asyncio.to_thread(self._app.append, events, keys)
-        return await asyncio.to_thread(self._app.append, events)
+        transaction."""
+        return await self._app.append_async(events, _request_keys(decided))
 
     async def _stored(self, events: list[Event]) -> list[int] | None:
         """The positions of ``events`` if a write that failed stored them

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -183,15 +183,17 @@ async def _ok(reply: Any) -> bool:
 # -- finding 5: a write that landed is never answered as a repeat ------------------
 
 
-def _losing_the_answer(hub: Hub, lost: type[Exception]) -> Callable[..., list[int]]:
-    """``hub.app.append`` that stores the first batch, then fails as if the
-    connection dropped before PostgreSQL's answer came back."""
-    real = hub.app.append
+def _losing_the_answer(
+    hub: Hub, lost: type[Exception]
+) -> Callable[..., Awaitable[list[int]]]:
+    """``hub.app.append_async`` that stores the first batch, then fails as if
+    the connection dropped before PostgreSQL's answer came back."""
+    real = hub.app.append_async
     calls = 0
 
-    def append(events: Any, *args: Any) -> list[int]:
+    async def append(events: Any, *args: Any) -> list[int]:
         nonlocal calls
-        positions = real(events, *args)
+        positions = await real(events, *args)
         calls += 1
         if calls == 1:
             raise lost("server closed the connection unexpectedly")
@@ -205,7 +207,7 @@ async def test_a_batch_stored_before_its_connection_dropped_is_answered_as_store
     database_url: str, lost: type[Exception]
 ) -> None:
     hub = _small_hub(database_url)
-    hub.app.append = _losing_the_answer(hub, lost)  # type: ignore[method-assign]
+    hub.app.append_async = _losing_the_answer(hub, lost)  # type: ignore[method-assign]
     async with running(hub):
         receipt = hub.submit(
             "stock.receive", ReceiveStock(sku="L-1", quantity=3, request_id="l-1")
@@ -238,17 +240,17 @@ async def test_a_write_that_failed_is_answered_store_unavailable_and_stores_noth
     database_url: str,
 ) -> None:
     hub = _small_hub(database_url)
-    real = hub.app.append
+    real = hub.app.append_async
     calls = 0
 
-    def append(events: Any, *args: Any) -> list[int]:
+    async def append(events: Any, *args: Any) -> list[int]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise OperationalError("connection refused")
-        return real(events, *args)
+        return await real(events, *args)
 
-    hub.app.append = append  # type: ignore[method-assign]
+    hub.app.append_async = append  # type: ignore[method-assign]
     command = ReceiveStock(sku="F-1", quantity=3, request_id="f-1")
     async with running(hub):
         with pytest.raises(StoreUnavailableError):
