@@ -1,4 +1,4 @@
-"""Append benchmark: the group commit's write, one statement against the library's.
+"""Append benchmark: the group committer's store calls, one statement each.
 
 Every batch the group committer decides is stored by one append: its events
 and its commands' request ids, in one transaction under the log's table lock.
@@ -19,12 +19,22 @@ does. It reports this process's CPU (user + system) and the wall time per
 append, the median of the rounds, and the ratios writer / library;
 PostgreSQL's CPU is not counted.
 
+The committer's other store call, the load of the aggregates a batch needs
+that it does not hold, is measured the same way (three aggregates a load, of
+200 with short histories): :meth:`hub.service.snapshots.Snapshots.load_many_async`
+(one statement from the event loop, what the committer uses) against
+:meth:`~hub.service.snapshots.Snapshots.load_many` in a worker thread (a
+transaction of two statements on a pooled connection, as before).
+
 Usage: ``python bench/append.py [--appends N] [--rounds R] [--events E]``.
 Servers come from ``HUB_DATABASE_URL`` when set, else an embedded PostgreSQL
 is started in a temporary folder. The last line printed is one JSON object:
 ``writer_cpu_us_per_append``, ``library_cpu_us_per_append``,
 ``ratio_cpu_vs_library``, ``writer_wall_us_per_append``,
-``library_wall_us_per_append`` and ``ratio_wall_vs_library``.
+``library_wall_us_per_append`` and ``ratio_wall_vs_library``; for the loads
+``load_cpu_us_per_call``, ``thread_load_cpu_us_per_call``,
+``ratio_load_cpu_vs_thread``, ``load_wall_us_per_call``,
+``thread_load_wall_us_per_call`` and ``ratio_load_wall_vs_thread``.
 """
 
 from __future__ import annotations
@@ -39,12 +49,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import bench_servers, fresh_database
+from domain import stock
 from domain.events import Event
 from domain.stock import ReceiveStock
 from hub.bootstrap import bootstrap
@@ -90,40 +102,47 @@ class Batches:
         return made, list(keys.values())
 
 
-async def _per_append(
-    append: Callable[[Batch], Awaitable[object]],
-    batches: Batches,
-    appends: int,
-    events: int,
+async def _per_call(
+    call: Callable[[Any], Awaitable[object]], arguments: list[Any]
 ) -> tuple[float, float]:
-    """CPU and wall µs per append over ``appends`` appends."""
-    made = [batches.next(events) for _ in range(appends)]
+    """CPU and wall µs per call of ``call`` on each of ``arguments``."""
     cpu, wall = _cpu_s(), time.perf_counter()
-    for batch in made:
-        await append(batch)
+    for argument in arguments:
+        await call(argument)
     return (
-        (_cpu_s() - cpu) / appends * 1e6,
-        (time.perf_counter() - wall) / appends * 1e6,
+        (_cpu_s() - cpu) / len(arguments) * 1e6,
+        (time.perf_counter() - wall) / len(arguments) * 1e6,
     )
+
+
+#: Aggregates of the loads, and how many one load asks for.
+LOAD_AGGREGATES = 200
+LOAD_WANTED = 3
 
 
 async def measure(
     database_url: str, appends: int, rounds: int, events: int
 ) -> dict[str, list[tuple[float, float]]]:
-    """Alternate the two ways ``rounds`` times; their (CPU, wall) per append."""
+    """Alternate the two ways of each call ``rounds`` times; their (CPU, wall)
+    per call, by way: ``writer``, ``library`` (appends), ``load``,
+    ``thread_load`` (loads)."""
     hub = bootstrap(
         database_url=database_url, nats_url=None, projections=[], run_relay=False
     )
     await hub.start()
     try:
-        templates = []
-        for i in range(max(1, events // 2)):
+        items = []
+        appended = max(1, events // 2)  # the appends' aggregates; the loads' after
+        for i in range(appended + LOAD_AGGREGATES):
             outcome = await hub.execute(
                 "stock.receive", ReceiveStock(sku=f"APPEND-{i}", quantity=1)
             )
-            templates.append(outcome.events[-1])
-        batches = Batches(templates)
+            items.append(outcome.events[-1])
+        batches = Batches(items[:appended])
+        ids = [event.originator_id for event in items[appended:]]
         app: HubApplication = hub.app
+        snapshots = hub.committer.snapshots
+        assert snapshots is not None
 
         async def writer(batch: Batch) -> object:
             return await app.append_async(*batch)
@@ -131,24 +150,60 @@ async def measure(
         async def library(batch: Batch) -> object:
             return await asyncio.to_thread(app.append, *batch)
 
-        await _per_append(writer, batches, 50, events)  # connections, plans
-        await _per_append(library, batches, 50, events)
-        results: dict[str, list[tuple[float, float]]] = {"writer": [], "library": []}
+        async def load(wanted: dict[uuid.UUID, Any]) -> object:
+            return await snapshots.load_many_async(wanted)
+
+        async def thread_load(wanted: dict[uuid.UUID, Any]) -> object:
+            return await asyncio.to_thread(snapshots.load_many, wanted)
+
+        def appends_of(count: int) -> list[Batch]:
+            return [batches.next(events) for _ in range(count)]
+
+        def loads_of(count: int) -> list[dict[uuid.UUID, Any]]:
+            return [
+                {
+                    ids[(n * LOAD_WANTED + k) % len(ids)]: stock.mutate
+                    for k in range(LOAD_WANTED)
+                }
+                for n in range(count)
+            ]
+
+        ways: dict[str, tuple[Callable[[Any], Awaitable[object]], Any]] = {
+            "writer": (writer, appends_of),
+            "library": (library, appends_of),
+            "load": (load, loads_of),
+            "thread_load": (thread_load, loads_of),
+        }
+        for call, make in ways.values():
+            await _per_call(call, make(50))  # connections, plans
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         for _ in range(rounds):
-            results["writer"].append(
-                await _per_append(writer, batches, appends, events)
-            )
-            results["library"].append(
-                await _per_append(library, batches, appends, events)
-            )
+            for name, (call, make) in ways.items():
+                results[name].append(await _per_call(call, make(appends)))
         return results
     finally:
         await hub.stop()
 
 
+def _pair(
+    medians: dict[str, tuple[float, float]], ours: str, theirs: str
+) -> tuple[float, float, float, float, float, float]:
+    """Two ways' median CPU and wall µs and their ratios: (our CPU, their
+    CPU, CPU ratio, our wall, their wall, wall ratio)."""
+    (our_cpu, our_wall), (their_cpu, their_wall) = medians[ours], medians[theirs]
+    return (
+        round(our_cpu, 1),
+        round(their_cpu, 1),
+        round(our_cpu / their_cpu, 3),
+        round(our_wall, 1),
+        round(their_wall, 1),
+        round(our_wall / their_wall, 3),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appends", type=int, default=400, help="appends a round")
+    parser.add_argument("--appends", type=int, default=400, help="calls a round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each")
     parser.add_argument("--events", type=int, default=6, help="events an append")
     args = parser.parse_args()
@@ -156,6 +211,9 @@ def main() -> None:
         url = fresh_database(servers.database_url, "append")
         migrate(url)
         results = run(measure(url, args.appends, args.rounds, args.events))
+    for name, values in results.items():
+        shown = ", ".join(f"{cpu:.0f}/{wall:.0f}" for cpu, wall in values)
+        print(f"{name}: CPU/wall µs per call, each round: {shown}")
     medians = {
         name: (
             statistics.median(cpu for cpu, _ in values),
@@ -163,24 +221,26 @@ def main() -> None:
         )
         for name, values in results.items()
     }
-    for name, values in results.items():
-        shown = ", ".join(f"{cpu:.0f}/{wall:.0f}" for cpu, wall in values)
-        print(f"{name}: CPU/wall µs per append, each round: {shown}")
-    (writer_cpu, writer_wall), (library_cpu, library_wall) = (
-        medians["writer"],
-        medians["library"],
-    )
+    append = _pair(medians, "writer", "library")
+    load = _pair(medians, "load", "thread_load")
     print(
         json.dumps(
             {
-                "writer_cpu_us_per_append": round(writer_cpu, 1),
-                "library_cpu_us_per_append": round(library_cpu, 1),
-                "ratio_cpu_vs_library": round(writer_cpu / library_cpu, 3),
-                "writer_wall_us_per_append": round(writer_wall, 1),
-                "library_wall_us_per_append": round(library_wall, 1),
-                "ratio_wall_vs_library": round(writer_wall / library_wall, 3),
+                "writer_cpu_us_per_append": append[0],
+                "library_cpu_us_per_append": append[1],
+                "ratio_cpu_vs_library": append[2],
+                "writer_wall_us_per_append": append[3],
+                "library_wall_us_per_append": append[4],
+                "ratio_wall_vs_library": append[5],
+                "load_cpu_us_per_call": load[0],
+                "thread_load_cpu_us_per_call": load[1],
+                "ratio_load_cpu_vs_thread": load[2],
+                "load_wall_us_per_call": load[3],
+                "thread_load_wall_us_per_call": load[4],
+                "ratio_load_wall_vs_thread": load[5],
                 "events_per_append": args.events,
-                "appends_per_round": args.appends,
+                "aggregates_per_load": LOAD_WANTED,
+                "calls_per_round": args.appends,
                 "rounds": args.rounds,
             }
         )

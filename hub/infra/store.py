@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -183,54 +183,42 @@ APPEND_STATEMENT = (
 STORE_RETRY_WAIT_S = 0.2
 
 
-class LogWriter:
-    """Stores batches of events in one statement each, on a connection of its own.
+class OwnConnection:
+    """A connection to the store's database kept by one user, opened at its
+    first statement, each statement prepared once.
 
-    The library's recorder stores a batch in six round trips from a worker
-    thread (a pooled connection's check, BEGIN, the table lock, NOTIFY, the
-    insert, COMMIT): in a flash sale that was the largest part of the hub
-    process's CPU after HTTP. ``hub_append`` (a database function) does the
-    same work under the same rules in one statement, sent from the event loop
-    on a connection kept open and prepared once.
+    A statement whose connection fails is sent again on a new one (up to
+    :data:`STORE_ATTEMPTS` in all, :data:`STORE_RETRY_WAIT_S` apart); one
+    cancelled (or failing otherwise) mid-statement drops the connection, whose
+    state is then unknown.
 
-    A call whose connection fails is sent again on a new one (up to
-    :data:`STORE_ATTEMPTS` in all); one that had been stored before its answer
-    was lost then fails as a repeated version, which the group committer tells
-    from a lost race by reading the events back.
+    Args:
+        connect: Opens a new autocommit connection
+            (:meth:`HubApplication.connect_async`).
     """
 
-    def __init__(self, connect: dict[str, Any]) -> None:
+    def __init__(
+        self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+    ) -> None:
         self._connect = connect
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def append(
-        self, stored: Sequence[StoredEvent], requests: Sequence[RequestKey] = ()
-    ) -> list[int]:
-        """Store ``stored`` and record ``requests`` in one transaction; return
-        the events' log positions.
+    async def fetch(self, query: str, params: Sequence[Any]) -> list[Any]:
+        """The rows of one statement (its own transaction).
 
         Raises:
-            eventsourcing.persistence.IntegrityError: a version or a request id
-                was stored before (nothing of the batch is stored).
+            eventsourcing.persistence.IntegrityError: it broke a unique key
+                (nothing of it is stored).
             eventsourcing.persistence.OperationalError: PostgreSQL could not be
                 reached, :data:`STORE_ATTEMPTS` times.
         """
-        params = (
-            [e.originator_id for e in stored],
-            [e.originator_version for e in stored],
-            [e.topic for e in stored],
-            [e.state for e in stored],
-            [r.aggregate_id for r in requests],
-            [r.request_id for r in requests],
-            [r.first_version for r in requests],
-            [r.last_version for r in requests],
-        )
         attempt = 1
         while True:
             try:
-                conn = await self._connection()
-                cur = await conn.execute(APPEND_STATEMENT, params, prepare=True)
-                return [int(row[0]) for row in await cur.fetchall()]
+                if self._conn is None or self._conn.closed:
+                    self._conn = await self._connect()
+                cur = await self._conn.execute(query, params, prepare=True)
+                return await cur.fetchall()
             except psycopg.errors.UniqueViolation as exc:
                 raise IntegrityError(str(exc)) from exc
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -246,18 +234,63 @@ class LogWriter:
             attempt += 1
             await asyncio.sleep(STORE_RETRY_WAIT_S)
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                **self._connect, autocommit=True
-            )
-        return self._conn
-
     async def aclose(self) -> None:
-        """Close the connection (the next call opens one again)."""
+        """Close the connection (the next statement opens one again)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+class LogWriter:
+    """Stores batches of events in one statement each, on a connection of its own.
+
+    The library's recorder stores a batch in six round trips from a worker
+    thread (a pooled connection's check, BEGIN, the table lock, NOTIFY, the
+    insert, COMMIT): in a flash sale that was the largest part of the hub
+    process's CPU after HTTP. ``hub_append`` (a database function) does the
+    same work under the same rules in one statement, sent from the event loop
+    on an :class:`OwnConnection`.
+
+    A call that had been stored before its connection failed and its answer
+    was lost fails, when sent again, as a repeated version, which the group
+    committer tells from a lost race by reading the events back.
+    """
+
+    def __init__(
+        self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+    ) -> None:
+        self._connection = OwnConnection(connect)
+
+    async def append(
+        self, stored: Sequence[StoredEvent], requests: Sequence[RequestKey] = ()
+    ) -> list[int]:
+        """Store ``stored`` and record ``requests`` in one transaction; return
+        the events' log positions.
+
+        Raises:
+            eventsourcing.persistence.IntegrityError: a version or a request id
+                was stored before (nothing of the batch is stored).
+            eventsourcing.persistence.OperationalError: see
+                :meth:`OwnConnection.fetch`.
+        """
+        rows = await self._connection.fetch(
+            APPEND_STATEMENT,
+            (
+                [e.originator_id for e in stored],
+                [e.originator_version for e in stored],
+                [e.topic for e in stored],
+                [e.state for e in stored],
+                [r.aggregate_id for r in requests],
+                [r.request_id for r in requests],
+                [r.first_version for r in requests],
+                [r.last_version for r in requests],
+            ),
+        )
+        return [int(row[0]) for row in rows]
+
+    async def aclose(self) -> None:
+        """Close its connection."""
+        await self._connection.aclose()
 
 
 class HubApplication(Application[uuid.UUID]):
@@ -322,10 +355,17 @@ class HubApplication(Application[uuid.UUID]):
         if not stored:
             return []
         if self._writer is None:
-            kwargs = dict(cast("dict[str, Any]", self.recorder.datastore.pool.kwargs))
-            kwargs.pop("row_factory", None)
-            self._writer = LogWriter({**kwargs, "connect_timeout": CONNECT_TIMEOUT_S})
+            self._writer = LogWriter(self.connect_async)
         return await self._writer.append(stored, requests)
+
+    async def connect_async(self) -> psycopg.AsyncConnection[Any]:
+        """A new autocommit connection to the store's database (PostgreSQL)."""
+        recorder = cast("HubRecorder", self.recorder)
+        kwargs = dict(cast("dict[str, Any]", recorder.datastore.pool.kwargs))
+        kwargs.pop("row_factory", None)
+        return await psycopg.AsyncConnection.connect(
+            **kwargs, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        )
 
     async def close_writer(self) -> None:
         """Close :meth:`append_async`'s connection, if it opened one."""

@@ -328,6 +328,8 @@ class GroupCommitter:
         await cancel_and_wait(self._worker)
         self._worker = None
         await self._app.close_writer()
+        if self.snapshots is not None:
+            await self.snapshots.aclose()
         stranded: list[_Pending] = []
         while not self._queue.empty():
             stranded.append(self._queue.get_nowait())
@@ -368,11 +370,9 @@ class GroupCommitter:
 
     async def load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
         """The current state of one aggregate (``None`` if it has no events)."""
-        return await asyncio.to_thread(self._load, rules, aggregate_id)
+        return (await self._load_many({aggregate_id: rules}))[aggregate_id]
 
     def _load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
-        if self.snapshots is not None:
-            return self.snapshots.load(rules.mutate, aggregate_id)
         try:
             events = self._app.load_events(aggregate_id)
         except AggregateNotFoundError:
@@ -452,7 +452,7 @@ class GroupCommitter:
             if p.aggregate_id not in self._cache and not p.future.done()
         }
         if missing:
-            loaded = await asyncio.to_thread(self._load_many, missing)
+            loaded = await self._load_many(missing)
             for aggregate_id, state in loaded.items():
                 self._remember(aggregate_id, state)
         return self._decide(batch)
@@ -719,15 +719,17 @@ class GroupCommitter:
                 )
             )
 
-    def _load_many(
+    async def _load_many(
         self, wanted: dict[uuid.UUID, AggregateRules]
     ) -> dict[uuid.UUID, Any]:
         if self.snapshots is not None:
-            # One transaction for the batch's aggregates, not two for each.
-            return self.snapshots.load_many(
+            # One statement for the batch's aggregates, from the event loop.
+            return await self.snapshots.load_many_async(
                 {aid: rules.mutate for aid, rules in wanted.items()}
             )
-        return {aid: self._load(rules, aid) for aid, rules in wanted.items()}
+        return await asyncio.to_thread(
+            lambda: {aid: self._load(rules, aid) for aid, rules in wanted.items()}
+        )
 
     def _remember(self, aggregate_id: uuid.UUID, state: Any) -> None:
         if state is None:

@@ -135,3 +135,39 @@ async def test_many_aggregates_load_together_as_each_alone(hub: Hub) -> None:
     many = snapshots.load_many(dict.fromkeys(ids, None))
     assert many[ids[0]].version == EVERY + 40
     assert snapshots.events_loaded == EVERY + 40 + 25 + 3
+
+
+async def test_the_committers_one_statement_load_gives_what_load_many_gives(
+    hub: Hub,
+) -> None:
+    # load_many_async (one statement from the event loop, what the committer
+    # uses) against load_many (two in a thread): every case of the test above,
+    # and a snapshot of today's shape whose state cannot be decoded.
+    await _history(hub, "LONG", EVERY + 40)
+    await _history(hub, "MID", 25)
+    await _history(hub, "SHORT", 3)
+    assert hub.committer.snapshots is not None
+    await hub.committer.snapshots.drain()
+    ids = [stock.stock_item_id(sku) for sku in ("LONG", "MID", "SHORT", "NEVER")]
+    for chunk in (7, 2000):
+        reference, ours = (
+            Snapshots(hub.app, chunk=chunk),
+            Snapshots(hub.app, chunk=chunk),
+        )
+        try:
+            expected = reference.load_many(dict.fromkeys(ids, stock.mutate))
+            assert await ours.load_many_async(dict.fromkeys(ids, None)) == expected
+            assert ours.events_loaded == reference.events_loaded
+        finally:
+            await ours.aclose()
+    async with await psycopg.AsyncConnection.connect(hub.database_url) as conn:
+        await conn.execute("UPDATE aggregate_snapshots SET state = 'not json'")
+        await conn.commit()
+    ours = Snapshots(hub.app)
+    try:
+        many = await ours.load_many_async(dict.fromkeys(ids, stock.mutate))
+    finally:
+        await ours.aclose()
+    assert many[ids[0]] == project(stock.mutate, None, hub.app.load_events(ids[0]))
+    assert many[ids[0]].version == EVERY + 40 and many[ids[3]] is None
+    assert ours.events_loaded == EVERY + 40 + 25 + 3
