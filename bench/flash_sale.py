@@ -984,17 +984,6 @@ def pair_latencies(
     return pairs, unmeasured
 
 
-def propagation(
-    pushes: list[dict[str, Any]],
-    commits: Mapping[str, StockCommitted],
-    syncs: Mapping[str, list[tuple[int, float]]],
-) -> tuple[list[float], int]:
-    """Latency (ms) of every (committed order, other platform) pair, and the
-    number of pairs never brought up to date."""
-    pairs, unmeasured = pair_latencies(pushes, commits, syncs)
-    return [latency for latency, _, _ in pairs], unmeasured
-
-
 async def stage_times(
     rig: Rig, pushes: list[dict[str, Any]], commits: Mapping[str, StockCommitted]
 ) -> dict[str, tuple[float, float]]:

@@ -89,8 +89,12 @@ CONNECT_TIMEOUT_S = 3
 #: Attempts of one store call when the connection fails (the library makes
 #: ten, which keeps a caller waiting for a minute while PostgreSQL is down).
 STORE_ATTEMPTS = 3
+#: Pause before a store call tries again on a new connection.
+STORE_RETRY_WAIT_S = 0.2
 _store_retry = retry(
-    (InterfaceError, OperationalError), max_attempts=STORE_ATTEMPTS, wait=0.2
+    (InterfaceError, OperationalError),
+    max_attempts=STORE_ATTEMPTS,
+    wait=STORE_RETRY_WAIT_S,
 )
 
 
@@ -179,8 +183,6 @@ APPEND_STATEMENT = (
     "SELECT * FROM hub_append(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[],"
     " %b::uuid[], %b::text[], %b::bigint[], %b::bigint[])"
 )
-#: Pause before a store call tries again on a new connection.
-STORE_RETRY_WAIT_S = 0.2
 
 
 class OwnConnection:
@@ -348,9 +350,7 @@ class HubApplication(Application[uuid.UUID]):
             eventsourcing.persistence.IntegrityError: see :meth:`append`.
         """
         if not isinstance(self.recorder, HubRecorder):
-            if requests:
-                return await asyncio.to_thread(self.append, events, requests)
-            return await asyncio.to_thread(self.append, events)
+            return await asyncio.to_thread(self.append, events, requests)
         stored = [self.mapper.to_stored_event(e) for e in events]
         if not stored:
             return []

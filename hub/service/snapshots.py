@@ -44,6 +44,10 @@ LOAD_CHUNK = 2000
 
 _STATES: dict[str, type[State]] = {kind.state.__name__: kind.state for kind in KINDS}
 
+#: Aggregates whose load filled a chunk (more events may follow), each with
+#: its fold, the version reached and its state so far.
+Unfinished = dict[uuid.UUID, tuple[Callable[[Any, Any], Any] | None, int, Any]]
+
 #: :meth:`Snapshots.load_many_async`'s one statement: the usable snapshots of
 #: the wanted aggregates (their kind is a current shape), then at most a chunk
 #: of each one's events after its snapshot, ordered so that each aggregate's
@@ -243,17 +247,12 @@ class Snapshots:
         wanted: Mapping[uuid.UUID, Callable[[Any, Any], Any] | None],
         snapshots: Mapping[uuid.UUID, tuple[int, Any]],
         events: Mapping[uuid.UUID, list[Event]],
-    ) -> tuple[
-        dict[uuid.UUID, Any],
-        dict[uuid.UUID, tuple[Callable[[Any, Any], Any] | None, int, Any]],
-    ]:
+    ) -> tuple[dict[uuid.UUID, Any], Unfinished]:
         """Each wanted aggregate's snapshot (if any) evolved by its events
         read; and those whose read filled a chunk (more may follow), with their
         fold, version and state so far."""
         states: dict[uuid.UUID, Any] = {}
-        unfinished: dict[
-            uuid.UUID, tuple[Callable[[Any, Any], Any] | None, int, Any]
-        ] = {}
+        unfinished: Unfinished = {}
         for aid, mutate in wanted.items():
             state = snapshots.get(aid, (0, None))[1]
             mine = events.get(aid, [])

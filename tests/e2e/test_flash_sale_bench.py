@@ -88,7 +88,7 @@ def _sold_out_without_overselling(result: Any) -> None:
 
 
 def test_propagation_takes_the_first_sync_at_or_after_the_orders_version() -> None:
-    class Commit:  # propagation() reads only the commit's stock version
+    class Commit:  # pair_latencies() reads only the commit's stock version
         def __init__(self, version: int) -> None:
             self.originator_version = version
 
@@ -106,11 +106,17 @@ def test_propagation_takes_the_first_sync_at_or_after_the_orders_version() -> No
         "kuaishou_shop": [],  # never brought up to date
         "youzan": [(5, 10.001)],  # the order's own platform is not counted
     }
-    latencies, unmeasured = flash_sale.propagation(
+    pairs, unmeasured = flash_sale.pair_latencies(
         pushes, {"youzan:E1": Commit(5)}, syncs
     )
-    assert [round(ms) for ms in latencies] == [10, 30]
+    assert [(round(ms), order, other) for ms, order, other in pairs] == [
+        (10, "youzan:E1", "wechat_shop"),
+        (30, "youzan:E1", "douyin_shop"),
+    ]
     assert unmeasured == 1
+    assert flash_sale.slowest_pairs(pairs, {"youzan:E1": (4.0, 1.0)})[0] == (
+        "youzan:E1 → douyin_shop 30 ms (push → order 4, → stock 1, → write 25)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -119,9 +119,9 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
     release = threading.Event()
     append = app.append
 
-    def slow_append(events: Any) -> list[int]:
+    def slow_append(events: Any, *args: Any) -> list[int]:
         release.wait(10)
-        return append(events)
+        return append(events, *args)
 
     app.append = slow_append  # type: ignore[method-assign]
     async with _running(app) as committer:
