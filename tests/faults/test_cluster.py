@@ -81,10 +81,16 @@ async def hubs(
 
 
 async def stream_leader(nc: nats.NATS) -> str | None:
-    """The node leading ``HUB_EVENTS`` (None until the relay created it)."""
+    """The node leading ``HUB_EVENTS`` (None until the relay created it, and
+    while the cluster's JetStream API does not answer yet: a just-started
+    cluster may still be choosing its meta leader)."""
     try:
         info = await nc.jetstream().stream_info(STREAM)
-    except nats.js.errors.NotFoundError:
+    except (
+        nats.js.errors.NotFoundError,
+        nats.js.errors.ServiceUnavailableError,
+        nats.errors.TimeoutError,
+    ):
         return None
     return info.cluster.leader if info.cluster else None
 
