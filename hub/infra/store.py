@@ -98,6 +98,24 @@ _store_retry = retry(
 )
 
 
+def append_columns(
+    stored: Sequence[StoredEvent], requests: Sequence[RequestKey]
+) -> list[list[Any]]:
+    """A batch as the eight arrays both inserts take: the events' ids,
+    versions, topics and states, then the request keys' aggregate ids,
+    request ids, first and last versions."""
+    return [
+        [e.originator_id for e in stored],
+        [e.originator_version for e in stored],
+        [e.topic for e in stored],
+        [e.state for e in stored],
+        [r.aggregate_id for r in requests],
+        [r.request_id for r in requests],
+        [r.first_version for r in requests],
+        [r.last_version for r in requests],
+    ]
+
+
 class HubRecorder(PostgresApplicationRecorder):
     """The library's recorder, inserting a batch as four plain arrays.
 
@@ -155,21 +173,10 @@ class HubRecorder(PostgresApplicationRecorder):
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
-        columns = [
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-        ]
+        columns = append_columns(stored_events, requests)
         if not requests:
-            curs.execute(self._insert_columns, columns, prepare=True)
+            curs.execute(self._insert_columns, columns[:4], prepare=True)
             return
-        columns += [
-            [r.aggregate_id for r in requests],
-            [r.request_id for r in requests],
-            [r.first_version for r in requests],
-            [r.last_version for r in requests],
-        ]
         curs.execute(self._insert_with_requests, columns, prepare=True)
 
     def _fetch_ids_after_insert_events(
@@ -276,17 +283,7 @@ class LogWriter:
                 :meth:`OwnConnection.fetch`.
         """
         rows = await self._connection.fetch(
-            APPEND_STATEMENT,
-            (
-                [e.originator_id for e in stored],
-                [e.originator_version for e in stored],
-                [e.topic for e in stored],
-                [e.state for e in stored],
-                [r.aggregate_id for r in requests],
-                [r.request_id for r in requests],
-                [r.first_version for r in requests],
-                [r.last_version for r in requests],
-            ),
+            APPEND_STATEMENT, append_columns(stored, requests)
         )
         return [int(row[0]) for row in rows]
 

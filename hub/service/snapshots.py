@@ -77,6 +77,13 @@ def shape(state_type: type[State]) -> str:
     return f"{state_type.__name__}:{hashlib.sha256(schema).hexdigest()[:16]}"
 
 
+@functools.cache
+def _current_shapes() -> list[str]:
+    """Every state type's :func:`shape` today: the kinds of usable snapshots
+    (worked out at the first load, not at import)."""
+    return [shape(state_type) for state_type in _STATES.values()]
+
+
 def _usable(aggregate_id: uuid.UUID, row: Mapping[str, Any]) -> tuple[int, Any] | None:
     """A snapshot row's version and state, None if it cannot be used."""
     kind = str(row["kind"])
@@ -215,7 +222,7 @@ class Snapshots:
         if self._reads is None:
             self._reads = OwnConnection(self.app.connect_async)
         ids = list(wanted)
-        kinds = [shape(state_type) for state_type in _STATES.values()]
+        kinds = _current_shapes()
         rows = await self._reads.fetch(
             LOAD_STATEMENT, (ids, kinds, ids, kinds, self.chunk)
         )
