@@ -46,19 +46,55 @@ from domain.payout import (
     PayoutVoided,
     refund_payout,
 )
-from projections.base import BatchProjection
+from projections.base import BatchProjection, rows_json, select_rows
 
 #: Payout events, by stable topic.
 PAYOUT_TOPICS: tuple[str, ...] = tuple(
     cls.TOPIC for cls in (PayoutScheduled, PayoutReversed, PayoutSettled, PayoutVoided)
 )
 
-_INSERT_PAYOUT = (
+_INSERT_PAYOUTS = (
     "INSERT INTO ledger_payouts (platform, platform_order_id, payout, shop_id, "
     "channel, streamer, source, amount_fen, streamer_fen, platform_fen, "
     "payment_fen, merchant_fen, status, settles_on, effective_at, position) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s) "
-    "ON CONFLICT DO NOTHING"
+    + select_rows(
+        "platform text, platform_order_id text, payout text, shop_id text, "
+        "channel text, streamer text, source text, amount_fen bigint, "
+        "streamer_fen bigint, platform_fen bigint, payment_fen bigint, "
+        "merchant_fen bigint, status text, settles_on date, "
+        "effective_at timestamptz, position bigint"
+    )
+    + " ON CONFLICT DO NOTHING"
+)
+
+#: Transactions, then their postings (each with its account's kind and the
+#: position that names the account first): a transaction whose source is
+#: already written is skipped with its postings, and the accounts its new
+#: postings name are added unless known. One statement however many
+#: transactions; the balance triggers still check each at commit.
+_INSERT_TRANSACTIONS = (
+    "WITH tx AS (INSERT INTO ledger_transactions (id, source, kind, platform, "
+    "platform_order_id, status, effective_at, recorded_at, posted_effective_at, "
+    "posted_recorded_at, position) "
+    + select_rows(
+        "id bigint, source text, kind text, platform text, platform_order_id text, "
+        "status text, effective_at timestamptz, recorded_at timestamptz, "
+        "posted_effective_at timestamptz, posted_recorded_at timestamptz, "
+        "position bigint"
+    )
+    + " ON CONFLICT (source) DO NOTHING RETURNING id), "
+    "lines AS ("
+    + select_rows(
+        "id bigint, transaction_id bigint, account text, kind text, "
+        "position bigint, amount_fen bigint"
+    )
+    + "), new_lines AS (SELECT * FROM lines WHERE transaction_id IN "
+    "(SELECT id FROM tx)), "
+    "accounts AS (INSERT INTO ledger_accounts (name, kind, position) "
+    "SELECT DISTINCT ON (account) account, kind, position FROM new_lines "
+    "ORDER BY account, position ON CONFLICT (name) DO NOTHING) "
+    "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
+    "SELECT id, transaction_id, account, amount_fen FROM new_lines"
 )
 
 
@@ -77,23 +113,33 @@ class LedgerProjection(BatchProjection):
     async def apply_batch(
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
-        """Write each event's ledger changes, in log order."""
+        """Write each event's ledger changes, in log order.
+
+        A run of scheduled and reversed payouts only adds rows: it is gathered
+        and written in two statements (:class:`LedgerRows`). A settlement or a
+        void reads and updates what came before it, so the run is written
+        first and the event after it.
+        """
+        rows = LedgerRows()
         for event, position in events:
-            await self._payout_row(cur, event, position)
+            if isinstance(event, PayoutScheduled | PayoutReversed):
+                rows.payout(event, position)
+                for index, change in enumerate(ledger_changes(event)):
+                    assert isinstance(change, LedgerTransaction)
+                    rows.transaction(change, position, index)
+                continue
+            await rows.write(cur)
+            await self._close_payouts(cur, event, position)
             pending = await self._pending(cur, event)
             for index, change in enumerate(ledger_changes(event, pending)):
                 await write_change(cur, change, position, index)
+        await rows.write(cur)
 
     @staticmethod
-    async def _payout_row(
+    async def _close_payouts(
         cur: psycopg.AsyncCursor[object], event: Event, position: int
     ) -> None:
-        if isinstance(event, PayoutScheduled):
-            await _insert_payout(cur, event, SALE, event.paid_at, position)
-        elif isinstance(event, PayoutReversed):
-            payout = refund_payout(event.refund_id)
-            await _insert_payout(cur, event, payout, event.refunded_at, position)
-        elif isinstance(event, PayoutSettled | PayoutVoided):
+        if isinstance(event, PayoutSettled | PayoutVoided):
             payouts = (
                 [event.payout]
                 if isinstance(event, PayoutSettled)
@@ -123,37 +169,6 @@ class LedgerProjection(BatchProjection):
             return {}
         amount, fee = cast("tuple[int, int]", row)
         return {source: (int(amount), int(fee))}
-
-
-async def _insert_payout(
-    cur: psycopg.AsyncCursor[object],
-    event: PayoutScheduled | PayoutReversed,
-    payout: str,
-    effective_at: datetime,
-    position: int,
-) -> None:
-    sign = 1 if isinstance(event, PayoutScheduled) else -1
-    split = event.split
-    await cur.execute(
-        _INSERT_PAYOUT,
-        (
-            event.platform,
-            event.platform_order_id,
-            payout,
-            event.shop_id,
-            event.channel,
-            event.streamer,
-            payout_source(event.platform, event.platform_order_id, payout),
-            sign * event.amount_fen,
-            sign * split.streamer_fen,
-            sign * split.platform_fen,
-            sign * split.payment_fen,
-            sign * split.merchant_fen,
-            event.settles_on,
-            effective_at,
-            position,
-        ),
-    )
 
 
 #: Transactions one event may write (ids are ``position * 4 + index``).
@@ -186,62 +201,106 @@ async def write_change(
             (change.status, change.effective_at, change.recorded_at, change.source),
         )
         return
-    await insert_transaction(cur, change, position, index)
+    rows = LedgerRows()
+    rows.transaction(change, position, index)
+    await rows.write(cur)
 
 
-async def insert_transaction(
-    cur: psycopg.AsyncCursor[Any], tx: LedgerTransaction, position: int, index: int = 0
-) -> bool:
-    """Insert ``tx`` and its postings unless its source is known; True if new.
+class LedgerRows:
+    """Ledger rows gathered to be written together: payouts in one statement,
+    transactions with their postings and accounts in another
+    (:meth:`write`). Ids come from the log position, so a rebuild writes the
+    same rows; a payout or a transaction already written is skipped."""
 
-    Ids come from the log position, so a rebuild writes the same rows.
-    """
-    check_balanced(tx.source, tx.postings)
-    if not 0 <= index < TRANSACTIONS_PER_EVENT or len(tx.postings) >= (
-        POSTINGS_PER_TRANSACTION
-    ):
-        raise ValueError(
-            f"transaction {tx.source}: index {index} or {len(tx.postings)} postings "
-            "beyond the ledger's id ranges"
+    def __init__(self) -> None:
+        self._payouts: list[tuple[object, ...]] = []
+        self._transactions: list[tuple[object, ...]] = []
+        self._lines: list[tuple[object, ...]] = []
+
+    def payout(self, event: PayoutScheduled | PayoutReversed, position: int) -> None:
+        """The payout row of a scheduled or reversed payout."""
+        if isinstance(event, PayoutScheduled):
+            sign, payout, effective_at = 1, SALE, event.paid_at
+        else:
+            sign, payout = -1, refund_payout(event.refund_id)
+            effective_at = event.refunded_at
+        split = event.split
+        self._payouts.append(
+            (
+                event.platform,
+                event.platform_order_id,
+                payout,
+                event.shop_id,
+                event.channel,
+                event.streamer,
+                payout_source(event.platform, event.platform_order_id, payout),
+                sign * event.amount_fen,
+                sign * split.streamer_fen,
+                sign * split.platform_fen,
+                sign * split.payment_fen,
+                sign * split.merchant_fen,
+                "pending",
+                event.settles_on,
+                effective_at,
+                position,
+            )
         )
-    tx_id = position * TRANSACTIONS_PER_EVENT + index
-    posted = tx.status == "posted"
-    await cur.execute(
-        "INSERT INTO ledger_transactions (id, source, kind, platform, "
-        "platform_order_id, status, effective_at, recorded_at, posted_effective_at, "
-        "posted_recorded_at, position) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (source) DO NOTHING RETURNING id",
-        (
-            tx_id,
-            tx.source,
-            tx.kind,
-            tx.platform,
-            tx.platform_order_id,
-            tx.status,
-            tx.effective_at,
-            tx.recorded_at,
-            tx.effective_at if posted else None,
-            tx.recorded_at if posted else None,
-            position,
-        ),
-    )
-    if await cur.fetchone() is None:
-        return False
-    await cur.executemany(
-        "INSERT INTO ledger_accounts (name, kind, position) VALUES (%s, %s, %s) "
-        "ON CONFLICT (name) DO NOTHING",
-        [(p.account, account_kind(p.account), position) for p in tx.postings],
-    )
-    await cur.executemany(
-        "INSERT INTO ledger_postings (id, transaction_id, account, amount_fen) "
-        "VALUES (%s, %s, %s, %s)",
-        [
-            (tx_id * POSTINGS_PER_TRANSACTION + line, tx_id, p.account, p.amount_fen)
+
+    def transaction(self, tx: LedgerTransaction, position: int, index: int) -> None:
+        """``tx``, the ``index``-th transaction of the event at ``position``.
+
+        Raises:
+            domain.ledger.UnbalancedTransactionError: postings that do not
+                balance (the database would refuse them at commit as well).
+            ValueError: an index or a count of postings beyond the id ranges.
+        """
+        check_balanced(tx.source, tx.postings)
+        if not 0 <= index < TRANSACTIONS_PER_EVENT or len(tx.postings) >= (
+            POSTINGS_PER_TRANSACTION
+        ):
+            raise ValueError(
+                f"transaction {tx.source}: index {index} or {len(tx.postings)} "
+                "postings beyond the ledger's id ranges"
+            )
+        tx_id = position * TRANSACTIONS_PER_EVENT + index
+        posted = tx.status == "posted"
+        self._transactions.append(
+            (
+                tx_id,
+                tx.source,
+                tx.kind,
+                tx.platform,
+                tx.platform_order_id,
+                tx.status,
+                tx.effective_at,
+                tx.recorded_at,
+                tx.effective_at if posted else None,
+                tx.recorded_at if posted else None,
+                position,
+            )
+        )
+        self._lines += [
+            (
+                tx_id * POSTINGS_PER_TRANSACTION + line,
+                tx_id,
+                p.account,
+                account_kind(p.account),
+                position,
+                p.amount_fen,
+            )
             for line, p in enumerate(tx.postings)
-        ],
-    )
-    return True
+        ]
+
+    async def write(self, cur: psycopg.AsyncCursor[Any]) -> None:
+        """Write what was gathered, and start again empty."""
+        if self._payouts:
+            await cur.execute(_INSERT_PAYOUTS, (rows_json(self._payouts),))
+        if self._transactions:
+            await cur.execute(
+                _INSERT_TRANSACTIONS,
+                (rows_json(self._transactions), rows_json(self._lines)),
+            )
+        self._payouts, self._transactions, self._lines = [], [], []
 
 
 # -- reads ----------------------------------------------------------------------

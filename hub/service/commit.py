@@ -31,7 +31,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -367,6 +367,17 @@ class GroupCommitter:
         if cached is not None:
             return cached
         return await self.load(rules, aggregate_id)
+
+    async def latest_many(
+        self, wanted: Mapping[uuid.UUID, AggregateRules]
+    ) -> dict[uuid.UUID, Any]:
+        """:meth:`latest` of several aggregates: those the cache lacks are
+        loaded together (one statement with snapshots), not one by one."""
+        found = {aid: self._cache.get(aid) for aid in wanted}
+        missing = {aid: wanted[aid] for aid, state in found.items() if state is None}
+        if missing:
+            found.update(await self._load_many(missing))
+        return found
 
     async def load(self, rules: AggregateRules, aggregate_id: uuid.UUID) -> Any:
         """The current state of one aggregate (``None`` if it has no events)."""
