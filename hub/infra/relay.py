@@ -333,15 +333,22 @@ class Relay:
         sequence = end.sequence  # stream sequence of the last message sent
         sent = end.position  # log position of the last message sent
         window: deque[tuple[int, int]] = deque()  # (stream sequence, log position)
+        # Whether the last read reached the head: nothing was committed since
+        # unless ``wake`` is set, so the log is not read again until then.
+        at_head = False
         while acks.failure is None:
-            # Cleared before the read: what is committed after it sets it.
-            wake.clear()
-            rows = await read_log(conn, sent, self.max_in_flight)
+            rows: list[tuple[int, str, bytes]] = []
+            if not at_head or wake.is_set():
+                # Cleared before the read: what is committed after it sets it.
+                wake.clear()
+                rows = await read_log(conn, sent, self.max_in_flight)
+                at_head = len(rows) < self.max_in_flight
             if not rows:
                 if window:
                     await acks.wait_beyond(window[0][0] - 1, ACK_TIMEOUT_S)
                 else:
                     await wait_set(wake, NOTIFY_SAFETY_S)
+                    at_head = False  # woken, or the safety look: read
             while rows and acks.failure is None:
                 room = self.max_in_flight - (sequence - acks.acked)
                 if room <= 0:
