@@ -8,8 +8,12 @@ meant eleven of each. :class:`LogListener` holds one connection for all the
 runners of a process (of an event loop, on one database) and wakes each
 through an :class:`asyncio.Event` of its own.
 
-It is not the way events are found, only a hint that there are new ones: a
-runner still looks every :data:`eventlog.log.NOTIFY_SAFETY_S` seconds. When
+A notification from the hub's group commit (``hub_append``) names the
+topics it stored; a subscriber that reads only some topics is woken only by
+a notification naming one of them (or by one that names none: another
+writer's). It is not the way events are found, only a hint that there are
+new ones: a runner still looks every :data:`eventlog.log.NOTIFY_SAFETY_S`
+seconds. When
 the connection fails (the database restarted, the connection was
 terminated), the listener connects again with a growing pause and then wakes
 every runner, since what was committed meanwhile notified nobody.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 import psycopg
 from psycopg import sql
@@ -47,22 +52,31 @@ class LogListener:
     def __init__(self, database_url: str, loop: asyncio.AbstractEventLoop) -> None:
         self.database_url = database_url
         self._loop = loop
-        self._wakes: set[asyncio.Event] = set()
+        #: Each subscriber's event, and the stored topics it reads (None: all).
+        self._wakes: dict[asyncio.Event, frozenset[str] | None] = {}
         self._task: asyncio.Task[None] | None = None
         #: Set while the LISTEN is in force.
         self.listening = asyncio.Event()
 
-    def subscribe(self) -> asyncio.Event:
-        """A new event, set at every notification from now on."""
+    def subscribe(self, topics: Iterable[str] = ()) -> asyncio.Event:
+        """A new event, set from now on at every notification that names one
+        of the stored ``topics`` (none given: at every notification), and at
+        every notification that names no topics."""
         wake = asyncio.Event()
-        self._wakes.add(wake)
+        self._wakes[wake] = frozenset(topics) or None
         if self._task is None or self._task.done():
             self._task = self._loop.create_task(self._run())
         return wake
 
+    def retopic(self, wake: asyncio.Event, topics: Iterable[str] = ()) -> None:
+        """Wake ``wake`` from now on for the stored ``topics`` (none: for
+        every notification), as :meth:`subscribe` does."""
+        if wake in self._wakes:
+            self._wakes[wake] = frozenset(topics) or None
+
     def unsubscribe(self, wake: asyncio.Event) -> None:
         """Stop waking ``wake``; the last to go closes the connection."""
-        self._wakes.discard(wake)
+        self._wakes.pop(wake, None)
         if not self._wakes:
             if self._task is not None:
                 self._task.cancel()
@@ -73,6 +87,16 @@ class LogListener:
     def _wake_all(self) -> None:
         for wake in self._wakes:
             wake.set()
+
+    def _wake_for(self, payload: str) -> None:
+        """Wake the subscribers a notification concerns (see the module)."""
+        if not payload:
+            self._wake_all()
+            return
+        stored = frozenset(payload.split(","))
+        for wake, topics in self._wakes.items():
+            if topics is None or not topics.isdisjoint(stored):
+                wake.set()
 
     async def _run(self) -> None:
         pause = RECONNECT_S
@@ -87,8 +111,8 @@ class LogListener:
                     self.listening.set()
                     pause = RECONNECT_S
                     self._wake_all()  # what came while nobody listened
-                    async for _ in conn.notifies():
-                        self._wake_all()
+                    async for notify in conn.notifies():
+                        self._wake_for(notify.payload)
             except (psycopg.Error, OSError) as exc:
                 log.warning(
                     "listening to the log failed (%s); again in %.1fs", exc, pause

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from domain.events import Event
 from eventlog.codec import EVENTS_TABLE, decode_event
-from eventlog.listen import listener_for, wait_listening
+from eventlog.listen import LogListener, listener_for, wait_listening
 from eventlog.log import HEAD_QUERY, NOTIFY_SAFETY_S, log_head, stored_topics
 from eventlog.supervision import Supervisor, default_supervisor, wait_set
 
@@ -327,6 +327,12 @@ class ProjectionRunner:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Condition()
+        #: Set by the log's listener for commits of the projection's topics
+        #: (None while not running).
+        self._wake: asyncio.Event | None = None
+        self._listener: LogListener | None = None
+        #: Callers in :meth:`wait_for`.
+        self._waiters = 0
 
     async def start(self) -> None:
         """Catch up in the background and keep following."""
@@ -351,8 +357,10 @@ class ProjectionRunner:
         Woken through the process's one LISTEN on the log
         (:func:`eventlog.listen.listener_for`), shared by its runners.
         """
-        listener = listener_for(self.database_url)
-        wake = listener.subscribe()
+        listener = self._listener = listener_for(self.database_url)
+        wake = self._wake = listener.subscribe(
+            () if self._waiters else self._stored_topics
+        )
         try:
             async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
                 await wait_listening(listener)
@@ -373,6 +381,7 @@ class ProjectionRunner:
                         await asyncio.sleep(self.linger)
         finally:
             listener.unsubscribe(wake)
+            self._wake = self._listener = None
 
     async def _ensure_tracking(self, conn: psycopg.AsyncConnection[object]) -> None:
         async with conn.transaction():
@@ -411,9 +420,32 @@ class ProjectionRunner:
             self._caught_up.notify_all()
 
     async def wait_for(self, position: int, timeout: float = 30.0) -> None:
-        """Return once the projection has applied the log up to ``position``."""
-        async with asyncio.timeout(timeout), self._caught_up:
-            await self._caught_up.wait_for(lambda: self.position >= position)
+        """Return once the projection has applied the log up to ``position``.
+
+        A runner is woken only by commits of the topics it reads, so its
+        position stays behind commits of others until its next step: while a
+        caller waits, the runner is woken by every commit, and at once.
+        """
+        if self.position >= position:
+            return
+        self._waiters += 1
+        self._listen(every_commit=True)
+        try:
+            async with asyncio.timeout(timeout), self._caught_up:
+                await self._caught_up.wait_for(lambda: self.position >= position)
+        finally:
+            self._waiters -= 1
+            if not self._waiters:
+                self._listen(every_commit=False)
+
+    def _listen(self, *, every_commit: bool) -> None:
+        """Have the running runner woken by every commit, or by those of its
+        topics; woken at once for the former."""
+        if self._listener is None or self._wake is None:
+            return
+        self._listener.retopic(self._wake, () if every_commit else self._stored_topics)
+        if every_commit:
+            self._wake.set()
 
 
 def _claim_query(*, topics: bool) -> sql.Composed:
