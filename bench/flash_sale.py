@@ -99,9 +99,10 @@ policy.
 Cost figures (over the sale and its settling, per order the hub stored):
 ``hub_cpu_ms_per_order`` is the CPU (user + system, from ``/proc``) of every
 hub-side process: this process (the hub; it also runs the bench's own polling
-of the sell-out every :data:`WATCH_EVERY_S`, about 1 %), the worker processes, and PostgreSQL (the
-postmaster, its backends, the children it reaped) and nats-server when this
-bench started them (``servers_in_cpu``); never the sandbox or its buyers.
+of the sell-out every :data:`WATCH_EVERY_S`, about 1 %), the worker
+processes, and PostgreSQL (the postmaster, its backends, the children it
+reaped) and nats-server when this bench started them (``servers_in_cpu``);
+never the sandbox or its buyers.
 The sale starts only once the worker processes are at work (every read model
 at the log's head, the relay holding its lock), so their start is not in it.
 ``api_calls_per_order`` counts every platform call in the sandbox's request

@@ -13,10 +13,9 @@ topics it stored; a subscriber that reads only some topics is woken only by
 a notification naming one of them (or by one that names none: another
 writer's). It is not the way events are found, only a hint that there are
 new ones: a runner still looks every :data:`eventlog.log.NOTIFY_SAFETY_S`
-seconds. When
-the connection fails (the database restarted, the connection was
-terminated), the listener connects again with a growing pause and then wakes
-every runner, since what was committed meanwhile notified nobody.
+seconds. When the connection fails (the database restarted, the connection
+was terminated), the listener connects again with a growing pause and then
+wakes every runner, since what was committed meanwhile notified nobody.
 """
 
 from __future__ import annotations

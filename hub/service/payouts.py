@@ -78,8 +78,9 @@ class PayoutProcess(BatchProjection):
         self, cur: psycopg.AsyncCursor[object], events: list[tuple[Event, int]]
     ) -> None:
         """Run the payout commands of consecutive order events, in log order."""
-        wanted = await self.commands_for([event for event, _ in events])
-        commands = list(zip((event for event, _ in events), wanted, strict=True))
+        order_events = [event for event, _ in events]
+        wanted = await self.commands_for(order_events)
+        commands = list(zip(order_events, wanted, strict=True))
         planned = [c for _, c in commands if c is not None]
         causes = [event for event, c in commands if c is not None]
         if not planned:
