@@ -28,7 +28,12 @@ from xml.etree import ElementTree
 
 import msgspec
 
-from connectors.common import PlatformCallError, ProtocolError, PushEvent
+from connectors.common import (
+    PlatformCallError,
+    ProtocolError,
+    PushEvent,
+    PushEventKind,
+)
 
 #: Pushes larger than this are refused unread (no platform sends more).
 MAX_BODY_BYTES = 1 << 20
@@ -161,11 +166,16 @@ class VerifiedPush(Generic[ShopT]):
     events: tuple[ShopEvent[ShopT], ...] = ()
     heartbeat: bool = False
 
-    def order_changes(self) -> Iterator[tuple[ShopT, str]]:
-        """(shop, order id) of every event announcing an order change."""
+    def order_events(self) -> Iterator[tuple[ShopT, str, PushEventKind]]:
+        """(shop, order id, kind) of every event announcing an order change."""
         for item in self.events:
             if item.event.kind in ORDER_KINDS and item.event.order_id is not None:
-                yield item.shop, item.event.order_id
+                yield item.shop, item.event.order_id, item.event.kind
+
+    def order_changes(self) -> Iterator[tuple[ShopT, str]]:
+        """(shop, order id) of every event announcing an order change."""
+        for shop, order_id, _ in self.order_events():
+            yield shop, order_id
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,8 @@ def create_app(
             return refusal(exc.status, exc.code, str(exc))
         if pushed.heartbeat or not policies[platform].orders.push_enabled:
             return acknowledge(webhook)
-        for shop, order_id in pushed.order_changes():
+        # An event whose news the hub holds is acknowledged without a read.
+        for shop, order_id in intake.news(pushed.order_events()):
             answer = await _take_in(webhook, shop, order_id)
             if answer is not None:
                 return answer

@@ -368,6 +368,11 @@ class GroupCommitter:
             return cached
         return await self.load(rules, aggregate_id)
 
+    def cached(self, aggregate_id: uuid.UUID) -> Any:
+        """The newest state of one aggregate if this committer holds it
+        (``None`` if not): no load."""
+        return self._cache.get(aggregate_id)
+
     async def latest_many(
         self, wanted: Mapping[uuid.UUID, AggregateRules]
     ) -> dict[uuid.UUID, Any]:

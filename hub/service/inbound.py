@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,20 @@ if TYPE_CHECKING:
     from hub.service.crm import CrmOutbox
     from hub.service.hub import Hub
     from hub.service.personal import PersonalData
+
+
+#: For each push kind, the order statuses that already show its news: a push
+#: of that kind for an order the hub holds in one of them is acknowledged
+#: without reading the order (a duplicate, a late push, a platform's re-send,
+#: or the *paid* push of an order whose *created* push found it paid). Kinds
+#: not listed (shipped, completed) are always read.
+HELD_AFTER: dict[str, frozenset[str]] = {
+    "order_created": frozenset(
+        {"placed", "paid", "shipped", "completed", "cancelled", "refunded"}
+    ),
+    "order_paid": frozenset({"paid", "shipped", "completed", "refunded"}),
+    "order_cancelled": frozenset({"cancelled"}),
+}
 
 
 def order_rules(hub: Hub) -> Any:
@@ -568,6 +582,32 @@ class OrderIntake:
                 "no binding was ever requested"
             )
         check_data_scope(binding, data_kind)
+
+    def holds(self, shop: ShopConfig, platform_order_id: str, kind: str) -> bool:
+        """Whether the hub already holds what a push of ``kind`` announces for
+        the order (:data:`HELD_AFTER`), so reading the order would tell it
+        nothing new.
+
+        Only the committer's own states count (no load): an order it does not
+        hold is read, as is every push of a kind not listed. Statuses only move
+        forward, so a state that shows the news, however old, is right to.
+        """
+        statuses = HELD_AFTER.get(kind)
+        if statuses is None:
+            return False
+        state: order.Order | None = self.hub.committer.cached(
+            order.order_id(shop.platform, platform_order_id)
+        )
+        return state is not None and state.status in statuses
+
+    def news(
+        self, changes: Iterable[tuple[ShopConfig, str, str]]
+    ) -> Iterator[tuple[ShopConfig, str]]:
+        """(shop, order id) of each (shop, order id, push kind) in ``changes``
+        whose news the hub does not hold yet (:meth:`holds`)."""
+        for shop, platform_order_id, kind in changes:
+            if not self.holds(shop, platform_order_id, kind):
+                yield shop, platform_order_id
 
     async def pull_order(self, shop: ShopConfig, platform_order_id: str) -> Ingested:
         """Read one order from the platform and take it in.

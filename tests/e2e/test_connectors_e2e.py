@@ -628,6 +628,33 @@ async def test_orders_pushed_twice_and_out_of_order_are_stored_once(
     assert counts["OrderPlaced"] == sum(len(o) for o in placed.values())
 
 
+async def test_a_push_of_news_the_hub_holds_is_acknowledged_without_a_read(
+    rig: Rig,
+) -> None:
+    platform, read = "wechat_shop", "/channels/ec/order/get"
+    await rig.control.set_faults(platform, FaultConfig(duplicate_push_rate=1.0))
+    reads_before = len(await rig.control.requests(platform=platform, api=read))
+    order_id = await _order_story(rig, platform, ["pay"])
+    await rig.control.flush_pushes()
+
+    # Every push is sent twice, the second once the first is answered (after
+    # the hub stored its news): new, new, paid, paid, all acknowledged.
+    deliveries = await rig.control.pushes(platform=platform, order_id=order_id)
+    assert [(d["event"], d["duplicate"], d["status"]) for d in deliveries] == [
+        ("channels_ec_order_new", False, 200),
+        ("channels_ec_order_new", True, 200),
+        ("channels_ec_order_pay", False, 200),
+        ("channels_ec_order_pay", True, 200),
+    ]
+    state = await rig.hub.committer.load(
+        ORDER_RULES, order_domain.order_id(platform, order_id)
+    )
+    assert state is not None and state.status == "paid"
+    # One read for each push with news; none for the copies.
+    reads = await rig.control.requests(platform=platform, api=read)
+    assert len(reads) - reads_before == 2
+
+
 async def test_douyin_is_polled_thirty_minutes_late_and_kuaishou_on_demand(
     rig: Rig,
 ) -> None:
