@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -234,6 +234,9 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
+        #: Aggregates whose cached state a batch being written left (not yet
+        #: durable), with how many such batches.
+        self._unlanded: Counter[uuid.UUID] = Counter()
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[DurableListener] = []
         self._reactors: list[Reactor] = []
@@ -369,8 +372,11 @@ class GroupCommitter:
         return await self.load(rules, aggregate_id)
 
     def cached(self, aggregate_id: uuid.UUID) -> Any:
-        """The newest state of one aggregate if this committer holds it
-        (``None`` if not): no load."""
+        """The durable state of one aggregate if this committer holds it
+        (``None`` if not, or while a batch that changes it is being
+        written): no load."""
+        if self._unlanded[aggregate_id] > 0:
+            return None
         return self._cache.get(aggregate_id)
 
     async def latest_many(
@@ -485,6 +491,7 @@ class GroupCommitter:
             write.set_result([])
         for aid, state in states.items():
             self._remember(aid, state)
+        self._unlanded.update(states.keys())
         return _Flight(batch, states, decided, refused, write, events, deferred)
 
     async def _land(self, flight: _Flight) -> bool:
@@ -493,6 +500,18 @@ class GroupCommitter:
         Returns False when the write failed, after dropping the batch's
         speculative states and settling the batch by the one-at-a-time path.
         """
+        try:
+            return await self._land_written(flight)
+        finally:
+            for aid in flight.states:  # durable now, or dropped
+                left = self._unlanded[aid] - 1
+                if left > 0:
+                    self._unlanded[aid] = left
+                else:
+                    del self._unlanded[aid]
+
+    async def _land_written(self, flight: _Flight) -> bool:
+        """:meth:`_land`, but for the states the batch left in the cache."""
         try:
             positions = await flight.write
         except Exception as exc:

@@ -14,7 +14,12 @@ import pytest
 from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
 
 from domain.events import Event, register
-from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
+from domain.stock import (
+    AdjustStock,
+    InsufficientStockError,
+    ReceiveStock,
+    stock_item_id,
+)
 from hub.infra.store import HubApplication, MsgspecMapper, decode_event, encode_event
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import GroupCommitter
@@ -150,6 +155,37 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
     assert first.positions[0] < third.positions[0]
     assert len(app.load_events(first.aggregate_id)) == 1
     assert len(app.load_events(third.aggregate_id)) == 1
+
+
+async def test_a_state_counts_as_held_only_once_its_batch_is_written(
+    app: HubApplication,
+) -> None:
+    import threading
+
+    release = threading.Event()
+    append = app.append
+
+    def slow_append(events: Any, *args: Any) -> list[int]:
+        release.wait(10)
+        return append(events, *args)
+
+    app.append = slow_append  # type: ignore[method-assign]
+    item = stock_item_id("D-1")
+    async with _running(app) as committer:
+        try:
+            task = asyncio.create_task(
+                committer.execute(STOCK_RULES, ReceiveStock(sku="D-1", quantity=2))
+            )
+            async with asyncio.timeout(10):
+                while item not in committer._cache:  # decided, being written
+                    await asyncio.sleep(0.001)
+            # The next batch may decide on it; a push may not be answered by it.
+            assert committer.cached(item) is None
+            release.set()
+            await task
+            assert committer.cached(item).on_hand == 2
+        finally:
+            release.set()
 
 
 async def test_a_batch_that_loses_a_race_is_decided_again_on_fresh_state(

@@ -7,7 +7,7 @@ so each test sees what a push made the hub do, not only what it answered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -80,6 +80,13 @@ class Intake:
     reads: list[tuple[str, str]] = field(default_factory=list)
     hold: asyncio.Event | None = None
     error: Exception | None = None
+
+    def news(
+        self, changes: Iterable[tuple[ShopConfig, str, str]]
+    ) -> Iterator[tuple[ShopConfig, str]]:
+        """Every change: this stand-in holds no orders."""
+        for shop, order_id, _ in changes:
+            yield shop, order_id
 
     async def pull_order(self, shop: ShopConfig, order_id: str) -> Ingested:
         self.reads.append((shop.key, order_id))
