@@ -9,7 +9,6 @@ projection step is a handful of those. Elsewhere the standard loop is used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -144,8 +143,14 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        # The task's own end, unless the caller was cancelled meanwhile (a
+        # timeout around this wait): that one is the caller's to raise.
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 async def run_until_signal(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 
@@ -15,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from domain.stock import AdjustStock, InsufficientStockError, ReceiveStock
 from hub.entry.nats_api import build_broker
 from hub.entry.status import read_status
+from hub.infra import relay as relay_module
 from hub.infra.migrate import Migration, MigrationError, bundled_migrations, migrate
 from hub.messages import (
     H_AGGREGATE_ID,
@@ -146,6 +148,36 @@ async def test_relay_publishes_in_order_with_headers(hub: Hub, nats_url: str) ->
         assert body.data["quantity"] == position
         ids.add(body.event_id)
     assert len(ids) == 30
+
+
+async def test_a_relay_stops_though_a_publish_swallows_its_cancellation(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nats-py's flush ends in ``except CancelledError: pass``; this publish
+    # does the same, and holds the relay there until it is cancelled.
+    publishing = asyncio.Event()
+    publisher = relay_module._publisher
+
+    def held_publisher(nc: nats.aio.client.Client) -> relay_module.Publish:
+        publish = publisher(nc)
+
+        async def held(messages: list[relay_module.Message]) -> None:
+            await publish(messages)
+            publishing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+
+        return held
+
+    monkeypatch.setattr(relay_module, "_publisher", held_publisher)
+    # No ack comes while it is held; it must not end the attempt either.
+    monkeypatch.setattr(relay_module, "ACK_TIMEOUT_S", 3600.0)
+    async with started_hub(database_url, nats_url) as hub:
+        assert hub.relay is not None
+        await hub.execute("stock.receive", ReceiveStock(sku="F-1", quantity=1))
+        async with asyncio.timeout(30):
+            await publishing.wait()
+            await hub.relay.stop()  # returns: the lost cancellation is raised again
 
 
 async def test_commands_over_nats_request_reply(hub: Hub, nats_url: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 from hub.infra.relay import _Acks
+from hub.infra.runtime import cancel_and_wait
 
 
 async def test_a_relay_waiting_for_an_ack_stops_when_cancelled_as_the_ack_comes() -> (
@@ -32,3 +33,25 @@ async def test_a_wait_for_an_ack_still_times_out() -> None:
     acks = _Acks()
     assert not await acks.wait_beyond(0, timeout=0.01)
     assert acks.failure == "no ack within 0 s"
+
+
+async def test_a_caller_cancelled_while_it_waits_for_a_task_is_cancelled() -> None:
+    # A task that takes its time to end once cancelled.
+    release = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()
+            raise
+
+    task = asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)  # the task waits
+    # The caller's own deadline passes while it waits: that is not swallowed.
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await cancel_and_wait(task)
+    release.set()
+    await cancel_and_wait(task)  # the task's own end is
+    assert task.cancelled()
