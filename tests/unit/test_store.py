@@ -23,6 +23,7 @@ from domain.stock import (
 from hub.infra.store import HubApplication, MsgspecMapper, decode_event, encode_event
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import GroupCommitter
+from tests.memory_hub import held_appends
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -119,16 +120,7 @@ async def test_committer_answers_each_caller_after_one_batch(
 async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
     app: HubApplication,
 ) -> None:
-    import threading
-
-    release = threading.Event()
-    append = app.append
-
-    def slow_append(events: Any, *args: Any) -> list[int]:
-        release.wait(10)
-        return append(events, *args)
-
-    app.append = slow_append  # type: ignore[method-assign]
+    release = held_appends(app)
     async with _running(app) as committer:
         try:
             tasks = [
@@ -160,16 +152,7 @@ async def test_a_caller_giving_up_mid_commit_does_not_fail_the_others(
 async def test_a_state_counts_as_held_only_once_its_batch_is_written(
     app: HubApplication,
 ) -> None:
-    import threading
-
-    release = threading.Event()
-    append = app.append
-
-    def slow_append(events: Any, *args: Any) -> list[int]:
-        release.wait(10)
-        return append(events, *args)
-
-    app.append = slow_append  # type: ignore[method-assign]
+    release = held_appends(app)
     item = stock_item_id("D-1")
     async with _running(app) as committer:
         try:

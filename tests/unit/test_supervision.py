@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import threading
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -18,6 +16,7 @@ from hub.infra.runtime import OneLineFormatter, freeze_heap
 from hub.infra.store import HubApplication
 from hub.service.commands import STOCK_RULES
 from hub.service.commit import GroupCommitter, StoreUnavailableError
+from tests.memory_hub import held_appends
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -169,14 +168,7 @@ def test_freeze_heap_keeps_what_the_process_holds_out_of_later_collections() -> 
 async def test_a_committer_whose_store_hangs_answers_and_stops(
     app: HubApplication,
 ) -> None:
-    release = threading.Event()
-    append = app.append
-
-    def hanging_append(events: Any, *args: Any) -> list[int]:
-        release.wait(30)
-        return append(events, *args)
-
-    app.append = hanging_append  # type: ignore[method-assign]
+    release = held_appends(app, wait_s=30)
     committer = GroupCommitter(app, clock=lambda: NOW, supervisor=Supervisor())
     await committer.start()
     try:
