@@ -142,14 +142,16 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """
     if task is None:
         return
+    current = asyncio.current_task()
+    # A caller already being cancelled (stopping things in its cleanup) goes on.
+    before = current.cancelling() if current is not None else 0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
-        # The task's own end, unless the caller was cancelled meanwhile (a
-        # timeout around this wait): that one is the caller's to raise.
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        # The task's own end, unless the caller was cancelled while it waited
+        # (a timeout around this wait): that one is the caller's to raise.
+        if current is not None and current.cancelling() > before:
             raise
 
 

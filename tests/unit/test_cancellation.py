@@ -55,3 +55,24 @@ async def test_a_caller_cancelled_while_it_waits_for_a_task_is_cancelled() -> No
     release.set()
     await cancel_and_wait(task)  # the task's own end is
     assert task.cancelled()
+
+
+async def test_a_caller_stopping_things_while_it_is_cancelled_goes_on() -> None:
+    async def quick_to_end() -> None:
+        await asyncio.Event().wait()
+
+    stopped: list[str] = []
+
+    async def caller() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:  # cleanup while cancelled: each stop returns
+            for name in ("first", "second"):
+                await cancel_and_wait(asyncio.create_task(quick_to_end()))
+                stopped.append(name)
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert task.cancelled()
+    assert stopped == ["first", "second"]
