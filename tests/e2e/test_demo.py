@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ import httpx
 import pytest
 
 from hub.entry.dashboard import add_user
-from hub.infra.embedded import free_port
+from hub.infra.embedded import port_free
 from tests.browser import ARGS, CHROMIUM, SCREENSHOTS, needs_chromium
 
 pytestmark = pytest.mark.e2e
@@ -50,10 +51,27 @@ def yuan(fen: int) -> str:
     return f"¥{fen / 100:,.2f}"
 
 
+def _fixed_ports(count: int) -> list[int]:
+    """Free ports below the kernel's ephemeral range: the demo binds its
+    sandbox to port 0, and the kernel once handed it the very port an
+    ephemeral pick had chosen for the hub's HTTP (address already in use)."""
+    low = 32768
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if ranges.exists():
+        low = int(ranges.read_text().split()[0])
+    picked: list[int] = []
+    rng = random.Random()
+    while len(picked) < count:
+        port = rng.randrange(max(1024, low - 10_000), low)
+        if port not in picked and port_free("127.0.0.1", port):
+            picked.append(port)
+    return picked
+
+
 @pytest.fixture(scope="module")
 async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Demo]:
     tmp_path = tmp_path_factory.mktemp("demo")
-    ports = {name: free_port() for name in ("pg", "nats", "http")}
+    ports = dict(zip(("pg", "nats", "http"), _fixed_ports(3), strict=True))
     env = {
         k: v
         for k, v in os.environ.items()
