@@ -170,7 +170,8 @@ def _stop_if_cancelled() -> None:
     pass``: a relay stopped while a publish flushed went on publishing, and
     its stop waited forever (seen once in a CI run, in a test's teardown).
     Nothing in the relay takes a cancellation back, so a request still
-    counted (:meth:`asyncio.Task.cancelling`) is one that was lost.
+    counted (:meth:`asyncio.Task.cancelling`) is one that was lost; the
+    relay looks after each publish, the only call into nats-py in its loop.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():
@@ -194,7 +195,6 @@ def _publisher(nc: NatsClient) -> Publish:
         async def plain(messages: list[Message]) -> None:
             for subject, payload, reply, headers in messages:
                 await nc.publish(subject, payload, reply=reply, headers=headers)
-                _stop_if_cancelled()
 
         return plain
 
@@ -220,7 +220,6 @@ def _publisher(nc: NatsClient) -> Publish:
         queue = nc._flush_queue
         if queue is not None and queue.empty():
             await flush()
-        _stop_if_cancelled()
 
     return framed
 
@@ -353,7 +352,6 @@ class Relay:
         # unless ``wake`` is set, so the log is not read again until then.
         at_head = False
         while acks.failure is None:
-            _stop_if_cancelled()
             rows: list[tuple[int, str, bytes]] = []
             if not at_head or wake.is_set():
                 # Cleared before the read: what is committed after it sets it.
@@ -392,6 +390,7 @@ class Relay:
                     sent = position
                     window.append((sequence, position))
                 await publish(batch)
+                _stop_if_cancelled()  # a flush may have swallowed it
             acknowledged = 0
             while window and window[0][0] <= acks.acked:
                 acknowledged = window.popleft()[1]

@@ -502,13 +502,8 @@ class GroupCommitter:
         """
         try:
             return await self._land_written(flight)
-        finally:
-            for aid in flight.states:  # durable now, or dropped
-                left = self._unlanded[aid] - 1
-                if left > 0:
-                    self._unlanded[aid] = left
-                else:
-                    del self._unlanded[aid]
+        finally:  # durable now, or dropped (counts at zero go)
+            self._unlanded -= Counter(flight.states.keys())
 
     async def _land_written(self, flight: _Flight) -> bool:
         """:meth:`_land`, but for the states the batch left in the cache."""
